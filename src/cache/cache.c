@@ -1,0 +1,588 @@
+#include "cache/cache.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+
+/* A user ID in a room's member set. */
+struct uset {
+    char *user_id;      /* owned */
+    UT_hash_handle hh;  /* uthash */
+};
+
+struct room_entry {
+    char *room_id;           /* key */
+    struct room_meta *meta;  /* current metadata (ref), may be NULL */
+    struct uset *users;      /* loaded users joined or invited */
+    UT_hash_handle hh;       /* uthash */
+};
+
+struct ur_entry {
+    struct user_room r;      /* the data; r.room_id is the key */
+    UT_hash_handle hh;       /* uthash */
+};
+
+struct dm_entry {
+    char *room_id;           /* a room listed in m.direct */
+    UT_hash_handle hh;       /* uthash */
+};
+
+struct user_entry {
+    char *user_id;                    /* key */
+    struct ur_entry *rooms;           /* joined and invited rooms */
+    struct dm_entry *dms;             /* m.direct rooms */
+    struct cache_listener *listeners; /* connections of this user */
+    UT_hash_handle hh;                /* uthash */
+};
+
+struct cache {
+    pthread_rwlock_t lock;     /* guards everything below */
+    struct room_entry *rooms;  /* room_id -> entry */
+    struct user_entry *users;  /* user_id -> entry (loaded users) */
+    int64_t pos;               /* highest NID applied */
+};
+
+struct room_meta *room_meta_ref(struct room_meta *m)
+{
+    if (m) atomic_fetch_add(&m->refs, 1);
+    return m;
+}
+
+void room_meta_unref(struct room_meta *m)
+{
+    if (!m) return;
+    int before = atomic_fetch_sub(&m->refs, 1);
+    CHECK(before > 0);
+    if (before == 1) {
+        store_room_release(&m->r);
+        free(m);
+    }
+}
+
+static struct room_meta *meta_new(struct store_room *r)
+{
+    struct room_meta *m = xcalloc(1, sizeof *m);
+    atomic_init(&m->refs, 1);
+    m->r = *r;
+    *r = (struct store_room){0};
+    return m;
+}
+
+struct cache_update *cache_update_new(enum cache_update_kind kind, const char *room_id, const char *device_id)
+{
+    struct cache_update *u = xcalloc(1, sizeof *u);
+    atomic_init(&u->refs, 1);
+    u->kind = kind;
+    u->room_id = room_id ? xstrdup(room_id) : NULL;
+    u->device_id = device_id ? xstrdup(device_id) : NULL;
+    return u;
+}
+
+struct cache_update *cache_update_ref(struct cache_update *u)
+{
+    atomic_fetch_add(&u->refs, 1);
+    return u;
+}
+
+void cache_update_unref(struct cache_update *u)
+{
+    if (!u) return;
+    int before = atomic_fetch_sub(&u->refs, 1);
+    CHECK(before > 0);
+    if (before != 1) return;
+    free(u->room_id);
+    free(u->device_id);
+    event_unref(u->ev);
+    free(u);
+}
+
+void user_room_release(struct user_room *r)
+{
+    free(r->room_id);
+    free(r->invite_state);
+    room_meta_unref(r->meta);
+    *r = (struct user_room){0};
+}
+
+struct cache *cache_new(void)
+{
+    struct cache *c = xcalloc(1, sizeof *c);
+    pthread_rwlock_init(&c->lock, NULL);
+    return c;
+}
+
+static void free_uset(struct uset **s)
+{
+    struct uset *e, *t;
+    HASH_ITER(hh, *s, e, t)
+    {
+        HASH_DEL(*s, e);
+        free(e->user_id);
+        free(e);
+    }
+}
+
+static void free_dms(struct dm_entry **s)
+{
+    struct dm_entry *e, *t;
+    HASH_ITER(hh, *s, e, t)
+    {
+        HASH_DEL(*s, e);
+        free(e->room_id);
+        free(e);
+    }
+}
+
+void cache_free(struct cache *c)
+{
+    if (!c) return;
+    struct room_entry *re, *rt;
+    HASH_ITER(hh, c->rooms, re, rt)
+    {
+        HASH_DEL(c->rooms, re);
+        room_meta_unref(re->meta);
+        free_uset(&re->users);
+        free(re->room_id);
+        free(re);
+    }
+    struct user_entry *ue, *ut;
+    HASH_ITER(hh, c->users, ue, ut)
+    {
+        HASH_DEL(c->users, ue);
+        struct ur_entry *e, *t;
+        HASH_ITER(hh, ue->rooms, e, t)
+        {
+            HASH_DEL(ue->rooms, e);
+            user_room_release(&e->r);
+            free(e);
+        }
+        free_dms(&ue->dms);
+        free(ue->user_id);
+        free(ue);
+    }
+    pthread_rwlock_destroy(&c->lock);
+    free(c);
+}
+
+static struct user_entry *find_user(struct cache *c, const char *user_id)
+{
+    struct user_entry *u;
+    HASH_FIND_STR(c->users, user_id, u);
+    return u;
+}
+
+static struct room_entry *find_room(struct cache *c, const char *room_id)
+{
+    struct room_entry *r;
+    HASH_FIND_STR(c->rooms, room_id, r);
+    return r;
+}
+
+static struct room_entry *get_room(struct cache *c, const char *room_id)
+{
+    struct room_entry *r = find_room(c, room_id);
+    if (!r) {
+        r = xcalloc(1, sizeof *r);
+        r->room_id = xstrdup(room_id);
+        HASH_ADD_KEYPTR(hh, c->rooms, r->room_id, strlen(r->room_id), r);
+    }
+    return r;
+}
+
+static void room_add_user(struct room_entry *r, const char *user_id)
+{
+    struct uset *e;
+    HASH_FIND_STR(r->users, user_id, e);
+    if (e) return;
+    e = xcalloc(1, sizeof *e);
+    e->user_id = xstrdup(user_id);
+    HASH_ADD_KEYPTR(hh, r->users, e->user_id, strlen(e->user_id), e);
+}
+
+static void room_del_user(struct room_entry *r, const char *user_id)
+{
+    struct uset *e;
+    HASH_FIND_STR(r->users, user_id, e);
+    if (!e) return;
+    HASH_DEL(r->users, e);
+    free(e->user_id);
+    free(e);
+}
+
+static bool user_is_dm(struct user_entry *u, const char *room_id)
+{
+    struct dm_entry *d;
+    HASH_FIND_STR(u->dms, room_id, d);
+    return d != NULL;
+}
+
+static void copy_user_room(const struct user_room *src, struct user_room *dst)
+{
+    *dst = *src;
+    dst->room_id = xstrdup(src->room_id);
+    dst->invite_state = src->invite_state ? xstrdup(src->invite_state) : NULL;
+    dst->meta = room_meta_ref(src->meta);
+}
+
+/* ---- readers ---- */
+
+bool cache_user_loaded(struct cache *c, const char *user_id)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    bool ok = find_user(c, user_id) != NULL;
+    pthread_rwlock_unlock(&c->lock);
+    return ok;
+}
+
+int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_listener *l, struct user_room **out,
+                        int *n, int64_t *pos)
+{
+    /* Registering a listener changes the user entry: take the write lock. */
+    if (l)
+        pthread_rwlock_wrlock(&c->lock);
+    else
+        pthread_rwlock_rdlock(&c->lock);
+    struct user_entry *u = find_user(c, user_id);
+    if (!u) {
+        pthread_rwlock_unlock(&c->lock);
+        return -1;
+    }
+    int cnt = (int)HASH_COUNT(u->rooms), i = 0;
+    *out = xcalloc((size_t)(cnt ? cnt : 1), sizeof **out);
+    struct ur_entry *e, *t;
+    HASH_ITER(hh, u->rooms, e, t)
+    {
+        copy_user_room(&e->r, &(*out)[i]);
+        (*out)[i].is_dm = (*out)[i].is_dm || user_is_dm(u, e->r.room_id);
+        i++;
+    }
+    *n = cnt;
+    *pos = c->pos;
+    if (l) {
+        l->next = u->listeners;
+        u->listeners = l;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return 0;
+}
+
+void cache_unlisten(struct cache *c, const char *user_id, struct cache_listener *l)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    struct user_entry *u = find_user(c, user_id);
+    if (u) {
+        for (struct cache_listener **pp = &u->listeners; *pp; pp = &(*pp)->next) {
+            if (*pp == l) {
+                *pp = l->next;
+                break;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
+struct room_meta *cache_room(struct cache *c, const char *room_id)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    struct room_entry *r = find_room(c, room_id);
+    struct room_meta *m = r ? room_meta_ref(r->meta) : NULL;
+    pthread_rwlock_unlock(&c->lock);
+    return m;
+}
+
+bool cache_user_room(struct cache *c, const char *user_id, const char *room_id, struct user_room *out)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    struct user_entry *u = find_user(c, user_id);
+    struct ur_entry *e = NULL;
+    if (u) HASH_FIND_STR(u->rooms, room_id, e);
+    if (e) {
+        copy_user_room(&e->r, out);
+        out->is_dm = out->is_dm || user_is_dm(u, room_id);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return e != NULL;
+}
+
+int64_t cache_position(struct cache *c)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    int64_t p = c->pos;
+    pthread_rwlock_unlock(&c->lock);
+    return p;
+}
+
+/* ---- writers (ingest thread) ---- */
+
+static void set_dms(struct user_entry *u, const char *m_direct_json)
+{
+    free_dms(&u->dms);
+    json_t *j = m_direct_json ? json_loads(m_direct_json, 0, NULL) : NULL;
+    json_t *content = json_object_get(j, "content");
+    const char *key;
+    json_t *arr;
+    json_object_foreach(content, key, arr)
+    {
+        size_t i;
+        json_t *rid;
+        json_array_foreach(arr, i, rid)
+        {
+            if (!json_is_string(rid)) continue;
+            struct dm_entry *d;
+            HASH_FIND_STR(u->dms, json_string_value(rid), d);
+            if (d) continue;
+            d = xcalloc(1, sizeof *d);
+            d->room_id = xstrdup(json_string_value(rid));
+            HASH_ADD_KEYPTR(hh, u->dms, d->room_id, strlen(d->room_id), d);
+        }
+    }
+    json_decref(j);
+}
+
+static void put_meta(struct cache *c, struct store_room *r)
+{
+    struct room_entry *e = get_room(c, r->room_id);
+    room_meta_unref(e->meta);
+    e->meta = meta_new(r);
+}
+
+static bool invite_is_direct(const char *invite_state, const char *user_id)
+{
+    json_t *j = invite_state ? json_loads(invite_state, 0, NULL) : NULL;
+    bool direct = false;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(j, i, ev)
+    {
+        json_t *sk = json_object_get(ev, "state_key");
+        json_t *type = json_object_get(ev, "type");
+        if (json_is_string(sk) && json_is_string(type) && strcmp(json_string_value(type), "m.room.member") == 0 &&
+            strcmp(json_string_value(sk), user_id) == 0)
+            direct = json_is_true(json_object_get(json_object_get(ev, "content"), "is_direct"));
+    }
+    json_decref(j);
+    return direct;
+}
+
+static void user_put_room(struct cache *c, struct user_entry *u, struct store_user_room *sr)
+{
+    struct ur_entry *e;
+    HASH_FIND_STR(u->rooms, sr->room_id, e);
+    if (e) {
+        HASH_DEL(u->rooms, e);
+        user_room_release(&e->r);
+    } else {
+        e = xcalloc(1, sizeof *e);
+    }
+    struct room_entry *re = get_room(c, sr->room_id);
+    e->r = (struct user_room){
+        .room_id = sr->room_id,
+        .invite = sr->invite,
+        .join_nid = sr->join_nid,
+        .join_ts = sr->join_ts,
+        .notif = sr->notif,
+        .highlight = sr->highlight,
+        .invite_state = sr->invite_state,
+        .invite_ts = sr->invite_ts,
+        .is_dm = sr->invite && invite_is_direct(sr->invite_state, u->user_id),
+        .meta = sr->invite ? NULL : room_meta_ref(re->meta),
+    };
+    *sr = (struct store_user_room){0};
+    HASH_ADD_KEYPTR(hh, u->rooms, e->r.room_id, strlen(e->r.room_id), e);
+    room_add_user(re, u->user_id);
+}
+
+static void user_del_room(struct cache *c, struct user_entry *u, const char *room_id)
+{
+    struct ur_entry *e;
+    HASH_FIND_STR(u->rooms, room_id, e);
+    if (!e) return;
+    HASH_DEL(u->rooms, e);
+    struct room_entry *re = find_room(c, room_id);
+    if (re) room_del_user(re, u->user_id);
+    user_room_release(&e->r);
+    free(e);
+}
+
+void cache_install_user(struct cache *c, const char *user_id, struct store_user_room *rooms, int n_rooms,
+                        struct store_room *metas, int n_metas, const char *m_direct_json, int64_t pos)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    for (int i = 0; i < n_metas; i++) put_meta(c, &metas[i]);
+    struct user_entry *u = find_user(c, user_id);
+    if (!u) {
+        u = xcalloc(1, sizeof *u);
+        u->user_id = xstrdup(user_id);
+        HASH_ADD_KEYPTR(hh, c->users, u->user_id, strlen(u->user_id), u);
+    }
+    set_dms(u, m_direct_json);
+    for (int i = 0; i < n_rooms; i++) user_put_room(c, u, &rooms[i]);
+    if (pos > c->pos) c->pos = pos;
+    pthread_rwlock_unlock(&c->lock);
+}
+
+int cache_missing_rooms(struct cache *c, const char *const *ids, int n, const char ***out)
+{
+    *out = xcalloc((size_t)(n ? n : 1), sizeof **out);
+    int k = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    for (int i = 0; i < n; i++) {
+        struct room_entry *r = find_room(c, ids[i]);
+        if (!r || !r->meta) (*out)[k++] = ids[i];
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return k;
+}
+
+bool cache_room_wanted(struct cache *c, const char *room_id)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    struct room_entry *r = find_room(c, room_id);
+    bool w = r && (r->users || r->meta);
+    pthread_rwlock_unlock(&c->lock);
+    return w;
+}
+
+static bool device_matches(const struct cache_listener *l, const struct cache_update *u)
+{
+    return !u->device_id || !l->device_id || strcmp(u->device_id, l->device_id) == 0;
+}
+
+static void notify(struct user_entry *u, struct cache_update *upd)
+{
+    for (struct cache_listener *l = u->listeners; l; l = l->next)
+        if (device_matches(l, upd)) l->on_update(l->ud, upd);
+}
+
+void cache_notify_user(struct cache *c, const char *user_id, struct cache_update *u)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    struct user_entry *ue = find_user(c, user_id);
+    if (ue) notify(ue, u);
+    pthread_rwlock_unlock(&c->lock);
+    cache_update_unref(u);
+}
+
+static void apply_event(struct cache *c, struct event *ev)
+{
+    struct room_entry *re = find_room(c, ev->room_id);
+    struct user_entry *target = NULL;
+    bool target_was_in = false;
+    if (ev->membership && ev->state_key && (target = find_user(c, ev->state_key))) {
+        struct ur_entry *e;
+        HASH_FIND_STR(target->rooms, ev->room_id, e);
+        target_was_in = e != NULL;
+        bool joined_before = e && !e->r.invite;
+        if (strcmp(ev->membership, "join") == 0) {
+            if (!joined_before) {
+                struct store_user_room sr = {
+                    .room_id = xstrdup(ev->room_id),
+                    .join_nid = ev->nid,
+                    .join_ts = ev->ts,
+                };
+                user_put_room(c, target, &sr);
+                re = find_room(c, ev->room_id);
+            }
+        } else if (strcmp(ev->membership, "invite") != 0) {
+            /* leave, ban: after this event nothing more of the room reaches them */
+            if (e) user_del_room(c, target, ev->room_id);
+        }
+    }
+    struct cache_update *upd = cache_update_new(CU_EVENT, ev->room_id, NULL);
+    upd->ev = event_ref(ev);
+    upd->nid = ev->nid;
+    if (re) {
+        struct uset *s, *t;
+        HASH_ITER(hh, re->users, s, t)
+        {
+            struct user_entry *u = find_user(c, s->user_id);
+            if (u) notify(u, upd);
+        }
+    }
+    /* The user who just left still sees their own leave, once. */
+    if (target && target_was_in) {
+        struct uset *still = NULL;
+        if (re) HASH_FIND_STR(re->users, target->user_id, still);
+        if (!still) notify(target, upd);
+    }
+    cache_update_unref(upd);
+}
+
+void cache_apply(struct cache *c, struct cache_changes *ch)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    for (int i = 0; i < ch->n_metas; i++) {
+        char *rid = xstrdup(ch->metas[i].room_id);
+        put_meta(c, &ch->metas[i]);
+        /* Users' joined-room entries point at the new metadata. */
+        struct room_entry *re = find_room(c, rid);
+        struct uset *s, *t;
+        HASH_ITER(hh, re->users, s, t)
+        {
+            struct user_entry *u = find_user(c, s->user_id);
+            struct ur_entry *e = NULL;
+            if (u) HASH_FIND_STR(u->rooms, rid, e);
+            if (e && !e->r.invite) {
+                room_meta_unref(e->r.meta);
+                e->r.meta = room_meta_ref(re->meta);
+            }
+        }
+        free(rid);
+    }
+    struct user_entry *poller_user = find_user(c, ch->user_id);
+    if (poller_user && ch->m_direct_json) set_dms(poller_user, ch->m_direct_json);
+    for (int i = 0; i < ch->n_events; i++) apply_event(c, ch->events[i]);
+    for (int i = 0; i < ch->n_reset; i++) {
+        struct room_entry *re = find_room(c, ch->reset_rooms[i]);
+        if (!re) continue;
+        struct cache_update *upd = cache_update_new(CU_ROOM_RESET, ch->reset_rooms[i], NULL);
+        struct uset *s, *t;
+        HASH_ITER(hh, re->users, s, t)
+        {
+            struct user_entry *u = find_user(c, s->user_id);
+            if (u) notify(u, upd);
+        }
+        cache_update_unref(upd);
+    }
+    if (poller_user) {
+        for (int i = 0; i < ch->n_invites; i++) {
+            struct ur_entry *e;
+            HASH_FIND_STR(poller_user->rooms, ch->invites[i].room_id, e);
+            if (e && !e->r.invite) continue; /* already joined */
+            char *rid = xstrdup(ch->invites[i].room_id);
+            user_put_room(c, poller_user, &ch->invites[i]);
+            struct cache_update *upd = cache_update_new(CU_INVITE, rid, NULL);
+            notify(poller_user, upd);
+            cache_update_unref(upd);
+            free(rid);
+        }
+    }
+    for (int i = 0; i < ch->n_user_updates; i++) {
+        struct cache_update *upd = ch->user_updates[i];
+        if (poller_user) {
+            struct ur_entry *e = NULL;
+            if (upd->room_id) HASH_FIND_STR(poller_user->rooms, upd->room_id, e);
+            if (upd->kind == CU_UNREAD && e) {
+                e->r.notif = upd->notif;
+                e->r.highlight = upd->highlight;
+            }
+            bool deliver = true;
+            if (upd->kind == CU_LEAVE) {
+                /* Only a room still held (an invite being rejected or withdrawn) needs it. */
+                deliver = e != NULL;
+                if (e) user_del_room(c, poller_user, upd->room_id);
+            }
+            if (upd->kind == CU_UNREAD && !e) deliver = false;
+            if (deliver) notify(poller_user, upd);
+        }
+        cache_update_unref(upd);
+    }
+    ch->n_user_updates = 0;
+    for (int i = 0; i < ch->n_invites; i++) store_user_room_release(&ch->invites[i]);
+    if (ch->pos > c->pos) c->pos = ch->pos;
+    pthread_rwlock_unlock(&c->lock);
+}

@@ -1,0 +1,141 @@
+/* In-memory caches shared by all connections: room metadata (the same for
+ * every user) and per-user room sets, plus the listeners (connections) to
+ * wake when something changes for a user.
+ *
+ * Threads: only the ingest thread writes (cache_apply, cache_install_user,
+ * cache_room_put); HTTP threads read under the read lock through the
+ * cache_read_* functions, which copy what they need. Listener callbacks run on
+ * the ingest thread with the write lock held: they must only queue and wake.
+ * Lock order: (a connection's request lock) -> cache lock -> (a connection's
+ * queue lock). Nothing blocks on the network or the database while holding
+ * the cache lock. */
+#ifndef SYNCV3_CACHE_CACHE_H
+#define SYNCV3_CACHE_CACHE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/event.h"
+#include "store/rooms.h"
+
+/* Immutable, reference-counted room metadata. */
+struct room_meta {
+    atomic_int refs;       /* references */
+    struct store_room r;   /* the facts */
+};
+
+struct room_meta *room_meta_ref(struct room_meta *m);
+void room_meta_unref(struct room_meta *m);
+
+/* What a connection is told about. */
+enum cache_update_kind {
+    CU_EVENT,          /* a new timeline event in a room the user is in (incl. their own membership) */
+    CU_UNREAD,         /* the user's unread counts of a room changed */
+    CU_INVITE,         /* the user was invited to a room */
+    CU_LEAVE,          /* the user left / was kicked / banned / the invite was rejected or withdrawn */
+    CU_ROOM_RESET,     /* a room's state changed without timeline events (gappy sync): resend it */
+    CU_ACCOUNT_DATA,   /* the user's account data changed */
+    CU_TO_DEVICE,      /* to-device messages arrived for device_id */
+    CU_DEVICE_DATA,    /* device lists / OTK counts changed for device_id */
+    CU_TOKEN_EXPIRED,  /* device_id's token died: its connections end */
+};
+
+/* One update, shared (reference-counted) by every connection it goes to. */
+struct cache_update {
+    atomic_int refs;            /* references */
+    enum cache_update_kind kind; /* what happened */
+    char *room_id;              /* the room, or NULL */
+    char *device_id;            /* for device-scoped kinds, else NULL */
+    struct event *ev;           /* CU_EVENT: the event (owned ref) */
+    int64_t notif, highlight;   /* CU_UNREAD: the new counts */
+    int64_t nid;                /* stream position this update belongs to (0 = none) */
+};
+
+struct cache_update *cache_update_new(enum cache_update_kind kind, const char *room_id, const char *device_id);
+struct cache_update *cache_update_ref(struct cache_update *u);
+void cache_update_unref(struct cache_update *u);
+
+/* A connection listening for a user's updates. on_update must not block. */
+struct cache_listener {
+    void (*on_update)(void *ud, struct cache_update *u); /* takes no ownership; ref what you keep */
+    void *ud;                                            /* the connection */
+    const char *device_id;                               /* device of the connection */
+    struct cache_listener *next;                         /* list link (cache-owned) */
+};
+
+/* A user's view of one room (copied out for readers). */
+struct user_room {
+    char *room_id;        /* the room */
+    bool invite;          /* invited, not joined */
+    int64_t join_nid;     /* start of the join span */
+    int64_t join_ts;      /* its timestamp */
+    int64_t notif;        /* notification_count */
+    int64_t highlight;    /* highlight_count */
+    bool is_dm;           /* in m.direct, or an invite with is_direct */
+    char *invite_state;   /* JSON array for invites */
+    int64_t invite_ts;    /* when the invite arrived */
+    struct room_meta *meta; /* metadata ref (invites: NULL) */
+};
+
+void user_room_release(struct user_room *r);
+
+struct cache;
+
+struct cache *cache_new(void);
+void cache_free(struct cache *c);
+
+/* ---- readers (any thread) ---- */
+
+/* Whether the user's data is loaded. */
+bool cache_user_loaded(struct cache *c, const char *user_id);
+/* Copies the user's rooms (heap array, release each then free) and the
+ * position they reflect, and registers l (if non-NULL) in the same critical
+ * section, so every later change reaches l and none before it does. Returns
+ * -1 when the user is not loaded. */
+int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_listener *l, struct user_room **out,
+                        int *n, int64_t *pos);
+void cache_unlisten(struct cache *c, const char *user_id, struct cache_listener *l);
+/* A room's metadata (ref) or NULL. */
+struct room_meta *cache_room(struct cache *c, const char *room_id);
+/* One user room copy; returns false if the user is not in/invited to it. */
+bool cache_user_room(struct cache *c, const char *user_id, const char *room_id, struct user_room *out);
+int64_t cache_position(struct cache *c);
+
+/* ---- the ingest thread ---- */
+
+/* Installs a freshly loaded user (rooms from the store, DM set from m.direct
+ * JSON, may be NULL) and the metadata of rooms not cached yet. Takes
+ * ownership of rooms' and metas' contents. */
+void cache_install_user(struct cache *c, const char *user_id, struct store_user_room *rooms, int n_rooms,
+                        struct store_room *metas, int n_metas, const char *m_direct_json, int64_t pos);
+/* Rooms among ids that are not cached (heap array of borrowed pointers into ids). */
+int cache_missing_rooms(struct cache *c, const char *const *ids, int n, const char ***out);
+/* Whether any loaded user is in the room (its metadata is kept fresh). */
+bool cache_room_wanted(struct cache *c, const char *room_id);
+
+/* One applied v2 response, for cache_apply. */
+struct cache_changes {
+    const char *user_id;              /* the polling user */
+    const char *device_id;            /* the polling device */
+    struct store_room *metas;         /* fresh metadata of touched rooms (ownership taken) */
+    int n_metas;                      /* entries */
+    struct event **events;            /* new timeline events, NID order (borrowed) */
+    int n_events;                     /* entries */
+    const char **reset_rooms;         /* rooms whose state changed outside the timeline */
+    int n_reset;                      /* entries */
+    struct cache_update **user_updates; /* updates for the polling user (ownership taken) */
+    int n_user_updates;               /* entries */
+    struct store_user_room *invites;  /* the polling user's invites (ownership taken) */
+    int n_invites;                    /* entries */
+    const char *m_direct_json;        /* new m.direct content, or NULL */
+    int64_t pos;                      /* highest NID now stored */
+};
+
+/* Applies changes and notifies listeners. */
+void cache_apply(struct cache *c, struct cache_changes *ch);
+/* Notifies a user's listeners (filtered by device when device_id is set). Takes ownership of u. */
+void cache_notify_user(struct cache *c, const char *user_id, struct cache_update *u);
+
+#endif

@@ -1,0 +1,1229 @@
+#include "ingest/accumulate.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "base/alloc.h"
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "store/db.h"
+
+/* One parsed event of the response. */
+struct pev {
+    const char *event_id;   /* borrowed from the response JSON */
+    const char *type;       /* borrowed */
+    const char *state_key;  /* borrowed; NULL for message events */
+    const char *sender;     /* borrowed; "" when absent */
+    const char *membership; /* borrowed; content.membership of member events */
+    const char *redacts;    /* borrowed; target of an m.room.redaction */
+    char *txn_id;           /* unsigned.transaction_id (owned), stripped from json */
+    int64_t ts;             /* origin_server_ts */
+    char *json;             /* compact JSON as stored (owned) */
+    int64_t nid;            /* assigned NID, or the stored one when known */
+    bool known;             /* already in the database */
+    bool is_state;          /* from a state block */
+    bool missing_previous;  /* first new event of a limited timeline */
+    const char *prev_batch; /* borrowed; set on the first event of a timeline chunk */
+};
+
+/* One room section of the response. */
+struct room_work {
+    const char *room_id;   /* borrowed key of rooms.join / rooms.leave */
+    struct pev *state;     /* parsed state block */
+    size_t n_state;        /* entries in state */
+    struct pev *tl;        /* parsed timeline */
+    size_t n_tl;           /* entries in tl */
+    size_t tl_keep_from;   /* first timeline index to store */
+    bool limited;          /* timeline.limited */
+    bool known_room;       /* the room already had state */
+    bool skip;             /* data error: nothing of this room is stored */
+    bool is_leave;         /* from rooms.leave */
+    json_t *section;       /* the room's JSON object */
+    struct acc_room *out;  /* the result entry, once created */
+};
+
+/* Set of strings (event IDs seen in this response, etc). */
+struct str_entry {
+    const char *key;      /* borrowed */
+    int64_t val;          /* payload (a NID) */
+    UT_hash_handle hh;    /* uthash */
+};
+
+static const char *jstr(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void pev_release(struct pev *p)
+{
+    free(p->json);
+    free(p->txn_id);
+}
+
+/* Parses one event; returns false (with a warning) for malformed events. */
+static bool parse_event(json_t *ev, const char *room_id, bool is_state, struct pev *out)
+{
+    *out = (struct pev){.is_state = is_state};
+    if (!json_is_object(ev)) return false;
+    out->event_id = jstr(ev, "event_id");
+    out->type = jstr(ev, "type");
+    if (!out->event_id || !*out->event_id || !out->type) {
+        LOG_WARN("ingest", "room %s: dropping an event without event_id or type", room_id);
+        return false;
+    }
+    json_t *sk = json_object_get(ev, "state_key");
+    if (sk && !json_is_string(sk)) {
+        LOG_WARN("ingest", "room %s: dropping %s: state_key is not a string", room_id, out->event_id);
+        return false;
+    }
+    out->state_key = sk ? json_string_value(sk) : NULL;
+    if (is_state && !out->state_key) {
+        LOG_WARN("ingest", "room %s: dropping %s: state block event without state_key", room_id,
+                 out->event_id);
+        return false;
+    }
+    out->sender = jstr(ev, "sender");
+    if (!out->sender) out->sender = "";
+    json_t *ts = json_object_get(ev, "origin_server_ts");
+    out->ts = json_is_integer(ts) ? json_integer_value(ts) : 0;
+    json_t *content = json_object_get(ev, "content");
+    if (strcmp(out->type, "m.room.member") == 0 && out->state_key) {
+        out->membership = json_is_object(content) ? jstr(content, "membership") : NULL;
+        if (!out->membership || !*out->membership) {
+            LOG_WARN("ingest", "room %s: dropping member event %s without membership", room_id,
+                     out->event_id);
+            return false;
+        }
+    }
+    if (strcmp(out->type, "m.room.redaction") == 0 && !out->state_key) {
+        out->redacts = jstr(ev, "redacts");
+        if (!out->redacts && json_is_object(content)) out->redacts = jstr(content, "redacts");
+    }
+    /* One stored copy serves every user: drop the per-user fields. */
+    json_t *uns = json_object_get(ev, "unsigned");
+    json_t *copy = NULL;
+    if (json_is_object(uns) &&
+        (json_object_get(uns, "membership") || json_object_get(uns, "io.element.msc4115.membership") ||
+         json_object_get(uns, "transaction_id"))) {
+        copy = json_deep_copy(ev);
+        json_t *u2 = json_object_get(copy, "unsigned");
+        const char *txn = jstr(u2, "transaction_id");
+        if (txn) out->txn_id = xstrdup(txn);
+        json_object_del(u2, "membership");
+        json_object_del(u2, "io.element.msc4115.membership");
+        json_object_del(u2, "transaction_id");
+        if (json_object_size(u2) == 0) json_object_del(copy, "unsigned");
+    }
+    out->json = json_dumps(copy ? copy : ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(copy);
+    if (!out->json) return false;
+    return true;
+}
+
+static struct pev *parse_events(json_t *arr, const char *room_id, bool is_state, size_t *n_out)
+{
+    size_t n = json_is_array(arr) ? json_array_size(arr) : 0;
+    struct pev *v = xcalloc(n ? n : 1, sizeof *v);
+    size_t k = 0;
+    struct str_entry *seen = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!parse_event(json_array_get(arr, i), room_id, is_state, &v[k])) continue;
+        struct str_entry *e;
+        HASH_FIND_STR(seen, v[k].event_id, e);
+        if (e) {
+            LOG_WARN("ingest", "room %s: the same event %s twice in one chunk", room_id, v[k].event_id);
+            pev_release(&v[k]);
+            continue;
+        }
+        e = xcalloc(1, sizeof *e);
+        e->key = v[k].event_id;
+        HASH_ADD_KEYPTR(hh, seen, e->key, strlen(e->key), e);
+        k++;
+    }
+    struct str_entry *e, *tmp;
+    HASH_ITER(hh, seen, e, tmp)
+    {
+        HASH_DEL(seen, e);
+        free(e);
+    }
+    *n_out = k;
+    return v;
+}
+
+static void free_set(struct str_entry **set)
+{
+    struct str_entry *e, *tmp;
+    HASH_ITER(hh, *set, e, tmp)
+    {
+        HASH_DEL(*set, e);
+        free(e);
+    }
+}
+
+static void set_put(struct str_entry **set, const char *key, int64_t val)
+{
+    struct str_entry *e;
+    HASH_FIND_STR(*set, key, e);
+    if (e) {
+        e->val = val;
+        return;
+    }
+    e = xcalloc(1, sizeof *e);
+    e->key = key;
+    e->val = val;
+    HASH_ADD_KEYPTR(hh, *set, e->key, strlen(e->key), e);
+}
+
+static struct str_entry *set_get(struct str_entry *set, const char *key)
+{
+    struct str_entry *e;
+    HASH_FIND_STR(set, key, e);
+    return e;
+}
+
+/* ---- the redaction algorithm ------------------------------------------- */
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0) return true;
+    return false;
+}
+
+static int room_version_num(const char *v)
+{
+    if (!v) return 1;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || end == v || n < 1) return 1; /* unknown versions: the v1 rules */
+    return (int)n;
+}
+
+char *acc_redact_json(const char *event_json, const char *room_version, const char *redaction_json)
+{
+    json_t *ev = json_loads(event_json, 0, NULL);
+    if (!json_is_object(ev)) {
+        json_decref(ev);
+        return NULL;
+    }
+    int ver = room_version_num(room_version);
+    static const char *const keep_top_v1[] = {"event_id", "type", "room_id", "sender", "state_key",
+                                              "content", "hashes", "signatures", "depth", "prev_events",
+                                              "prev_state", "auth_events", "origin", "origin_server_ts",
+                                              "membership", NULL};
+    static const char *const keep_top_v11[] = {"event_id", "type", "room_id", "sender", "state_key",
+                                               "content", "hashes", "signatures", "depth", "prev_events",
+                                               "auth_events", "origin_server_ts", NULL};
+    const char *const *keep_top = ver >= 11 ? keep_top_v11 : keep_top_v1;
+    const char *type = jstr(ev, "type");
+    if (!type) type = "";
+    const char *key;
+    json_t *val;
+    void *iter_tmp;
+    json_object_foreach_safe(ev, iter_tmp, key, val)
+    {
+        if (!in_list(key, keep_top) && strcmp(key, "unsigned") != 0) json_object_del(ev, key);
+    }
+    json_t *content = json_object_get(ev, "content");
+    if (json_is_object(content)) {
+        static const char *const member[] = {"membership", NULL};
+        static const char *const member_v9[] = {"membership", "join_authorised_via_users_server", NULL};
+        static const char *const member_v11[] = {"membership", "join_authorised_via_users_server",
+                                                 "third_party_invite", NULL};
+        static const char *const create[] = {"creator", NULL};
+        static const char *const join_rules[] = {"join_rule", NULL};
+        static const char *const join_rules_v8[] = {"join_rule", "allow", NULL};
+        static const char *const power[] = {"ban",           "events", "events_default", "kick",
+                                            "redact",        "state_default", "users", "users_default",
+                                            NULL};
+        static const char *const power_v11[] = {"ban",   "events",        "events_default", "invite",
+                                                "kick",  "redact",        "state_default",  "users",
+                                                "users_default", NULL};
+        static const char *const history[] = {"history_visibility", NULL};
+        static const char *const aliases[] = {"aliases", NULL};
+        static const char *const redaction_v11[] = {"redacts", NULL};
+        static const char *const none[] = {NULL};
+        const char *const *keep = none;
+        bool keep_all = false;
+        if (strcmp(type, "m.room.member") == 0)
+            keep = ver >= 11 ? member_v11 : ver >= 9 ? member_v9 : member;
+        else if (strcmp(type, "m.room.create") == 0)
+            keep_all = ver >= 11, keep = create;
+        else if (strcmp(type, "m.room.join_rules") == 0)
+            keep = ver >= 8 ? join_rules_v8 : join_rules;
+        else if (strcmp(type, "m.room.power_levels") == 0)
+            keep = ver >= 11 ? power_v11 : power;
+        else if (strcmp(type, "m.room.history_visibility") == 0)
+            keep = history;
+        else if (strcmp(type, "m.room.aliases") == 0 && ver <= 5)
+            keep = aliases;
+        else if (strcmp(type, "m.room.redaction") == 0 && ver >= 11)
+            keep = redaction_v11;
+        if (!keep_all) {
+            json_object_foreach_safe(content, iter_tmp, key, val)
+            {
+                if (!in_list(key, keep)) json_object_del(content, key);
+            }
+        }
+    }
+    json_t *uns = json_object_get(ev, "unsigned");
+    if (!json_is_object(uns)) {
+        uns = json_object();
+        json_object_set_new(ev, "unsigned", uns);
+    }
+    json_t *because = redaction_json ? json_loads(redaction_json, 0, NULL) : NULL;
+    if (because) json_object_set_new(uns, "redacted_because", because);
+    char *out = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(ev);
+    return out;
+}
+
+/* ---- SQL helpers ---------------------------------------------------------- */
+
+/* A growing Postgres array literal. */
+struct arr {
+    struct buf b; /* "{...}" under construction */
+    size_t n;     /* elements so far */
+};
+
+static void arr_init(struct arr *a)
+{
+    buf_init(&a->b, 0);
+    buf_putc(&a->b, '{');
+    a->n = 0;
+}
+
+static void arr_str(struct arr *a, const char *s)
+{
+    if (a->n++) buf_putc(&a->b, ',');
+    db_array_elem(&a->b, s);
+}
+
+static void arr_i64(struct arr *a, int64_t v)
+{
+    if (a->n++) buf_putc(&a->b, ',');
+    buf_printf(&a->b, "%lld", (long long)v);
+}
+
+static void arr_bool(struct arr *a, bool v)
+{
+    if (a->n++) buf_putc(&a->b, ',');
+    buf_putc(&a->b, v ? 't' : 'f');
+}
+
+static const char *arr_done(struct arr *a)
+{
+    buf_putc(&a->b, '}');
+    return buf_cstr(&a->b);
+}
+
+static void arr_release(struct arr *a)
+{
+    buf_release(&a->b);
+}
+
+/* ---- the transaction -------------------------------------------------------- */
+
+struct ctx {
+    PGconn *c;                  /* the connection, inside BEGIN */
+    char **err;                 /* where errors go */
+    const char *user_id;        /* polling user */
+    const char *device_id;      /* polling device */
+    struct room_work *rooms;    /* join then leave sections */
+    size_t n_rooms;             /* entries in rooms */
+    struct acc_result *out;     /* the result being filled */
+};
+
+static struct acc_room *result_room(struct ctx *x, struct room_work *w)
+{
+    if (w->out) return w->out;
+    x->out->rooms = xrealloc(x->out->rooms, (x->out->n_rooms + 1) * sizeof *x->out->rooms);
+    w->out = &x->out->rooms[x->out->n_rooms++];
+    *w->out = (struct acc_room){.room_id = xstrdup(w->room_id)};
+    return w->out;
+}
+
+/* Finds which event IDs of the response are already stored, and which rooms
+ * already have state. */
+static int lookup_known(struct ctx *x, struct str_entry **known_events, struct str_entry **known_rooms)
+{
+    struct arr ids, rooms;
+    arr_init(&ids);
+    arr_init(&rooms);
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        arr_str(&rooms, w->room_id);
+        for (size_t j = 0; j < w->n_state; j++) arr_str(&ids, w->state[j].event_id);
+        for (size_t j = 0; j < w->n_tl; j++) arr_str(&ids, w->tl[j].event_id);
+    }
+    const char *p1[] = {arr_done(&ids)};
+    const char *p2[] = {arr_done(&rooms)};
+    int rc = -1;
+    PGresult *r = db_exec(x->c, x->err,
+                          "SELECT event_id, event_nid FROM syncv3_events WHERE event_id = ANY($1::text[])",
+                          1, p1);
+    if (!r) goto out;
+    /* Keys must outlive r: point them at the response's strings instead. */
+    struct str_entry *byid = NULL;
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        for (size_t j = 0; j < w->n_state; j++) set_put(&byid, w->state[j].event_id, 0);
+        for (size_t j = 0; j < w->n_tl; j++) set_put(&byid, w->tl[j].event_id, 0);
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct str_entry *e = set_get(byid, PQgetvalue(r, i, 0));
+        if (e) set_put(known_events, e->key, db_get_i64(r, i, 1));
+    }
+    free_set(&byid);
+    PQclear(r);
+    r = db_exec(x->c, x->err, "SELECT room_id FROM syncv3_rooms WHERE room_id = ANY($1::text[])", 1, p2);
+    if (!r) goto out;
+    for (int i = 0; i < PQntuples(r); i++) {
+        for (size_t j = 0; j < x->n_rooms; j++)
+            if (strcmp(x->rooms[j].room_id, PQgetvalue(r, i, 0)) == 0)
+                set_put(known_rooms, x->rooms[j].room_id, 1);
+    }
+    PQclear(r);
+    rc = 0;
+out:
+    arr_release(&ids);
+    arr_release(&rooms);
+    return rc;
+}
+
+static bool is_create(const struct pev *p)
+{
+    return strcmp(p->type, "m.room.create") == 0 && p->state_key && !*p->state_key;
+}
+
+/* Decides, per room, which events to store (the accumulator's rules). */
+static void decide(struct ctx *x, struct str_entry *known_events, struct str_entry *known_rooms)
+{
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        w->known_room = set_get(known_rooms, w->room_id) != NULL;
+        for (size_t j = 0; j < w->n_state; j++) {
+            struct str_entry *e = set_get(known_events, w->state[j].event_id);
+            if (e) w->state[j].known = true, w->state[j].nid = e->val;
+        }
+        for (size_t j = 0; j < w->n_tl; j++) {
+            struct str_entry *e = set_get(known_events, w->tl[j].event_id);
+            if (e) w->tl[j].known = true, w->tl[j].nid = e->val;
+        }
+        /* Keep only what follows the last known timeline event: anything
+         * unknown before it is old history arriving late. */
+        w->tl_keep_from = 0;
+        for (size_t j = w->n_tl; j-- > 0;) {
+            if (w->tl[j].known) {
+                w->tl_keep_from = j + 1;
+                break;
+            }
+        }
+        if (!w->known_room) {
+            bool has_create = false;
+            for (size_t j = 0; j < w->n_state; j++) has_create |= is_create(&w->state[j]);
+            if (!has_create && w->n_state > 0) {
+                /* Some homeservers put the create event in the timeline. */
+                for (size_t j = 0; j < w->n_tl; j++) {
+                    if (is_create(&w->tl[j]) && !w->tl[j].known) {
+                        has_create = true;
+                        break;
+                    }
+                }
+            }
+            bool tl_starts_with_create = w->tl_keep_from < w->n_tl && is_create(&w->tl[w->tl_keep_from]);
+            if (!has_create && !tl_starts_with_create) {
+                if (w->n_state || w->n_tl > w->tl_keep_from)
+                    LOG_WARN("ingest", "room %s: no m.room.create for an unknown room; ignoring its events",
+                             w->room_id);
+                w->skip = true;
+                continue;
+            }
+        }
+        if (w->limited && w->tl_keep_from == 0 && w->n_tl > 0 && !w->tl[0].known)
+            w->tl[0].missing_previous = true;
+    }
+}
+
+/* A state change to write. */
+struct state_change {
+    const char *room_id;    /* the room */
+    const char *type;       /* event type */
+    const char *state_key;  /* state key */
+    const char *membership; /* content.membership or NULL */
+    int64_t nid;            /* the state event */
+};
+
+static int cmp_change(const void *a, const void *b)
+{
+    const struct state_change *x = a, *y = b;
+    int c = strcmp(x->room_id, y->room_id);
+    if (!c) c = strcmp(x->type, y->type);
+    if (!c) c = strcmp(x->state_key, y->state_key);
+    if (!c) c = x->nid < y->nid ? -1 : x->nid > y->nid;
+    return c;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int write_events(struct ctx *x)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        if (w->skip) continue;
+        for (size_t j = 0; j < w->n_state; j++) total += !w->state[j].known;
+        total += w->n_tl - w->tl_keep_from;
+    }
+    if (!total) return 0;
+    char nbuf[24];
+    snprintf(nbuf, sizeof nbuf, "%zu", total);
+    const char *pn[] = {nbuf};
+    PGresult *r = db_exec(x->c, x->err,
+                          "SELECT nextval('syncv3_event_nids_seq') FROM generate_series(1, $1::int)", 1, pn);
+    if (!r) return -1;
+    int64_t *nids = xmalloc(total * sizeof *nids);
+    for (size_t i = 0; i < total; i++) nids[i] = db_get_i64(r, (int)i, 0);
+    PQclear(r);
+    qsort(nids, total, sizeof *nids, cmp_i64);
+
+    struct arr a_nid, a_id, a_room, a_type, a_sk, a_sender, a_ts, a_state, a_memb, a_pb, a_mp, a_json;
+    struct arr *all[] = {&a_nid, &a_id,   &a_room, &a_type, &a_sk, &a_sender,
+                         &a_ts,  &a_state, &a_memb, &a_pb,   &a_mp, &a_json};
+    for (size_t i = 0; i < 12; i++) arr_init(all[i]);
+    size_t k = 0;
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        if (w->skip) continue;
+        for (int pass = 0; pass < 2; pass++) {
+            struct pev *v = pass ? w->tl : w->state;
+            size_t from = pass ? w->tl_keep_from : 0, n = pass ? w->n_tl : w->n_state;
+            for (size_t j = from; j < n; j++) {
+                struct pev *p = &v[j];
+                if (p->known) continue;
+                p->nid = nids[k++];
+                arr_i64(&a_nid, p->nid);
+                arr_str(&a_id, p->event_id);
+                arr_str(&a_room, w->room_id);
+                arr_str(&a_type, p->type);
+                arr_str(&a_sk, p->state_key);
+                arr_str(&a_sender, p->sender);
+                arr_i64(&a_ts, p->ts);
+                arr_bool(&a_state, p->is_state);
+                arr_str(&a_memb, p->membership);
+                arr_str(&a_pb, p->prev_batch);
+                arr_bool(&a_mp, p->missing_previous);
+                arr_str(&a_json, p->json);
+            }
+        }
+    }
+    const char *params[12];
+    for (size_t i = 0; i < 12; i++) params[i] = arr_done(all[i]);
+    int rc = db_cmd(x->c, x->err,
+                    "INSERT INTO syncv3_events (event_nid, event_id, room_id, event_type, state_key, sender, "
+                    "origin_server_ts, is_state, membership, prev_batch, missing_previous, event) "
+                    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], "
+                    "$6::text[], $7::bigint[], $8::bool[], $9::text[], $10::text[], $11::bool[], $12::text[]) "
+                    "ON CONFLICT (event_id) DO NOTHING",
+                    12, params);
+    for (size_t i = 0; i < 12; i++) arr_release(all[i]);
+    free(nids);
+    x->out->n_events = (int)total;
+    return rc;
+}
+
+static int write_state(struct ctx *x)
+{
+    size_t cap = 16, n = 0;
+    struct state_change *ch = xmalloc(cap * sizeof *ch);
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        if (w->skip) continue;
+        for (int pass = 0; pass < 2; pass++) {
+            struct pev *v = pass ? w->tl : w->state;
+            size_t from = pass ? w->tl_keep_from : 0, cnt = pass ? w->n_tl : w->n_state;
+            for (size_t j = from; j < cnt; j++) {
+                struct pev *p = &v[j];
+                if (p->known || !p->state_key) continue;
+                if (n == cap) ch = xrealloc(ch, (cap *= 2) * sizeof *ch);
+                ch[n++] = (struct state_change){w->room_id, p->type, p->state_key, p->membership, p->nid};
+                struct acc_room *ar = result_room(x, w);
+                ar->state_changed = true;
+                if (!pass && w->known_room) ar->state_reset = true;
+            }
+        }
+    }
+    int rc = 0;
+    if (!n) goto out;
+    qsort(ch, n, sizeof *ch, cmp_change);
+    struct arr c_room, c_type, c_key, c_start;
+    struct arr i_room, i_type, i_key, i_nid, i_start, i_end, i_memb;
+    struct arr *all[] = {&c_room, &c_type, &c_key, &c_start, &i_room, &i_type,
+                         &i_key,  &i_nid,  &i_start, &i_end,  &i_memb};
+    for (size_t i = 0; i < 11; i++) arr_init(all[i]);
+    for (size_t i = 0; i < n; i++) {
+        bool first = i == 0 || strcmp(ch[i - 1].room_id, ch[i].room_id) || strcmp(ch[i - 1].type, ch[i].type) ||
+                     strcmp(ch[i - 1].state_key, ch[i].state_key);
+        bool last = i + 1 == n || strcmp(ch[i + 1].room_id, ch[i].room_id) ||
+                    strcmp(ch[i + 1].type, ch[i].type) || strcmp(ch[i + 1].state_key, ch[i].state_key);
+        if (first) {
+            arr_str(&c_room, ch[i].room_id);
+            arr_str(&c_type, ch[i].type);
+            arr_str(&c_key, ch[i].state_key);
+            arr_i64(&c_start, ch[i].nid);
+        }
+        arr_str(&i_room, ch[i].room_id);
+        arr_str(&i_type, ch[i].type);
+        arr_str(&i_key, ch[i].state_key);
+        arr_i64(&i_nid, ch[i].nid);
+        arr_i64(&i_start, ch[i].nid);
+        if (last) {
+            if (i_end.n++) buf_putc(&i_end.b, ',');
+            buf_puts(&i_end.b, "NULL");
+        } else {
+            arr_i64(&i_end, ch[i + 1].nid);
+        }
+        arr_str(&i_memb, ch[i].membership);
+    }
+    const char *cp[] = {arr_done(&c_room), arr_done(&c_type), arr_done(&c_key), arr_done(&c_start)};
+    const char *ip[] = {arr_done(&i_room), arr_done(&i_type), arr_done(&i_key), arr_done(&i_nid),
+                        arr_done(&i_start), arr_done(&i_end), arr_done(&i_memb)};
+    rc = db_cmd(x->c, x->err,
+                "UPDATE syncv3_room_state s SET end_nid = u.start FROM unnest($1::text[], $2::text[], "
+                "$3::text[], $4::bigint[]) AS u(room_id, event_type, state_key, start) "
+                "WHERE s.room_id = u.room_id AND s.event_type = u.event_type AND s.state_key = u.state_key "
+                "AND s.end_nid IS NULL",
+                4, cp);
+    if (rc == 0)
+        rc = db_cmd(x->c, x->err,
+                    "INSERT INTO syncv3_room_state (room_id, event_type, state_key, event_nid, start_nid, "
+                    "end_nid, membership) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+                    "$4::bigint[], $5::bigint[], $6::bigint[], $7::text[])",
+                    7, ip);
+    /* Retire invites whose user's membership is now anything but invite. */
+    if (rc == 0)
+        rc = db_cmd(x->c, x->err,
+                    "DELETE FROM syncv3_invites i USING syncv3_room_state s "
+                    "WHERE s.room_id = ANY($1::text[]) AND s.event_type = 'm.room.member' AND s.end_nid IS NULL "
+                    "AND s.membership <> 'invite' AND i.room_id = s.room_id AND i.user_id = s.state_key",
+                    1, (const char *const[]){cp[0]});
+    for (size_t i = 0; i < 11; i++) arr_release(all[i]);
+out:
+    free(ch);
+    return rc;
+}
+
+static int apply_redactions(struct ctx *x)
+{
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        if (w->skip) continue;
+        for (size_t j = w->tl_keep_from; j < w->n_tl; j++) {
+            struct pev *p = &w->tl[j];
+            if (!p->redacts || p->known) continue;
+            const char *params[] = {p->redacts, w->room_id};
+            PGresult *r = db_exec(x->c, x->err,
+                                  "SELECT e.event, r.room_version, EXISTS (SELECT 1 FROM syncv3_room_state s "
+                                  "WHERE s.event_nid = e.event_nid AND s.end_nid IS NULL) "
+                                  "FROM syncv3_events e LEFT JOIN syncv3_rooms r ON r.room_id = e.room_id "
+                                  "WHERE e.event_id = $1 AND e.room_id = $2",
+                                  2, params);
+            if (!r) return -1;
+            if (PQntuples(r) == 1) {
+                char *red = acc_redact_json(PQgetvalue(r, 0, 0), db_get_str(r, 0, 1), p->json);
+                bool is_current_state = PQgetvalue(r, 0, 2)[0] == 't';
+                if (red) {
+                    const char *up[] = {p->redacts, red};
+                    int rc = db_cmd(x->c, x->err, "UPDATE syncv3_events SET event = $2 WHERE event_id = $1", 2,
+                                    up);
+                    free(red);
+                    if (rc < 0) {
+                        PQclear(r);
+                        return -1;
+                    }
+                    if (is_current_state) result_room(x, w)->state_changed = true;
+                }
+            }
+            PQclear(r);
+        }
+    }
+    return 0;
+}
+
+static int write_rooms(struct ctx *x)
+{
+    struct arr r_all, r_nid, r_ts, r_state;
+    arr_init(&r_all);
+    arr_init(&r_nid);
+    arr_init(&r_ts);
+    arr_init(&r_state);
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        if (w->skip) continue;
+        int64_t max_nid = 0, ts = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            struct pev *v = pass ? w->tl : w->state;
+            size_t from = pass ? w->tl_keep_from : 0, cnt = pass ? w->n_tl : w->n_state;
+            for (size_t j = from; j < cnt; j++) {
+                if (v[j].known) continue;
+                if (v[j].nid > max_nid) {
+                    max_nid = v[j].nid;
+                    ts = v[j].ts;
+                }
+            }
+        }
+        if (!max_nid) continue;
+        arr_str(&r_all, w->room_id);
+        arr_i64(&r_nid, max_nid);
+        arr_i64(&r_ts, ts);
+        if (w->out && w->out->state_changed) arr_str(&r_state, w->room_id);
+        if (!w->known_room) result_room(x, w)->is_new = true;
+    }
+    int rc = 0;
+    if (r_all.n) {
+        const char *p[] = {arr_done(&r_all), arr_done(&r_nid), arr_done(&r_ts)};
+        rc = db_cmd(x->c, x->err,
+                    "INSERT INTO syncv3_rooms AS r (room_id, latest_nid, latest_ts) "
+                    "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) "
+                    "ON CONFLICT (room_id) DO UPDATE SET latest_nid = GREATEST(r.latest_nid, EXCLUDED.latest_nid), "
+                    "latest_ts = CASE WHEN EXCLUDED.latest_nid > r.latest_nid THEN EXCLUDED.latest_ts "
+                    "ELSE r.latest_ts END",
+                    3, p);
+    }
+    /* Derived columns come from current state, so they can never disagree with it. */
+    if (rc == 0 && r_state.n) {
+        const char *p[] = {arr_done(&r_state)};
+        rc = db_cmd(
+            x->c, x->err,
+            "WITH cur AS (SELECT s.room_id, s.event_type, s.state_key, s.membership, e.event::json AS ev "
+            "  FROM syncv3_room_state s JOIN syncv3_events e ON e.event_nid = s.event_nid "
+            "  WHERE s.room_id = ANY($1::text[]) AND s.end_nid IS NULL AND (s.state_key = '' OR "
+            "  s.event_type = 'm.room.member') AND s.event_type IN ('m.room.name', 'm.room.canonical_alias', "
+            "  'm.room.avatar', 'm.room.encryption', 'm.room.create', 'm.room.tombstone', 'm.room.member')), "
+            "agg AS (SELECT room_id, "
+            "  max(ev->'content'->>'name') FILTER (WHERE event_type = 'm.room.name') AS name, "
+            "  max(ev->'content'->>'alias') FILTER (WHERE event_type = 'm.room.canonical_alias') AS alias, "
+            "  max(ev->'content'->>'url') FILTER (WHERE event_type = 'm.room.avatar') AS avatar, "
+            "  bool_or(event_type = 'm.room.encryption') AS enc, "
+            "  max(ev->'content'->>'type') FILTER (WHERE event_type = 'm.room.create') AS rtype, "
+            "  max(COALESCE(ev->'content'->>'room_version', '1')) FILTER (WHERE event_type = 'm.room.create') AS ver, "
+            "  max(ev->'content'->'predecessor'->>'room_id') FILTER (WHERE event_type = 'm.room.create') AS pred, "
+            "  max(ev->'content'->>'replacement_room') FILTER (WHERE event_type = 'm.room.tombstone') AS upg, "
+            "  count(*) FILTER (WHERE event_type = 'm.room.member' AND membership = 'join') AS joined, "
+            "  count(*) FILTER (WHERE event_type = 'm.room.member' AND membership = 'invite') AS invited "
+            "  FROM cur GROUP BY room_id) "
+            "UPDATE syncv3_rooms r SET name = NULLIF(agg.name, ''), canonical_alias = NULLIF(agg.alias, ''), "
+            "avatar = NULLIF(agg.avatar, ''), is_encrypted = r.is_encrypted OR COALESCE(agg.enc, false), "
+            "room_type = COALESCE(agg.rtype, r.room_type), room_version = COALESCE(agg.ver, r.room_version), "
+            "predecessor_room_id = COALESCE(agg.pred, r.predecessor_room_id), "
+            "upgraded_room_id = NULLIF(agg.upg, ''), joined_count = agg.joined, invited_count = agg.invited "
+            "FROM agg WHERE r.room_id = agg.room_id",
+            1, p);
+    }
+    arr_release(&r_all);
+    arr_release(&r_nid);
+    arr_release(&r_ts);
+    arr_release(&r_state);
+    return rc;
+}
+
+/* ---- the per-user sections -------------------------------------------------- */
+
+static int write_account_data(struct ctx *x, const char *room_id, json_t *events)
+{
+    if (!json_is_array(events) || !json_array_size(events)) return 0;
+    struct arr types, datas;
+    arr_init(&types);
+    arr_init(&datas);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        const char *type = jstr(ev, "type");
+        if (!type) continue;
+        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!s) continue;
+        arr_str(&types, type);
+        arr_str(&datas, s);
+        free(s);
+    }
+    int rc = 0;
+    if (types.n) {
+        const char *p[] = {x->user_id, room_id, arr_done(&types), arr_done(&datas)};
+        /* Later duplicates of a type in one batch win. */
+        rc = db_cmd(x->c, x->err,
+                    "INSERT INTO syncv3_account_data AS a (user_id, room_id, type, data) "
+                    "SELECT DISTINCT ON (t) $1, $2, t, d FROM unnest($3::text[], $4::text[]) WITH ORDINALITY "
+                    "AS u(t, d, o) ORDER BY t, o DESC "
+                    "ON CONFLICT (user_id, room_id, type) DO UPDATE SET data = EXCLUDED.data, "
+                    "id = nextval('syncv3_account_data_id_seq') WHERE a.data IS DISTINCT FROM EXCLUDED.data",
+                    4, p);
+        x->out->n_account_data += (int)types.n;
+    }
+    arr_release(&types);
+    arr_release(&datas);
+    return rc;
+}
+
+static int write_ephemeral(struct ctx *x, const char *room_id, json_t *events)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        const char *type = jstr(ev, "type");
+        if (!type) continue;
+        if (strcmp(type, "m.typing") == 0) {
+            char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            const char *p[] = {room_id, s};
+            int rc = db_cmd(x->c, x->err,
+                            "INSERT INTO syncv3_typing (room_id, event) VALUES ($1, $2) "
+                            "ON CONFLICT (room_id) DO UPDATE SET event = EXCLUDED.event",
+                            2, p);
+            free(s);
+            if (rc < 0) return -1;
+            x->out->n_typing++;
+        } else if (strcmp(type, "m.receipt") == 0) {
+            json_t *content = json_object_get(ev, "content");
+            if (!json_is_object(content)) continue;
+            struct arr a_user, a_thread, a_priv, a_event, a_ts;
+            struct arr *all[] = {&a_user, &a_thread, &a_priv, &a_event, &a_ts};
+            for (int k = 0; k < 5; k++) arr_init(all[k]);
+            const char *event_id;
+            json_t *by_type;
+            json_object_foreach(content, event_id, by_type)
+            {
+                if (!json_is_object(by_type)) continue;
+                for (int priv = 0; priv < 2; priv++) {
+                    json_t *users = json_object_get(by_type, priv ? "m.read.private" : "m.read");
+                    if (!json_is_object(users)) continue;
+                    const char *uid;
+                    json_t *info;
+                    json_object_foreach(users, uid, info)
+                    {
+                        /* Private receipts only ever come from their owner's own sync. */
+                        if (priv && strcmp(uid, x->user_id) != 0) continue;
+                        const char *thread = json_is_object(info) ? jstr(info, "thread_id") : NULL;
+                        json_t *ts = json_is_object(info) ? json_object_get(info, "ts") : NULL;
+                        arr_str(&a_user, uid);
+                        arr_str(&a_thread, thread ? thread : "");
+                        arr_bool(&a_priv, priv);
+                        arr_str(&a_event, event_id);
+                        arr_i64(&a_ts, json_is_integer(ts) ? json_integer_value(ts) : 0);
+                    }
+                }
+            }
+            int rc = 0;
+            if (a_user.n) {
+                const char *p[] = {room_id,          arr_done(&a_user), arr_done(&a_thread),
+                                   arr_done(&a_priv), arr_done(&a_event), arr_done(&a_ts)};
+                PGresult *r = db_exec(
+                    x->c, x->err,
+                    "INSERT INTO syncv3_receipts AS rc (room_id, user_id, thread_id, is_private, event_id, ts) "
+                    "SELECT DISTINCT ON (u, t, p) $1, u, t, p, e, ts FROM unnest($2::text[], $3::text[], "
+                    "$4::bool[], $5::text[], $6::bigint[]) WITH ORDINALITY AS x(u, t, p, e, ts, o) "
+                    "ORDER BY u, t, p, o DESC "
+                    "ON CONFLICT (room_id, user_id, thread_id, is_private) DO UPDATE SET event_id = "
+                    "EXCLUDED.event_id, ts = EXCLUDED.ts WHERE rc.event_id <> EXCLUDED.event_id RETURNING 1",
+                    6, p);
+                if (!r)
+                    rc = -1;
+                else
+                    x->out->n_receipts += PQntuples(r);
+                PQclear(r);
+            }
+            for (int k = 0; k < 5; k++) arr_release(all[k]);
+            if (rc < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+static int write_unread(struct ctx *x, const char *room_id, json_t *un)
+{
+    if (!json_is_object(un)) return 0;
+    json_t *n = json_object_get(un, "notification_count"), *h = json_object_get(un, "highlight_count");
+    if (!json_is_integer(n) && !json_is_integer(h)) return 0;
+    char nb[24], hb[24];
+    snprintf(nb, sizeof nb, "%lld", (long long)(json_is_integer(n) ? json_integer_value(n) : 0));
+    snprintf(hb, sizeof hb, "%lld", (long long)(json_is_integer(h) ? json_integer_value(h) : 0));
+    const char *p[] = {x->user_id, room_id, json_is_integer(n) ? nb : NULL, json_is_integer(h) ? hb : NULL};
+    PGresult *r = db_exec(x->c, x->err,
+                          "INSERT INTO syncv3_unread AS u (user_id, room_id, notification_count, highlight_count) "
+                          "VALUES ($1, $2, COALESCE($3::bigint, 0), COALESCE($4::bigint, 0)) "
+                          "ON CONFLICT (user_id, room_id) DO UPDATE SET "
+                          "notification_count = COALESCE($3::bigint, u.notification_count), "
+                          "highlight_count = COALESCE($4::bigint, u.highlight_count) "
+                          "WHERE u.notification_count IS DISTINCT FROM COALESCE($3::bigint, u.notification_count) "
+                          "OR u.highlight_count IS DISTINCT FROM COALESCE($4::bigint, u.highlight_count) "
+                          "RETURNING 1",
+                          4, p);
+    if (!r) return -1;
+    bool changed = PQntuples(r) > 0;
+    PQclear(r);
+    if (changed) {
+        x->out->unread = xrealloc(x->out->unread, (x->out->n_unread + 1) * sizeof *x->out->unread);
+        x->out->unread[x->out->n_unread++] = (struct acc_unread){
+            .room_id = xstrdup(room_id),
+            .has_notif = json_is_integer(n),
+            .has_highlight = json_is_integer(h),
+            .notif = json_is_integer(n) ? json_integer_value(n) : 0,
+            .highlight = json_is_integer(h) ? json_integer_value(h) : 0,
+        };
+    }
+    return 0;
+}
+
+static void push_str(char ***v, size_t *n, const char *s)
+{
+    *v = xrealloc(*v, (*n + 1) * sizeof **v);
+    (*v)[(*n)++] = xstrdup(s);
+}
+
+static int write_invites(struct ctx *x, json_t *invites)
+{
+    const char *room_id;
+    json_t *section;
+    json_object_foreach(invites, room_id, section)
+    {
+        json_t *events = json_object_get(json_object_get(section, "invite_state"), "events");
+        if (!json_is_array(events)) events = json_array(), json_decref(events), events = NULL;
+        char *s = events ? json_dumps(events, JSON_COMPACT | JSON_PRESERVE_ORDER) : xstrdup("[]");
+        char ts[24];
+        snprintf(ts, sizeof ts, "%lld", (long long)clock_wall_ms());
+        const char *p[] = {x->user_id, room_id, s, ts};
+        int rc = db_cmd(x->c, x->err,
+                        "INSERT INTO syncv3_invites (user_id, room_id, invite_state, ts) VALUES ($1, $2, $3, $4) "
+                        "ON CONFLICT (user_id, room_id) DO UPDATE SET invite_state = EXCLUDED.invite_state",
+                        4, p);
+        free(s);
+        if (rc < 0) return -1;
+        push_str(&x->out->invites, &x->out->n_invites, room_id);
+    }
+    return 0;
+}
+
+static int write_to_device(struct ctx *x, json_t *events)
+{
+    if (!json_is_array(events) || !json_array_size(events)) return 0;
+    struct arr types, senders, msgs;
+    arr_init(&types);
+    arr_init(&senders);
+    arr_init(&msgs);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+    {
+        if (!json_is_object(ev)) continue;
+        const char *type = jstr(ev, "type"), *sender = jstr(ev, "sender");
+        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!s) continue;
+        arr_str(&types, type ? type : "");
+        arr_str(&senders, sender ? sender : "");
+        arr_str(&msgs, s);
+        free(s);
+    }
+    int rc = 0;
+    if (types.n) {
+        const char *p[] = {x->user_id, x->device_id, arr_done(&types), arr_done(&senders), arr_done(&msgs)};
+        rc = db_cmd(x->c, x->err,
+                    "INSERT INTO syncv3_to_device_messages (user_id, device_id, event_type, sender, message) "
+                    "SELECT $1, $2, t, s, m FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY "
+                    "AS u(t, s, m, o) ORDER BY o",
+                    5, p);
+        x->out->n_to_device = (int)types.n;
+    }
+    arr_release(&types);
+    arr_release(&senders);
+    arr_release(&msgs);
+    return rc;
+}
+
+static int write_device_lists(struct ctx *x, json_t *dl)
+{
+    if (!json_is_object(dl)) return 0;
+    struct arr users, states;
+    arr_init(&users);
+    arr_init(&states);
+    /* "left" wins over "changed" for a user in both: write changed first. */
+    static const char *const keys[] = {"changed", "left"};
+    for (int k = 0; k < 2; k++) {
+        json_t *a = json_object_get(dl, keys[k]);
+        size_t i;
+        json_t *u;
+        json_array_foreach(a, i, u)
+        {
+            if (!json_is_string(u)) continue;
+            arr_str(&users, json_string_value(u));
+            arr_i64(&states, k + 1);
+        }
+    }
+    int rc = 0;
+    if (users.n) {
+        const char *p[] = {x->user_id, x->device_id, arr_done(&users), arr_done(&states)};
+        rc = db_cmd(x->c, x->err,
+                    "INSERT INTO syncv3_device_list_updates AS d (user_id, device_id, target_user_id, "
+                    "target_state, bucket) SELECT DISTINCT ON (t) $1, $2, t, s, 1 FROM unnest($3::text[], "
+                    "$4::smallint[]) WITH ORDINALITY AS u(t, s, o) ORDER BY t, o DESC "
+                    "ON CONFLICT (user_id, device_id, target_user_id, bucket) DO UPDATE SET "
+                    "target_state = EXCLUDED.target_state",
+                    4, p);
+        x->out->device_data_changed = true;
+    }
+    arr_release(&users);
+    arr_release(&states);
+    return rc;
+}
+
+/* Stores OTK counts / fallback key types when they differ from what this
+ * poller saw last. An absent fallback field means "no news"; [] is news. */
+static int write_e2ee(struct ctx *x, json_t *body, struct acc_e2ee_memo *memo, char **new_otk,
+                      char **new_fb)
+{
+    json_t *otk = json_object_get(body, "device_one_time_keys_count");
+    json_t *fb = json_object_get(body, "device_unused_fallback_key_types");
+    char *otk_s = json_is_object(otk) && json_object_size(otk)
+                      ? json_dumps(otk, JSON_COMPACT | JSON_SORT_KEYS)
+                      : NULL;
+    char *fb_s = json_is_array(fb) ? json_dumps(fb, JSON_COMPACT) : NULL;
+    bool otk_changed = otk_s && (!memo->otk_json || strcmp(otk_s, memo->otk_json) != 0);
+    bool fb_changed = fb_s && (!memo->fallback_json || strcmp(fb_s, memo->fallback_json) != 0);
+    int rc = 0;
+    if (otk_changed || fb_changed) {
+        const char *p[] = {x->user_id, x->device_id, otk_changed ? otk_s : NULL, fb_changed ? fb_s : NULL};
+        rc = db_cmd(x->c, x->err,
+                    "INSERT INTO syncv3_device_data AS d (user_id, device_id, otk_counts, fallback_types, changed) "
+                    "VALUES ($1, $2, $3, $4, (CASE WHEN $3::text IS NULL THEN 0 ELSE 1 END) | "
+                    "(CASE WHEN $4::text IS NULL THEN 0 ELSE 2 END)) "
+                    "ON CONFLICT (user_id, device_id) DO UPDATE SET "
+                    "otk_counts = COALESCE($3, d.otk_counts), fallback_types = COALESCE($4, d.fallback_types), "
+                    "changed = d.changed | EXCLUDED.changed",
+                    4, p);
+        x->out->device_data_changed = true;
+    }
+    *new_otk = otk_changed ? otk_s : (free(otk_s), NULL);
+    *new_fb = fb_changed ? fb_s : (free(fb_s), NULL);
+    return rc;
+}
+
+static int write_txns(struct ctx *x)
+{
+    struct arr ev, txn;
+    arr_init(&ev);
+    arr_init(&txn);
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        for (size_t j = 0; j < w->n_tl; j++) {
+            if (!w->tl[j].txn_id) continue;
+            arr_str(&ev, w->tl[j].event_id);
+            arr_str(&txn, w->tl[j].txn_id);
+        }
+    }
+    int rc = 0;
+    if (ev.n) {
+        char ts[24];
+        snprintf(ts, sizeof ts, "%lld", (long long)clock_wall_ms());
+        const char *p[] = {x->user_id, x->device_id, arr_done(&ev), arr_done(&txn), ts};
+        rc = db_cmd(x->c, x->err,
+                    "INSERT INTO syncv3_txns (user_id, device_id, event_id, txn_id, ts) "
+                    "SELECT $1, $2, e, t, $5 FROM unnest($3::text[], $4::text[]) AS u(e, t) "
+                    "ON CONFLICT DO NOTHING",
+                    5, p);
+    }
+    arr_release(&ev);
+    arr_release(&txn);
+    return rc;
+}
+
+/* Finds the polling user's own leave/ban/invite-withdrawal in a leave section. */
+static void note_leave(struct ctx *x, struct room_work *w)
+{
+    push_str(&x->out->leaves, &x->out->n_leaves, w->room_id);
+}
+
+static void collect_rooms(json_t *body, struct room_work **rooms_out, size_t *n_out)
+{
+    json_t *rooms = json_object_get(body, "rooms");
+    json_t *sections[2] = {json_object_get(rooms, "join"), json_object_get(rooms, "leave")};
+    size_t n = 0, cap = 0;
+    struct room_work *v = NULL;
+    for (int s = 0; s < 2; s++) {
+        if (!json_is_object(sections[s])) continue;
+        const char *room_id;
+        json_t *sec;
+        json_object_foreach(sections[s], room_id, sec)
+        {
+            if (!json_is_object(sec) || !*room_id) continue;
+            if (n == cap) v = xrealloc(v, (cap = cap ? 2 * cap : 16) * sizeof *v);
+            struct room_work *w = &v[n++];
+            *w = (struct room_work){.room_id = room_id, .section = sec, .is_leave = s == 1};
+            json_t *tl = json_object_get(sec, "timeline");
+            w->state = parse_events(json_object_get(json_object_get(sec, "state"), "events"), room_id, true,
+                                    &w->n_state);
+            w->tl = parse_events(json_object_get(tl, "events"), room_id, false, &w->n_tl);
+            w->limited = json_is_true(json_object_get(tl, "limited"));
+            if (w->n_tl) w->tl[0].prev_batch = jstr(tl, "prev_batch");
+            /* A state event that also appears in the timeline is timeline. */
+            for (size_t i = 0; i < w->n_state; i++) {
+                for (size_t j = 0; j < w->n_tl; j++) {
+                    if (strcmp(w->state[i].event_id, w->tl[j].event_id) == 0) {
+                        pev_release(&w->state[i]);
+                        w->state[i] = w->state[--w->n_state];
+                        i--;
+                        break;
+                    }
+                }
+            }
+            /* A create event that only the timeline carries, for a room whose
+             * state block lacks it, moves to the state block. */
+            bool state_has_create = false;
+            for (size_t i = 0; i < w->n_state; i++) state_has_create |= is_create(&w->state[i]);
+            if (!state_has_create && w->n_state) {
+                for (size_t j = 0; j < w->n_tl; j++) {
+                    if (is_create(&w->tl[j])) {
+                        w->state = xrealloc(w->state, (w->n_state + 1) * sizeof *w->state);
+                        memmove(w->state + 1, w->state, w->n_state * sizeof *w->state);
+                        w->state[0] = w->tl[j];
+                        w->state[0].is_state = true;
+                        w->state[0].prev_batch = NULL;
+                        w->n_state++;
+                        memmove(w->tl + j, w->tl + j + 1, (w->n_tl - j - 1) * sizeof *w->tl);
+                        w->n_tl--;
+                        LOG_INFO("ingest", "room %s: moved m.room.create from the timeline to the state", room_id);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    *rooms_out = v;
+    *n_out = n;
+}
+
+static void build_result_events(struct ctx *x)
+{
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        if (w->skip || w->tl_keep_from >= w->n_tl) continue;
+        struct acc_room *ar = result_room(x, w);
+        size_t n = w->n_tl - w->tl_keep_from;
+        ar->events = xcalloc(n, sizeof *ar->events);
+        for (size_t j = w->tl_keep_from; j < w->n_tl; j++) {
+            struct pev *p = &w->tl[j];
+            ar->events[ar->n_events++] = event_new(p->nid, p->event_id, w->room_id, p->type, p->state_key,
+                                                   p->sender, p->membership, p->ts, p->json, 0);
+        }
+    }
+}
+
+int acc_apply(PGconn *c, const char *user_id, const char *device_id, json_t *body, const char *next_batch,
+              struct acc_e2ee_memo *memo, struct acc_result *out, char **err)
+{
+    *out = (struct acc_result){0};
+    struct ctx x = {.c = c, .err = err, .user_id = user_id, .device_id = device_id, .out = out};
+    struct str_entry *known_events = NULL, *known_rooms = NULL;
+    char *new_otk = NULL, *new_fb = NULL;
+    int rc = -1;
+    collect_rooms(body, &x.rooms, &x.n_rooms);
+
+    if (db_begin(c, err) < 0) goto out;
+    if (write_account_data(&x, "", json_object_get(json_object_get(body, "account_data"), "events")) < 0)
+        goto out;
+    if (x.n_rooms) {
+        if (lookup_known(&x, &known_events, &known_rooms) < 0) goto out;
+        decide(&x, known_events, known_rooms);
+        if (write_events(&x) < 0 || write_state(&x) < 0 || apply_redactions(&x) < 0 || write_rooms(&x) < 0 ||
+            write_txns(&x) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < x.n_rooms; i++) {
+        struct room_work *w = &x.rooms[i];
+        if (w->is_leave) {
+            note_leave(&x, w);
+            const char *p[] = {user_id, w->room_id};
+            if (db_cmd(c, err, "DELETE FROM syncv3_invites WHERE user_id = $1 AND room_id = $2", 2, p) < 0)
+                goto out;
+            continue;
+        }
+        json_t *eph = json_object_get(json_object_get(w->section, "ephemeral"), "events");
+        if (json_is_array(eph) && write_ephemeral(&x, w->room_id, eph) < 0) goto out;
+        if (write_account_data(&x, w->room_id,
+                               json_object_get(json_object_get(w->section, "account_data"), "events")) < 0)
+            goto out;
+        if (write_unread(&x, w->room_id, json_object_get(w->section, "unread_notifications")) < 0) goto out;
+    }
+    json_t *invites = json_object_get(json_object_get(body, "rooms"), "invite");
+    if (json_is_object(invites) && write_invites(&x, invites) < 0) goto out;
+    if (write_device_lists(&x, json_object_get(body, "device_lists")) < 0) goto out;
+    if (write_e2ee(&x, body, memo, &new_otk, &new_fb) < 0) goto out;
+    /* To-device messages and the since token commit together: a crash before
+     * the commit re-fetches them, after it they are stored exactly once. */
+    if (write_to_device(&x, json_object_get(json_object_get(body, "to_device"), "events")) < 0) goto out;
+    const char *sp[] = {user_id, device_id, next_batch ? next_batch : ""};
+    if (db_cmd(c, err,
+               "INSERT INTO syncv3_sync2_devices (user_id, device_id, since) VALUES ($1, $2, $3) "
+               "ON CONFLICT (user_id, device_id) DO UPDATE SET since = EXCLUDED.since",
+               3, sp) < 0)
+        goto out;
+    if (db_commit(c, err) < 0) goto out;
+    build_result_events(&x);
+    if (new_otk) {
+        free(memo->otk_json);
+        memo->otk_json = new_otk;
+        new_otk = NULL;
+    }
+    if (new_fb) {
+        free(memo->fallback_json);
+        memo->fallback_json = new_fb;
+        new_fb = NULL;
+    }
+    rc = 0;
+out:
+    if (rc < 0) {
+        db_rollback(c);
+        acc_result_release(out);
+    }
+    free(new_otk);
+    free(new_fb);
+    free_set(&known_events);
+    free_set(&known_rooms);
+    for (size_t i = 0; i < x.n_rooms; i++) {
+        for (size_t j = 0; j < x.rooms[i].n_state; j++) pev_release(&x.rooms[i].state[j]);
+        for (size_t j = 0; j < x.rooms[i].n_tl; j++) pev_release(&x.rooms[i].tl[j]);
+        free(x.rooms[i].state);
+        free(x.rooms[i].tl);
+    }
+    free(x.rooms);
+    return rc;
+}
+
+void acc_result_release(struct acc_result *r)
+{
+    for (size_t i = 0; i < r->n_rooms; i++) {
+        for (size_t j = 0; j < r->rooms[i].n_events; j++) event_unref(r->rooms[i].events[j]);
+        free(r->rooms[i].events);
+        free(r->rooms[i].room_id);
+    }
+    free(r->rooms);
+    for (size_t i = 0; i < r->n_unread; i++) free(r->unread[i].room_id);
+    free(r->unread);
+    for (size_t i = 0; i < r->n_invites; i++) free(r->invites[i]);
+    free(r->invites);
+    for (size_t i = 0; i < r->n_leaves; i++) free(r->leaves[i]);
+    free(r->leaves);
+    *r = (struct acc_result){0};
+}
+
+void acc_e2ee_memo_release(struct acc_e2ee_memo *m)
+{
+    free(m->otk_json);
+    free(m->fallback_json);
+    *m = (struct acc_e2ee_memo){0};
+}

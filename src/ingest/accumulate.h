@@ -1,0 +1,87 @@
+/* Applies one parsed /sync v2 response to the database in one transaction:
+ * the accumulator (events stored once, room state intervals, rooms' derived
+ * columns, redactions, invites) and everything else the response carries
+ * (account data, unread counts, receipts, typing, to-device messages, device
+ * lists, one-time-key counts, fallback key types, transaction ids) and the
+ * device's next since token. Either all of it is stored or none of it, so a
+ * to-device message is never lost nor stored twice.
+ *
+ * Rules (see ARCHITECTURE.md, "The accumulator"):
+ * - an event is stored once per event_id; a timeline keeps only the events
+ *   after the last one already known;
+ * - a room must begin with an m.room.create event (in the state block, or in
+ *   the timeline when the homeserver put it there); stray events for unknown
+ *   rooms are ignored;
+ * - the first new event of a limited timeline is marked missing_previous;
+ * - an invite is retired as soon as the user's membership in the room's state
+ *   is anything but invite. */
+#ifndef SYNCV3_INGEST_ACCUMULATE_H
+#define SYNCV3_INGEST_ACCUMULATE_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/event.h"
+
+/* What changed in one room. */
+struct acc_room {
+    char *room_id;          /* the room */
+    struct event **events;  /* new timeline events in NID order (owned refs) */
+    size_t n_events;        /* entries in events */
+    bool state_changed;     /* current state changed (metadata must be reloaded) */
+    bool state_reset;       /* a state block changed state of a room already known (gappy sync) */
+    bool is_new;            /* the room was first stored by this response */
+};
+
+/* An unread-count change for the polling user. */
+struct acc_unread {
+    char *room_id;          /* the room */
+    bool has_notif;         /* notification_count was present */
+    bool has_highlight;     /* highlight_count was present */
+    int64_t notif;          /* notification_count */
+    int64_t highlight;      /* highlight_count */
+};
+
+/* Everything a response changed, for the caches and connections. */
+struct acc_result {
+    struct acc_room *rooms;     /* rooms with new events or state */
+    size_t n_rooms;             /* entries in rooms */
+    struct acc_unread *unread;  /* unread-count changes of the polling user */
+    size_t n_unread;            /* entries in unread */
+    char **invites;             /* rooms the polling user is (newly or still) invited to */
+    size_t n_invites;           /* entries in invites */
+    char **leaves;              /* rooms the polling user left or whose invite was rejected/withdrawn */
+    size_t n_leaves;            /* entries in leaves */
+    int n_to_device;            /* to-device messages stored */
+    int n_account_data;         /* account data events stored */
+    bool device_data_changed;   /* otk counts, fallback types or device lists changed */
+    int n_events;               /* new events stored (all rooms) */
+    int n_typing;               /* typing EDUs stored */
+    int n_receipts;             /* receipt rows changed */
+};
+
+/* Last-seen E2EE values of one poller, to forward only changes. */
+struct acc_e2ee_memo {
+    char *otk_json;             /* last device_one_time_keys_count (compact JSON) or NULL */
+    char *fallback_json;        /* last device_unused_fallback_key_types or NULL when absent */
+};
+
+/* Applies body (a /sync response object) for (user_id, device_id) and stores
+ * next_batch as the device's since, in one transaction on c. memo is read and,
+ * after a successful commit, updated. On success fills *out (release with
+ * acc_result_release) and returns 0. Returns -1 with *err (heap) on a database
+ * error (nothing stored; the caller retries the same response later). Events
+ * that are malformed are skipped with a warning, never an error. */
+int acc_apply(PGconn *c, const char *user_id, const char *device_id, json_t *body, const char *next_batch,
+              struct acc_e2ee_memo *memo, struct acc_result *out, char **err);
+void acc_result_release(struct acc_result *r);
+void acc_e2ee_memo_release(struct acc_e2ee_memo *m);
+
+/* Redacts an event's JSON in place following the room version's rules and
+ * adds unsigned.redacted_because. Returns the new JSON (heap) or NULL if
+ * event_json does not parse. Exposed for unit tests. */
+char *acc_redact_json(const char *event_json, const char *room_version, const char *redaction_json);
+
+#endif

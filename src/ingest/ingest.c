@@ -1,0 +1,546 @@
+#include "ingest/ingest.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uthash.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "cache/cache.h"
+#include "ingest/accumulate.h"
+#include "obs/metrics.h"
+#include "store/db.h"
+#include "store/rooms.h"
+#include "store/tokens.h"
+#include "upstream/poller.h"
+
+enum job_kind {
+    JOB_RESULT,   /* apply a poller result */
+    JOB_LOAD,     /* load a user into the cache */
+    JOB_EXPIRED,  /* a token died */
+};
+
+struct job {
+    enum job_kind kind;          /* what to do */
+    struct poller_result *res;   /* JOB_RESULT */
+    char *user_id;               /* JOB_LOAD, JOB_EXPIRED */
+    char *device_id;             /* JOB_EXPIRED */
+    char *token_hash;            /* JOB_EXPIRED */
+    struct load_wait *waiter;    /* JOB_LOAD: who to tell */
+    struct job *next;            /* queue link */
+};
+
+/* A caller of ingest_load_user waiting for its job. */
+struct load_wait {
+    bool done;                   /* the job finished */
+    int rc;                      /* its result */
+    int refs;                    /* 2 while both sides hold it */
+};
+
+enum dev_state { DEV_PENDING, DEV_READY, DEV_EXPIRED };
+
+struct device {
+    char *key;                   /* "user_id|device_id" */
+    enum dev_state state;        /* readiness */
+    struct acc_e2ee_memo memo;   /* last OTK counts / fallback types seen (ingest thread only) */
+    UT_hash_handle hh;           /* uthash */
+};
+
+struct ingest {
+    struct db_pool *db;          /* database */
+    struct cache *cache;         /* caches to update */
+    struct metrics *metrics;     /* may be NULL */
+    struct poller_set *pollers;  /* whose results we process */
+    pthread_t thread;            /* the ingest thread */
+    pthread_mutex_t lock;        /* guards the queue, devices, waiters and stop */
+    pthread_cond_t cond;         /* signalled on new jobs, finished loads and device changes */
+    struct job *head, *tail;     /* job queue; loads are put at the head */
+    struct device *devices;      /* readiness per device */
+    bool stop;                   /* the thread should exit */
+};
+
+static char *dev_key(const char *user_id, const char *device_id)
+{
+    return xasprintf("%s|%s", user_id, device_id);
+}
+
+static struct device *get_device(struct ingest *ing, const char *user_id, const char *device_id)
+{
+    char *key = dev_key(user_id, device_id);
+    struct device *d;
+    HASH_FIND_STR(ing->devices, key, d);
+    if (d) {
+        free(key);
+        return d;
+    }
+    d = xcalloc(1, sizeof *d);
+    d->key = key;
+    d->state = DEV_PENDING;
+    HASH_ADD_KEYPTR(hh, ing->devices, d->key, strlen(d->key), d);
+    return d;
+}
+
+static void push(struct ingest *ing, struct job *j, bool front)
+{
+    pthread_mutex_lock(&ing->lock);
+    if (front) {
+        j->next = ing->head;
+        ing->head = j;
+        if (!ing->tail) ing->tail = j;
+    } else {
+        if (ing->tail)
+            ing->tail->next = j;
+        else
+            ing->head = j;
+        ing->tail = j;
+    }
+    pthread_cond_broadcast(&ing->cond);
+    pthread_mutex_unlock(&ing->lock);
+}
+
+static void job_free(struct job *j)
+{
+    if (!j) return;
+    free(j->user_id);
+    free(j->device_id);
+    free(j->token_hash);
+    free(j);
+}
+
+void ingest_on_response(void *ud, struct poller_result *res)
+{
+    struct ingest *ing = ud;
+    struct job *j = xcalloc(1, sizeof *j);
+    j->kind = JOB_RESULT;
+    j->res = res;
+    push(ing, j, false);
+}
+
+void ingest_on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash)
+{
+    struct ingest *ing = ud;
+    struct job *j = xcalloc(1, sizeof *j);
+    j->kind = JOB_EXPIRED;
+    j->user_id = xstrdup(user_id);
+    j->device_id = xstrdup(device_id);
+    j->token_hash = xstrdup(token_hash ? token_hash : "");
+    push(ing, j, false);
+}
+
+void ingest_on_failure(void *ud, const char *user_id, const char *device_id, int http_status, int fail_count,
+                       int64_t retry_ms, const char *why)
+{
+    LOG_DEBUG("poller", "%s/%s: /sync failed (status %d, %s); attempt %d, retrying in %lld ms", user_id, device_id,
+             http_status, why, fail_count, (long long)retry_ms);
+}
+
+void ingest_device_pending(struct ingest *ing, const char *user_id, const char *device_id)
+{
+    pthread_mutex_lock(&ing->lock);
+    get_device(ing, user_id, device_id)->state = DEV_PENDING;
+    pthread_mutex_unlock(&ing->lock);
+}
+
+bool ingest_device_ready(struct ingest *ing, const char *user_id, const char *device_id)
+{
+    char *key = dev_key(user_id, device_id);
+    pthread_mutex_lock(&ing->lock);
+    struct device *d;
+    HASH_FIND_STR(ing->devices, key, d);
+    bool ready = d && d->state == DEV_READY;
+    pthread_mutex_unlock(&ing->lock);
+    free(key);
+    return ready;
+}
+
+static void deadline_ts(struct timespec *ts, int timeout_ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += timeout_ms / 1000;
+    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+enum ingest_wait ingest_device_wait(struct ingest *ing, const char *user_id, const char *device_id,
+                                    int timeout_ms)
+{
+    struct timespec ts;
+    deadline_ts(&ts, timeout_ms);
+    char *key = dev_key(user_id, device_id);
+    enum ingest_wait rc = INGEST_TIMEOUT;
+    pthread_mutex_lock(&ing->lock);
+    for (;;) {
+        struct device *d;
+        HASH_FIND_STR(ing->devices, key, d);
+        if (d && d->state == DEV_READY) {
+            rc = INGEST_READY;
+            break;
+        }
+        if (d && d->state == DEV_EXPIRED) {
+            rc = INGEST_EXPIRED;
+            break;
+        }
+        if (ing->stop || pthread_cond_timedwait(&ing->cond, &ing->lock, &ts) != 0) break;
+    }
+    pthread_mutex_unlock(&ing->lock);
+    free(key);
+    return rc;
+}
+
+enum ingest_wait ingest_load_user(struct ingest *ing, const char *user_id, int timeout_ms)
+{
+    if (cache_user_loaded(ing->cache, user_id)) return INGEST_READY;
+    struct load_wait *w = xcalloc(1, sizeof *w);
+    w->refs = 2;
+    struct job *j = xcalloc(1, sizeof *j);
+    j->kind = JOB_LOAD;
+    j->user_id = xstrdup(user_id);
+    j->waiter = w;
+    push(ing, j, true);
+    struct timespec ts;
+    deadline_ts(&ts, timeout_ms);
+    pthread_mutex_lock(&ing->lock);
+    while (!w->done && !ing->stop)
+        if (pthread_cond_timedwait(&ing->cond, &ing->lock, &ts) != 0) break;
+    enum ingest_wait rc = w->done ? (w->rc == 0 ? INGEST_READY : INGEST_FAILED) : INGEST_TIMEOUT;
+    bool last = --w->refs == 0;
+    pthread_mutex_unlock(&ing->lock);
+    if (last) free(w);
+    return rc;
+}
+
+static void finish_load(struct ingest *ing, struct load_wait *w, int rc)
+{
+    pthread_mutex_lock(&ing->lock);
+    w->done = true;
+    w->rc = rc;
+    bool last = --w->refs == 0;
+    pthread_cond_broadcast(&ing->cond);
+    pthread_mutex_unlock(&ing->lock);
+    if (last) free(w);
+}
+
+/* ---- jobs ---- */
+
+static int load_user(struct ingest *ing, const char *user_id)
+{
+    if (cache_user_loaded(ing->cache, user_id)) return 0;
+    char *err = NULL;
+    PGconn *c = db_acquire(ing->db, 30000, &err);
+    if (!c) {
+        LOG_ERROR("ingest", "loading %s: %s", user_id, err);
+        free(err);
+        return -1;
+    }
+    int rc = -1;
+    struct store_user_room *rooms = NULL;
+    struct store_room *metas = NULL;
+    const char **missing = NULL;
+    const char **ids = NULL;
+    int n_rooms = 0, n_metas = 0;
+    char *m_direct = NULL;
+    int64_t pos = 0;
+    if (store_max_nid(c, &pos, &err) < 0 || store_user_rooms(c, user_id, &rooms, &n_rooms, &err) < 0 ||
+        store_account_data_get(c, user_id, "", "m.direct", &m_direct, &err) < 0)
+        goto out;
+    ids = xcalloc((size_t)(n_rooms ? n_rooms : 1), sizeof *ids);
+    for (int i = 0; i < n_rooms; i++) ids[i] = rooms[i].room_id;
+    int n_missing = cache_missing_rooms(ing->cache, ids, n_rooms, &missing);
+    if (n_missing && store_rooms_get(c, missing, n_missing, &metas, &n_metas, &err) < 0) goto out;
+    db_release(ing->db, c);
+    c = NULL;
+    /* No events can be ingested between the reads above and this install:
+     * this thread is the only one that ingests. */
+    cache_install_user(ing->cache, user_id, rooms, n_rooms, metas, n_metas, m_direct, pos);
+    LOG_DEBUG("ingest", "loaded %s: %d rooms", user_id, n_rooms);
+    rc = 0;
+out:
+    if (rc < 0) {
+        LOG_ERROR("ingest", "loading %s: %s", user_id, err ? err : "?");
+    }
+    if (c) db_release(ing->db, c);
+    free(err);
+    for (int i = 0; i < n_rooms; i++) store_user_room_release(&rooms[i]);
+    free(rooms);
+    for (int i = 0; i < n_metas; i++) store_room_release(&metas[i]);
+    free(metas);
+    free(missing);
+    free(ids);
+    free(m_direct);
+    return rc;
+}
+
+static int cmp_event_nid(const void *a, const void *b)
+{
+    const struct event *x = *(struct event *const *)a, *y = *(struct event *const *)b;
+    return x->nid < y->nid ? -1 : x->nid > y->nid;
+}
+
+static void add_update(struct cache_changes *ch, struct cache_update *u)
+{
+    ch->user_updates = xrealloc(ch->user_updates, (size_t)(ch->n_user_updates + 1) * sizeof *ch->user_updates);
+    ch->user_updates[ch->n_user_updates++] = u;
+}
+
+/* Reads what the caches need after a commit and applies it. */
+static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, struct acc_result *ar)
+{
+    struct cache_changes ch = {.user_id = res->user_id, .device_id = res->device_id};
+    int rc = -1;
+    char *err = NULL;
+    const char **want = xcalloc(ar->n_rooms + 1, sizeof *want);
+    int n_want = 0, n_events = 0;
+    for (size_t i = 0; i < ar->n_rooms; i++) {
+        struct acc_room *r = &ar->rooms[i];
+        bool wanted = cache_room_wanted(ing->cache, r->room_id);
+        for (size_t j = 0; !wanted && j < r->n_events; j++) {
+            struct event *e = r->events[j];
+            wanted = e->membership && e->state_key && cache_user_loaded(ing->cache, e->state_key);
+        }
+        if (wanted) want[n_want++] = r->room_id;
+        n_events += (int)r->n_events;
+    }
+    if (n_want && store_rooms_get(c, want, n_want, &ch.metas, &ch.n_metas, &err) < 0) goto out;
+    ch.events = xcalloc((size_t)(n_events ? n_events : 1), sizeof *ch.events);
+    ch.reset_rooms = xcalloc(ar->n_rooms + 1, sizeof *ch.reset_rooms);
+    for (size_t i = 0; i < ar->n_rooms; i++) {
+        struct acc_room *r = &ar->rooms[i];
+        for (size_t j = 0; j < r->n_events; j++) ch.events[ch.n_events++] = r->events[j];
+        if (r->state_reset) ch.reset_rooms[ch.n_reset++] = r->room_id;
+    }
+    qsort(ch.events, (size_t)ch.n_events, sizeof *ch.events, cmp_event_nid);
+    ch.pos = ch.n_events ? ch.events[ch.n_events - 1]->nid : 0;
+
+    bool loaded = cache_user_loaded(ing->cache, res->user_id);
+    if (loaded) {
+        if (ar->n_invites) {
+            struct store_user_room *rooms = NULL;
+            int n = 0;
+            if (store_user_rooms(c, res->user_id, &rooms, &n, &err) < 0) goto out;
+            ch.invites = xcalloc((size_t)(n ? n : 1), sizeof *ch.invites);
+            for (int i = 0; i < n; i++) {
+                bool fresh = false;
+                for (size_t k = 0; k < ar->n_invites && !fresh; k++)
+                    fresh = rooms[i].invite && strcmp(rooms[i].room_id, ar->invites[k]) == 0;
+                if (fresh)
+                    ch.invites[ch.n_invites++] = rooms[i];
+                else
+                    store_user_room_release(&rooms[i]);
+            }
+            free(rooms);
+        }
+        if (ar->n_account_data &&
+            store_account_data_get(c, res->user_id, "", "m.direct", (char **)&ch.m_direct_json, &err) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < ar->n_unread; i++) {
+        struct cache_update *u = cache_update_new(CU_UNREAD, ar->unread[i].room_id, NULL);
+        u->notif = ar->unread[i].notif;
+        u->highlight = ar->unread[i].highlight;
+        if (!ar->unread[i].has_notif || !ar->unread[i].has_highlight) {
+            struct user_room cur;
+            if (cache_user_room(ing->cache, res->user_id, u->room_id, &cur)) {
+                if (!ar->unread[i].has_notif) u->notif = cur.notif;
+                if (!ar->unread[i].has_highlight) u->highlight = cur.highlight;
+                user_room_release(&cur);
+            }
+        }
+        add_update(&ch, u);
+    }
+    for (size_t i = 0; i < ar->n_leaves; i++) add_update(&ch, cache_update_new(CU_LEAVE, ar->leaves[i], NULL));
+    if (ar->n_account_data) add_update(&ch, cache_update_new(CU_ACCOUNT_DATA, NULL, NULL));
+    if (ar->n_to_device) add_update(&ch, cache_update_new(CU_TO_DEVICE, NULL, res->device_id));
+    if (ar->device_data_changed) add_update(&ch, cache_update_new(CU_DEVICE_DATA, NULL, res->device_id));
+    cache_apply(ing->cache, &ch);
+    rc = 0;
+out:
+    if (err) LOG_ERROR("ingest", "publishing %s/%s: %s", res->user_id, res->device_id, err);
+    free(err);
+    for (int i = 0; i < ch.n_metas; i++) store_room_release(&ch.metas[i]);
+    free(ch.metas);
+    for (int i = 0; i < ch.n_user_updates; i++) cache_update_unref(ch.user_updates[i]);
+    free(ch.user_updates);
+    for (int i = 0; i < ch.n_invites; i++) store_user_room_release(&ch.invites[i]);
+    free(ch.invites);
+    free((char *)ch.m_direct_json);
+    free(ch.events);
+    free(ch.reset_rooms);
+    free(want);
+    return rc;
+}
+
+static void observe(struct ingest *ing, struct poller_result *res, struct acc_result *ar, double secs)
+{
+    if (!ing->metrics) return;
+    metrics_observe_l(ing->metrics->poller_process_duration_secs, res->initial ? "1" : "0", res->first ? "1" : "0",
+                      secs);
+    struct {
+        const char *name;
+        size_t n;
+    } payloads[] = {
+        {"V2Accumulate", 0}, {"V2UnreadCounts", ar->n_unread}, {"V2InviteRoom", ar->n_invites},
+        {"V2LeaveRoom", ar->n_leaves}, {"V2DeviceMessages", ar->n_to_device ? 1 : 0},
+        {"V2AccountData", ar->n_account_data ? 1 : 0}, {"V2DeviceData", ar->device_data_changed ? 1 : 0},
+        {"V2Typing", (size_t)ar->n_typing}, {"V2Receipt", (size_t)ar->n_receipts}, {"V2InvalidateRoom", 0},
+    };
+    for (size_t i = 0; i < ar->n_rooms; i++) {
+        if (ar->rooms[i].n_events) payloads[0].n++;
+        if (ar->rooms[i].state_reset) payloads[9].n++;
+    }
+    for (size_t i = 0; i < sizeof payloads / sizeof payloads[0]; i++)
+        if (payloads[i].n) metrics_add_l(ing->metrics->poller_num_payloads, payloads[i].name, NULL, (double)payloads[i].n);
+    json_t *join = json_object_get(json_object_get(res->body, "rooms"), "join");
+    const char *rid;
+    json_t *sec;
+    json_object_foreach(join, rid, sec)
+    {
+        json_t *tl = json_object_get(sec, "timeline");
+        json_t *evs = json_object_get(tl, "events");
+        bool limited = json_is_true(json_object_get(tl, "limited"));
+        if (json_is_array(evs))
+            metrics_observe_l(ing->metrics->poller_timeline_size, limited ? "limited" : "unlimited", NULL,
+                              (double)json_array_size(evs));
+        json_t *st = json_object_get(json_object_get(sec, "state"), "events");
+        if (limited && json_is_array(st) && json_array_size(st))
+            metrics_observe(ing->metrics->poller_gappy_state_size, (double)json_array_size(st));
+    }
+}
+
+static void process_result(struct ingest *ing, struct poller_result *res)
+{
+    double t0 = clock_mono_secs();
+    char *err = NULL;
+    bool ok = false;
+    struct acc_result ar = {0};
+    PGconn *c = db_acquire(ing->db, 10000, &err);
+    if (!c) goto out;
+    pthread_mutex_lock(&ing->lock);
+    struct device *d = get_device(ing, res->user_id, res->device_id);
+    pthread_mutex_unlock(&ing->lock);
+    /* d->memo is only touched on this thread. */
+    if (acc_apply(c, res->user_id, res->device_id, res->body, res->next_batch, &d->memo, &ar, &err) < 0) goto out;
+    if (publish(ing, c, res, &ar) < 0) {
+        /* Stored but not published: connections may miss this update; they
+         * catch up on their next snapshot. Do not re-fetch (it is stored). */
+        LOG_ERROR("ingest", "%s/%s: stored a response but could not update the caches", res->user_id,
+                  res->device_id);
+    }
+    ok = true;
+    LOG_DEBUG("ingest", "%s/%s: %d new events, %zu rooms, %d to-device", res->user_id, res->device_id, ar.n_events,
+              ar.n_rooms, ar.n_to_device);
+    observe(ing, res, &ar, clock_mono_secs() - t0);
+out:
+    if (c) db_release(ing->db, c);
+    if (!ok) LOG_ERROR("ingest", "%s/%s: could not store a response (will retry): %s", res->user_id,
+                       res->device_id, err ? err : "?");
+    free(err);
+    acc_result_release(&ar);
+    if (ok) {
+        pthread_mutex_lock(&ing->lock);
+        struct device *dv = get_device(ing, res->user_id, res->device_id);
+        if (dv->state != DEV_EXPIRED) dv->state = DEV_READY;
+        pthread_cond_broadcast(&ing->cond);
+        pthread_mutex_unlock(&ing->lock);
+    }
+    if (ing->pollers)
+        poller_set_done(ing->pollers, res, ok);
+    else
+        poller_result_free(res);
+}
+
+static void process_expired(struct ingest *ing, struct job *j)
+{
+    LOG_INFO("ingest", "%s/%s: the homeserver rejected the token; forgetting it", j->user_id, j->device_id);
+    char *err = NULL;
+    PGconn *c = db_acquire(ing->db, 10000, &err);
+    if (c) {
+        if (store_token_delete(c, j->token_hash, &err) < 0) LOG_ERROR("ingest", "deleting token: %s", err);
+        db_release(ing->db, c);
+    } else {
+        LOG_ERROR("ingest", "deleting token: %s", err);
+    }
+    free(err);
+    pthread_mutex_lock(&ing->lock);
+    get_device(ing, j->user_id, j->device_id)->state = DEV_EXPIRED;
+    pthread_cond_broadcast(&ing->cond);
+    pthread_mutex_unlock(&ing->lock);
+    cache_notify_user(ing->cache, j->user_id, cache_update_new(CU_TOKEN_EXPIRED, NULL, j->device_id));
+}
+
+static void *run(void *arg)
+{
+    struct ingest *ing = arg;
+    for (;;) {
+        pthread_mutex_lock(&ing->lock);
+        while (!ing->head && !ing->stop) pthread_cond_wait(&ing->cond, &ing->lock);
+        if (ing->stop) {
+            pthread_mutex_unlock(&ing->lock);
+            break;
+        }
+        struct job *j = ing->head;
+        ing->head = j->next;
+        if (!ing->head) ing->tail = NULL;
+        pthread_mutex_unlock(&ing->lock);
+        switch (j->kind) {
+        case JOB_RESULT: process_result(ing, j->res); break;
+        case JOB_LOAD: finish_load(ing, j->waiter, load_user(ing, j->user_id)); break;
+        case JOB_EXPIRED: process_expired(ing, j); break;
+        }
+        job_free(j);
+    }
+    return NULL;
+}
+
+int ingest_new(struct ingest **out, struct db_pool *db, struct cache *cache, struct metrics *m)
+{
+    struct ingest *ing = xcalloc(1, sizeof *ing);
+    ing->db = db;
+    ing->cache = cache;
+    ing->metrics = m;
+    pthread_mutex_init(&ing->lock, NULL);
+    pthread_cond_init(&ing->cond, NULL);
+    if (pthread_create(&ing->thread, NULL, run, ing) != 0) {
+        free(ing);
+        return -1;
+    }
+    *out = ing;
+    return 0;
+}
+
+void ingest_set_pollers(struct ingest *ing, struct poller_set *ps)
+{
+    ing->pollers = ps;
+}
+
+void ingest_free(struct ingest *ing)
+{
+    if (!ing) return;
+    pthread_mutex_lock(&ing->lock);
+    ing->stop = true;
+    pthread_cond_broadcast(&ing->cond);
+    pthread_mutex_unlock(&ing->lock);
+    pthread_join(ing->thread, NULL);
+    for (struct job *j = ing->head, *next; j; j = next) {
+        next = j->next;
+        if (j->kind == JOB_RESULT) poller_result_free(j->res);
+        if (j->kind == JOB_LOAD) finish_load(ing, j->waiter, -1);
+        job_free(j);
+    }
+    struct device *d, *t;
+    HASH_ITER(hh, ing->devices, d, t)
+    {
+        HASH_DEL(ing->devices, d);
+        acc_e2ee_memo_release(&d->memo);
+        free(d->key);
+        free(d);
+    }
+    pthread_mutex_destroy(&ing->lock);
+    pthread_cond_destroy(&ing->cond);
+    free(ing);
+}

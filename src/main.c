@@ -1,0 +1,234 @@
+/* syncv3: a sliding sync server for Matrix. Reads its configuration from
+ * SYNCV3_* variables, builds the pipeline (pollers -> ingest -> store and
+ * caches -> connections -> HTTP) and runs until SIGTERM or SIGINT. */
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/alloc.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "cache/cache.h"
+#include "http/prom.h"
+#include "http/server.h"
+#include "ingest/ingest.h"
+#include "obs/metrics.h"
+#include "store/db.h"
+#include "store/migrate.h"
+#include "sync/api.h"
+#include "upstream/hsclient.h"
+#include "upstream/poller.h"
+
+/* Everything the process runs, built in main and torn down in reverse. */
+struct server {
+    struct config cfg;           /* configuration */
+    struct metrics *metrics;     /* Prometheus registry */
+    struct db_pool *db;          /* PostgreSQL pool */
+    struct cache *cache;         /* room and user caches */
+    struct ingest *ingest;       /* the ingest thread */
+    struct hsclient *hs;         /* homeserver client for whoami/versions */
+    struct poller_set *pollers;  /* the poller thread */
+    struct sync_api *api;        /* the sliding sync API */
+    struct http_server *http;    /* client-facing listener */
+    struct prom_server *prom;    /* metrics listener, or NULL */
+};
+
+static const char *env(const char *name)
+{
+    return getenv(name);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "syncv3 %s (%s): a sliding sync server for Matrix.\n\n"
+                 "Usage: syncv3 [--help | --version]\n\n",
+            SYNCV3_VERSION, SYNCV3_COMMIT);
+    config_print_help(out);
+}
+
+/* The poller reports a dead token to ingest (which forgets it) and to the API
+ * (which ends the device's connections). */
+struct expiry_fanout {
+    struct ingest *ingest;   /* forgets the token, marks the device */
+    struct sync_api *api;    /* ends connections */
+};
+
+static struct expiry_fanout fanout;
+
+static void on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash)
+{
+    struct expiry_fanout *f = ud;
+    ingest_on_token_expired(f->ingest, user_id, device_id, token_hash);
+    if (f->api) sync_api_token_expired(f->api, user_id, device_id);
+}
+
+static void on_response(void *ud, struct poller_result *res)
+{
+    struct expiry_fanout *f = ud;
+    ingest_on_response(f->ingest, res);
+}
+
+static void on_failure(void *ud, const char *user_id, const char *device_id, int http_status, int fail_count,
+                       int64_t retry_ms, const char *why)
+{
+    struct expiry_fanout *f = ud;
+    ingest_on_failure(f->ingest, user_id, device_id, http_status, fail_count, retry_ms, why);
+}
+
+static void update_gauges(struct server *s)
+{
+    struct poller_stats st;
+    poller_set_stats(s->pollers, &st);
+    metrics_set(s->metrics->poller_num_pollers, st.num_pollers);
+    metrics_set(s->metrics->poller_num_outstanding_sync_v2_reqs, st.outstanding);
+    double total = metrics_value(s->metrics->poller_total_num_polls, NULL, NULL);
+    if ((double)st.total_polls > total) metrics_add(s->metrics->poller_total_num_polls, (double)st.total_polls - total);
+}
+
+static void shutdown_all(struct server *s)
+{
+    /* Stop accepting and answer parked requests first, then stop polling,
+     * then let ingest finish the response it is applying. */
+    http_server_stop(s->http);
+    prom_server_stop(s->prom);
+    poller_set_free(s->pollers);
+    ingest_free(s->ingest);
+    sync_api_free(s->api);
+    hsclient_free(s->hs);
+    cache_free(s->cache);
+    db_pool_free(s->db);
+    metrics_free(s->metrics);
+    config_release(&s->cfg);
+    curl_global_cleanup();
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("syncv3 %s (%s)\n", SYNCV3_VERSION, SYNCV3_COMMIT);
+            return 0;
+        }
+        fprintf(stderr, "syncv3: unknown argument '%s' (try --help)\n", argv[i]);
+        return 2;
+    }
+    struct server s = {0};
+    char *err = NULL;
+    enum config_result cr = config_load(&s.cfg, env, &err);
+    if (cr == CONFIG_MISSING) {
+        usage(stderr);
+        fprintf(stderr, "\nsyncv3: %s\n", err);
+        free(err);
+        config_release(&s.cfg);
+        return 1;
+    }
+    if (cr != CONFIG_OK) {
+        fprintf(stderr, "syncv3: %s\n", err);
+        free(err);
+        config_release(&s.cfg);
+        return 1;
+    }
+    log_threshold = s.cfg.log_level;
+    LOG_INFO("main", "syncv3 %s (%s) starting; log level %s, max db connections %d", SYNCV3_VERSION,
+             SYNCV3_COMMIT, log_level_name(s.cfg.log_level), s.cfg.max_db_conn);
+    if (s.cfg.pprof || s.cfg.otlp_url || s.cfg.jaeger_url || s.cfg.sentry_dsn)
+        LOG_WARN("main", "SYNCV3_PPROF, SYNCV3_OTLP_URL, SYNCV3_JAEGER_URL and SYNCV3_SENTRY_DSN are accepted but "
+                         "not served by this version");
+
+    /* Signals are taken synchronously by this thread; every other thread
+     * inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    s.metrics = metrics_new();
+    if (db_pool_new(&s.db, s.cfg.db, s.cfg.max_db_conn, s.cfg.db_idle_timeout_secs, &err) < 0) {
+        LOG_FATAL("main", "cannot connect to the database (SYNCV3_DB): %s", err);
+        goto fail;
+    }
+    {
+        PGconn *c = db_acquire(s.db, 10000, &err);
+        int rc = c ? migrate_up(c, &err) : -1;
+        db_release(s.db, c);
+        if (rc < 0) {
+            LOG_FATAL("main", "database migration failed: %s", err);
+            goto fail;
+        }
+    }
+    if (hsclient_new(&s.hs, &s.cfg) < 0) {
+        LOG_FATAL("main", "cannot set up the homeserver client");
+        goto fail;
+    }
+    if (hsclient_versions(s.hs, &err) != 0) {
+        LOG_WARN("main", "GET /_matrix/client/versions failed (is SYNCV3_SERVER=%s right?): %s", s.cfg.server,
+                 err ? err : "?");
+        free(err);
+        err = NULL;
+    }
+    s.cache = cache_new();
+    if (ingest_new(&s.ingest, s.db, s.cache, s.metrics) < 0) {
+        LOG_FATAL("main", "cannot start the ingest thread");
+        goto fail;
+    }
+    fanout.ingest = s.ingest;
+    struct poller_callbacks cb = {
+        .ud = &fanout, .on_response = on_response, .on_token_expired = on_token_expired, .on_failure = on_failure};
+    if (poller_set_new(&s.pollers, &s.cfg, &cb, NULL) < 0) {
+        LOG_FATAL("main", "cannot start the poller thread");
+        goto fail;
+    }
+    ingest_set_pollers(s.ingest, s.pollers);
+    struct sync_api_deps deps = {&s.cfg, s.db, s.cache, s.ingest, s.pollers, s.hs, s.metrics};
+    sync_api_new(&s.api, &deps);
+    fanout.api = s.api;
+
+    struct http_route routes[] = {
+        {"/_matrix/client/unstable/org.matrix.msc3575/sync", "POST", sync_api_handle, s.api},
+        {"/_matrix/client/v3/sync", "POST", sync_api_handle, s.api},
+        {"/client/server.json", "GET", sync_api_server_json, s.api},
+    };
+    struct http_listen_opts lo;
+    http_listen_opts_from_config(&lo, &s.cfg);
+    lo.pool_threads = 8;
+    lo.static_prefix = "/client/";
+    lo.static_dir = "web/client";
+    if (http_server_start(&s.http, &lo, routes, sizeof routes / sizeof routes[0]) < 0) {
+        LOG_FATAL("main", "cannot listen on %s", s.cfg.bindaddr);
+        goto fail;
+    }
+    if (s.cfg.prom && prom_server_start(&s.prom, s.cfg.prom, metrics_render_cb, s.metrics) < 0) {
+        LOG_FATAL("main", "cannot listen on SYNCV3_PROM=%s", s.cfg.prom);
+        goto fail;
+    }
+    LOG_INFO("main", "listening on %s%s", s.cfg.bindaddr, s.cfg.tls_cert ? " (TLS)" : "");
+    sync_api_resume_pollers(s.api);
+
+    for (;;) {
+        struct timespec ts = {.tv_sec = 1};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            LOG_INFO("main", "received %s; shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        update_gauges(&s);
+        sync_api_tick(s.api);
+    }
+    shutdown_all(&s);
+    LOG_INFO("main", "stopped");
+    return 0;
+fail:
+    free(err);
+    shutdown_all(&s);
+    return 1;
+}

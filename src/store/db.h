@@ -1,0 +1,52 @@
+/* PostgreSQL access: a bounded connection pool and small helpers over libpq.
+ *
+ * Every thread that talks to the database takes a connection with db_acquire,
+ * uses it, and gives it back with db_release; nobody ever holds two at once, so
+ * a pool of one connection (SYNCV3_MAX_DB_CONN=1) cannot deadlock. A broken
+ * connection (the server restarted) is detected on release and replaced on the
+ * next acquire. */
+#ifndef SYNCV3_STORE_DB_H
+#define SYNCV3_STORE_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+struct db_pool;
+
+/* Opens the pool; connects one connection eagerly to fail fast on a bad
+ * conninfo. Returns 0, or -1 with *err (heap) describing why. */
+int db_pool_new(struct db_pool **out, const char *conninfo, int max_conns, int idle_timeout_secs,
+                char **err);
+void db_pool_free(struct db_pool *p);
+
+/* Blocks until a connection is free (or can be opened). Returns NULL if the
+ * server cannot be reached within timeout_ms (then *err is set, heap). */
+PGconn *db_acquire(struct db_pool *p, int timeout_ms, char **err);
+/* Returns a connection; it is closed instead of reused when it is broken or
+ * left inside a transaction. */
+void db_release(struct db_pool *p, PGconn *c);
+
+/* Runs a statement with text parameters (NULL entries are SQL NULL). Returns
+ * the result (PQclear it) when the status is COMMAND_OK or TUPLES_OK, else
+ * logs, clears, sets *err (heap) if err != NULL, and returns NULL. */
+PGresult *db_exec(PGconn *c, char **err, const char *sql, int n, const char *const *params);
+/* Same for statements without results; returns 0 or -1. */
+int db_cmd(PGconn *c, char **err, const char *sql, int n, const char *const *params);
+int db_begin(PGconn *c, char **err);
+int db_commit(PGconn *c, char **err);
+void db_rollback(PGconn *c);
+
+/* Appends s as an element of a Postgres text-array literal ({"a","b"}): the
+ * caller writes the braces and commas. s == NULL appends NULL. */
+void db_array_elem(struct buf *b, const char *s);
+void db_array_elem_n(struct buf *b, const char *s, size_t n);
+/* Parses a decimal column value; returns 0 for NULL/empty. */
+int64_t db_get_i64(const PGresult *r, int row, int col);
+/* Column value or NULL when SQL NULL. */
+const char *db_get_str(const PGresult *r, int row, int col);
+
+#endif

@@ -1,0 +1,353 @@
+#include "store/rooms.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/buf.h"
+#include "store/db.h"
+
+static char *dup_opt(PGresult *r, int row, int col)
+{
+    const char *v = db_get_str(r, row, col);
+    return v ? xstrdup(v) : NULL;
+}
+
+void store_room_release(struct store_room *r)
+{
+    free(r->room_id);
+    free(r->name);
+    free(r->canonical_alias);
+    free(r->avatar);
+    free(r->room_type);
+    free(r->predecessor);
+    free(r->upgraded);
+    for (int i = 0; i < r->n_heroes; i++) {
+        free(r->heroes[i].user_id);
+        free(r->heroes[i].displayname);
+        free(r->heroes[i].avatar_url);
+    }
+    *r = (struct store_room){0};
+}
+
+void store_user_room_release(struct store_user_room *r)
+{
+    free(r->room_id);
+    free(r->invite_state);
+    *r = (struct store_user_room){0};
+}
+
+int store_max_nid(PGconn *c, int64_t *pos, char **err)
+{
+    PGresult *r = db_exec(c, err, "SELECT COALESCE(max(event_nid), 0) FROM syncv3_events", 0, NULL);
+    if (!r) return -1;
+    *pos = db_get_i64(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+int store_user_rooms(PGconn *c, const char *user_id, struct store_user_room **out, int *n, char **err)
+{
+    const char *p[] = {user_id};
+    /* The join span starts at the first join after the user's last non-join
+     * membership, so profile changes do not move it. */
+    PGresult *r = db_exec(
+        c, err,
+        "WITH joined AS (SELECT s.room_id FROM syncv3_room_state s WHERE s.event_type = 'm.room.member' "
+        "  AND s.state_key = $1 AND s.end_nid IS NULL AND s.membership = 'join'), "
+        "spans AS (SELECT j.room_id, (SELECT min(h.start_nid) FROM syncv3_room_state h WHERE h.room_id = j.room_id "
+        "  AND h.event_type = 'm.room.member' AND h.state_key = $1 AND h.membership = 'join' AND h.start_nid > "
+        "  COALESCE((SELECT max(h2.start_nid) FROM syncv3_room_state h2 WHERE h2.room_id = j.room_id AND "
+        "  h2.event_type = 'm.room.member' AND h2.state_key = $1 AND h2.membership <> 'join'), 0)) AS join_nid "
+        "  FROM joined j) "
+        "SELECT sp.room_id, false, sp.join_nid, COALESCE(e.origin_server_ts, 0), NULL, 0, "
+        "  COALESCE(u.notification_count, 0), COALESCE(u.highlight_count, 0) FROM spans sp "
+        "  LEFT JOIN syncv3_events e ON e.event_nid = sp.join_nid "
+        "  LEFT JOIN syncv3_unread u ON u.user_id = $1 AND u.room_id = sp.room_id "
+        "UNION ALL "
+        "SELECT i.room_id, true, 0, 0, i.invite_state, i.ts, 0, 1 FROM syncv3_invites i WHERE i.user_id = $1 "
+        "  AND NOT EXISTS (SELECT 1 FROM joined j WHERE j.room_id = i.room_id)",
+        1, p);
+    if (!r) return -1;
+    *n = PQntuples(r);
+    *out = xcalloc((size_t)(*n ? *n : 1), sizeof **out);
+    for (int i = 0; i < *n; i++) {
+        (*out)[i] = (struct store_user_room){
+            .room_id = xstrdup(PQgetvalue(r, i, 0)),
+            .invite = PQgetvalue(r, i, 1)[0] == 't',
+            .join_nid = db_get_i64(r, i, 2),
+            .join_ts = db_get_i64(r, i, 3),
+            .invite_state = dup_opt(r, i, 4),
+            .invite_ts = db_get_i64(r, i, 5),
+            .notif = db_get_i64(r, i, 6),
+            .highlight = db_get_i64(r, i, 7),
+        };
+    }
+    PQclear(r);
+    return 0;
+}
+
+static void ids_array(struct buf *b, const char *const *ids, int n)
+{
+    buf_putc(b, '{');
+    for (int i = 0; i < n; i++) {
+        if (i) buf_putc(b, ',');
+        db_array_elem(b, ids[i]);
+    }
+    buf_putc(b, '}');
+}
+
+int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct store_room **out, int *n,
+                    char **err)
+{
+    *out = NULL;
+    *n = 0;
+    struct buf ids = BUF_INIT;
+    ids_array(&ids, room_ids, n_ids);
+    const char *p[] = {buf_cstr(&ids)};
+    int rc = -1;
+    PGresult *h = NULL;
+    PGresult *r = db_exec(c, err,
+                          "SELECT room_id, name, canonical_alias, avatar, room_type, predecessor_room_id, "
+                          "upgraded_room_id, is_encrypted, joined_count, invited_count, latest_nid, latest_ts "
+                          "FROM syncv3_rooms WHERE room_id = ANY($1::text[])",
+                          1, p);
+    if (!r) goto out;
+    h = db_exec(c, err,
+                "SELECT room_id, state_key, ev->'content'->>'displayname', ev->'content'->>'avatar_url' FROM "
+                "(SELECT s.room_id, s.state_key, e.event::json AS ev, row_number() OVER (PARTITION BY s.room_id "
+                "ORDER BY s.event_nid DESC) AS rn FROM syncv3_room_state s JOIN syncv3_events e ON "
+                "e.event_nid = s.event_nid WHERE s.room_id = ANY($1::text[]) AND s.event_type = 'm.room.member' "
+                "AND s.end_nid IS NULL AND s.membership IN ('join', 'invite')) x WHERE rn <= 6 "
+                "ORDER BY room_id, rn",
+                1, p);
+    if (!h) goto out;
+    *n = PQntuples(r);
+    *out = xcalloc((size_t)(*n ? *n : 1), sizeof **out);
+    for (int i = 0; i < *n; i++) {
+        struct store_room *m = &(*out)[i];
+        *m = (struct store_room){
+            .room_id = xstrdup(PQgetvalue(r, i, 0)),
+            .name = dup_opt(r, i, 1),
+            .canonical_alias = dup_opt(r, i, 2),
+            .avatar = dup_opt(r, i, 3),
+            .room_type = dup_opt(r, i, 4),
+            .predecessor = dup_opt(r, i, 5),
+            .upgraded = dup_opt(r, i, 6),
+            .encrypted = PQgetvalue(r, i, 7)[0] == 't',
+            .joined_count = db_get_i64(r, i, 8),
+            .invited_count = db_get_i64(r, i, 9),
+            .latest_nid = db_get_i64(r, i, 10),
+            .latest_ts = db_get_i64(r, i, 11),
+        };
+    }
+    /* Heroes arrive sorted by room: match them with a merge over a sorted index. */
+    for (int i = 0, hi = 0; i < PQntuples(h); i++) {
+        const char *rid = PQgetvalue(h, i, 0);
+        if (hi < *n && strcmp((*out)[hi].room_id, rid) == 0) goto found;
+        for (hi = 0; hi < *n; hi++)
+            if (strcmp((*out)[hi].room_id, rid) == 0) break;
+        if (hi == *n) {
+            hi = 0;
+            continue;
+        }
+    found:;
+        struct store_room *m = &(*out)[hi];
+        if (m->n_heroes < STORE_MAX_HEROES)
+            m->heroes[m->n_heroes++] =
+                (struct store_hero){xstrdup(PQgetvalue(h, i, 1)), dup_opt(h, i, 2), dup_opt(h, i, 3)};
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    PQclear(h);
+    buf_release(&ids);
+    return rc;
+}
+
+int store_account_data_get(PGconn *c, const char *user_id, const char *room_id, const char *type, char **json,
+                           char **err)
+{
+    const char *p[] = {user_id, room_id, type};
+    PGresult *r = db_exec(c, err,
+                          "SELECT data FROM syncv3_account_data WHERE user_id = $1 AND room_id = $2 AND type = $3",
+                          3, p);
+    if (!r) return -1;
+    *json = PQntuples(r) ? xstrdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    return 0;
+}
+
+void store_tl_release(struct store_tl *t)
+{
+    for (int i = 0; i < t->n; i++) event_unref(t->events[i]);
+    free(t->events);
+    free(t->prev_batch);
+    *t = (struct store_tl){0};
+}
+
+static struct event *row_event(PGresult *r, int i, int col0)
+{
+    /* columns: nid, event_id, room_id, type, state_key, sender, membership, ts, json */
+    return event_new(db_get_i64(r, i, col0), PQgetvalue(r, i, col0 + 1), PQgetvalue(r, i, col0 + 2),
+                     PQgetvalue(r, i, col0 + 3), db_get_str(r, i, col0 + 4), PQgetvalue(r, i, col0 + 5),
+                     db_get_str(r, i, col0 + 6), db_get_i64(r, i, col0 + 7), PQgetvalue(r, i, col0 + 8),
+                     (size_t)PQgetlength(r, i, col0 + 8));
+}
+
+int store_timelines(PGconn *c, const struct store_tl_req *reqs, int n, struct store_tl *out, char **err)
+{
+    for (int i = 0; i < n; i++) out[i] = (struct store_tl){0};
+    if (!n) return 0;
+    struct buf a_idx = BUF_INIT, a_room = BUF_INIT, a_lo = BUF_INIT, a_hi = BUF_INIT, a_lim = BUF_INIT;
+    struct buf *all[] = {&a_idx, &a_room, &a_lo, &a_hi, &a_lim};
+    for (int k = 0; k < 5; k++) buf_putc(all[k], '{');
+    for (int i = 0; i < n; i++) {
+        const char *sep = i ? "," : "";
+        buf_printf(&a_idx, "%s%d", sep, i);
+        buf_puts(&a_room, sep);
+        db_array_elem(&a_room, reqs[i].room_id);
+        buf_printf(&a_lo, "%s%lld", sep, (long long)reqs[i].from_nid);
+        buf_printf(&a_hi, "%s%lld", sep, (long long)reqs[i].to_nid);
+        buf_printf(&a_lim, "%s%d", sep, reqs[i].limit);
+    }
+    for (int k = 0; k < 5; k++) buf_putc(all[k], '}');
+    const char *p[] = {buf_cstr(&a_idx), buf_cstr(&a_room), buf_cstr(&a_lo), buf_cstr(&a_hi), buf_cstr(&a_lim)};
+    int rc = -1;
+    PGresult *pb = NULL;
+    PGresult *r = db_exec(
+        c, err,
+        "SELECT u.i, e.event_nid, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.membership, "
+        "e.origin_server_ts, e.event, e.missing_previous, e.prev_batch "
+        "FROM unnest($1::int[], $2::text[], $3::bigint[], $4::bigint[], $5::int[]) AS u(i, room_id, lo, hi, lim) "
+        "CROSS JOIN LATERAL (SELECT * FROM syncv3_events e WHERE e.room_id = u.room_id AND NOT e.is_state "
+        "AND e.event_nid >= u.lo AND e.event_nid <= u.hi ORDER BY e.event_nid DESC LIMIT u.lim) e "
+        "ORDER BY u.i, e.event_nid DESC",
+        5, p);
+    if (!r) goto out;
+    /* Rows are newest first per room; stop at a gap marker (include it). */
+    int rows = PQntuples(r);
+    bool *stopped = xcalloc((size_t)n, sizeof *stopped);
+    for (int i = 0; i < rows; i++) {
+        int idx = (int)db_get_i64(r, i, 0);
+        if (idx < 0 || idx >= n || stopped[idx]) continue;
+        struct store_tl *t = &out[idx];
+        t->events = xrealloc(t->events, (size_t)(t->n + 1) * sizeof *t->events);
+        t->events[t->n++] = row_event(r, i, 1);
+        if (PQgetvalue(r, i, 10)[0] == 't') stopped[idx] = true;
+        const char *b = db_get_str(r, i, 11);
+        free(t->prev_batch);
+        t->prev_batch = NULL;
+        if (b) t->prev_batch = xstrdup(b); /* the oldest event's own token, if any */
+    }
+    free(stopped);
+    /* Reverse to oldest first. */
+    struct buf q_room = BUF_INIT, q_nid = BUF_INIT, q_idx = BUF_INIT;
+    buf_putc(&q_room, '{');
+    buf_putc(&q_nid, '{');
+    buf_putc(&q_idx, '{');
+    int need = 0;
+    for (int i = 0; i < n; i++) {
+        struct store_tl *t = &out[i];
+        for (int a = 0, b = t->n - 1; a < b; a++, b--) {
+            struct event *tmp = t->events[a];
+            t->events[a] = t->events[b];
+            t->events[b] = tmp;
+        }
+        if (t->n && !t->prev_batch) {
+            const char *sep = need++ ? "," : "";
+            buf_puts(&q_room, sep);
+            db_array_elem(&q_room, reqs[i].room_id);
+            buf_printf(&q_nid, "%s%lld", sep, (long long)t->events[0]->nid);
+            buf_printf(&q_idx, "%s%d", sep, i);
+        }
+    }
+    buf_putc(&q_room, '}');
+    buf_putc(&q_nid, '}');
+    buf_putc(&q_idx, '}');
+    if (need) {
+        /* The closest token at or after the oldest returned event. */
+        const char *q[] = {buf_cstr(&q_idx), buf_cstr(&q_room), buf_cstr(&q_nid)};
+        pb = db_exec(c, err,
+                     "SELECT u.i, (SELECT e.prev_batch FROM syncv3_events e WHERE e.room_id = u.room_id AND "
+                     "e.event_nid >= u.nid AND e.prev_batch IS NOT NULL AND NOT e.is_state "
+                     "ORDER BY e.event_nid LIMIT 1) FROM unnest($1::int[], $2::text[], $3::bigint[]) AS u(i, room_id, nid)",
+                     3, q);
+        if (pb) {
+            for (int i = 0; i < PQntuples(pb); i++) {
+                int idx = (int)db_get_i64(pb, i, 0);
+                const char *b = db_get_str(pb, i, 1);
+                if (idx >= 0 && idx < n && b) out[idx].prev_batch = xstrdup(b);
+            }
+        }
+    }
+    buf_release(&q_room);
+    buf_release(&q_nid);
+    buf_release(&q_idx);
+    if (need && !pb) goto out;
+    rc = 0;
+out:
+    PQclear(r);
+    PQclear(pb);
+    for (int k = 0; k < 5; k++) buf_release(all[k]);
+    if (rc < 0)
+        for (int i = 0; i < n; i++) store_tl_release(&out[i]);
+    return rc;
+}
+
+int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, int64_t pos, const char *const *types,
+                   const char *const *keys, int n_patterns, struct store_tl *out, char **err)
+{
+    for (int i = 0; i < n_rooms; i++) out[i] = (struct store_tl){0};
+    if (!n_rooms || !n_patterns) return 0;
+    struct buf a_idx = BUF_INIT, a_room = BUF_INIT, a_t = BUF_INIT, a_k = BUF_INIT;
+    buf_putc(&a_idx, '{');
+    buf_putc(&a_room, '{');
+    for (int i = 0; i < n_rooms; i++) {
+        buf_printf(&a_idx, "%s%d", i ? "," : "", i);
+        if (i) buf_putc(&a_room, ',');
+        db_array_elem(&a_room, room_ids[i]);
+    }
+    buf_putc(&a_idx, '}');
+    buf_putc(&a_room, '}');
+    buf_putc(&a_t, '{');
+    buf_putc(&a_k, '{');
+    for (int i = 0; i < n_patterns; i++) {
+        if (i) buf_putc(&a_t, ','), buf_putc(&a_k, ',');
+        db_array_elem(&a_t, types[i]);
+        db_array_elem(&a_k, keys[i]);
+    }
+    buf_putc(&a_t, '}');
+    buf_putc(&a_k, '}');
+    char posb[24];
+    snprintf(posb, sizeof posb, "%lld", (long long)pos);
+    const char *p[] = {buf_cstr(&a_idx), buf_cstr(&a_room), posb, buf_cstr(&a_t), buf_cstr(&a_k)};
+    int rc = -1;
+    PGresult *r = db_exec(
+        c, err,
+        "SELECT u.i, e.event_nid, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.membership, "
+        "e.origin_server_ts, e.event FROM unnest($1::int[], $2::text[]) AS u(i, room_id) "
+        "JOIN syncv3_room_state s ON s.room_id = u.room_id AND s.start_nid <= $3::bigint AND "
+        "(s.end_nid IS NULL OR s.end_nid > $3::bigint) "
+        "JOIN syncv3_events e ON e.event_nid = s.event_nid "
+        "WHERE EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS p(t, k) WHERE (p.t = '*' OR "
+        "p.t = s.event_type) AND (p.k = '*' OR p.k = s.state_key)) ORDER BY u.i, s.start_nid",
+        5, p);
+    if (!r) goto out;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int idx = (int)db_get_i64(r, i, 0);
+        if (idx < 0 || idx >= n_rooms) continue;
+        struct store_tl *t = &out[idx];
+        t->events = xrealloc(t->events, (size_t)(t->n + 1) * sizeof *t->events);
+        t->events[t->n++] = row_event(r, i, 1);
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    buf_release(&a_idx);
+    buf_release(&a_room);
+    buf_release(&a_t);
+    buf_release(&a_k);
+    return rc;
+}

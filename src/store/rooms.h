@@ -1,0 +1,89 @@
+/* Read side of room data: what the caches load and what room snapshots need. */
+#ifndef SYNCV3_STORE_ROOMS_H
+#define SYNCV3_STORE_ROOMS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/event.h"
+
+#define STORE_MAX_HEROES 6
+
+struct store_hero {
+    char *user_id;     /* member */
+    char *displayname; /* content.displayname or NULL */
+    char *avatar_url;  /* content.avatar_url or NULL */
+};
+
+/* Room-wide facts, the same for every user. */
+struct store_room {
+    char *room_id;         /* the room */
+    char *name;            /* m.room.name or NULL */
+    char *canonical_alias; /* m.room.canonical_alias or NULL */
+    char *avatar;          /* m.room.avatar url or NULL */
+    char *room_type;       /* create content.type or NULL */
+    char *predecessor;     /* create content.predecessor.room_id or NULL */
+    char *upgraded;        /* tombstone replacement_room or NULL */
+    bool encrypted;        /* has had m.room.encryption */
+    int64_t joined_count;  /* joined members */
+    int64_t invited_count; /* invited members */
+    int64_t latest_nid;    /* newest event */
+    int64_t latest_ts;     /* its origin_server_ts */
+    struct store_hero heroes[STORE_MAX_HEROES]; /* most recent joined/invited members, newest first */
+    int n_heroes;          /* entries used in heroes */
+};
+
+/* A room a user is in (joined) or invited to. */
+struct store_user_room {
+    char *room_id;         /* the room */
+    bool invite;           /* invited, not joined */
+    int64_t join_nid;      /* start of the current join span (0 for invites) */
+    int64_t join_ts;       /* origin_server_ts of that join */
+    char *invite_state;    /* JSON array for invites, else NULL */
+    int64_t invite_ts;     /* when the invite was seen */
+    int64_t notif;         /* notification_count */
+    int64_t highlight;     /* highlight_count */
+};
+
+void store_room_release(struct store_room *r);
+void store_user_room_release(struct store_user_room *r);
+
+/* Highest NID stored. Returns 0 and sets *pos, or -1. */
+int store_max_nid(PGconn *c, int64_t *pos, char **err);
+/* Rooms the user is joined or invited to, with unread counts. *out heap array. */
+int store_user_rooms(PGconn *c, const char *user_id, struct store_user_room **out, int *n, char **err);
+/* Room metadata for the given rooms (missing rooms are skipped). */
+int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct store_room **out, int *n,
+                    char **err);
+/* The user's global m.direct content (heap JSON) or NULL when none. */
+int store_account_data_get(PGconn *c, const char *user_id, const char *room_id, const char *type, char **json,
+                           char **err);
+
+/* A timeline window request for one room. */
+struct store_tl_req {
+    const char *room_id; /* the room */
+    int64_t from_nid;    /* oldest visible position (inclusive) */
+    int64_t to_nid;      /* newest position (inclusive) */
+    int limit;           /* most events wanted (<= 50) */
+};
+
+/* Result for one room: events oldest first, and the token to paginate back. */
+struct store_tl {
+    struct event **events; /* owned refs */
+    int n;                 /* entries */
+    char *prev_batch;      /* heap or NULL */
+};
+
+/* Loads the newest events of several rooms in one round trip. out[i] answers
+ * reqs[i]; a timeline never reaches back past a gap (missing_previous). */
+int store_timelines(PGconn *c, const struct store_tl_req *reqs, int n, struct store_tl *out, char **err);
+void store_tl_release(struct store_tl *t);
+
+/* State of several rooms at position pos, limited to events matching any of
+ * the (type, state_key) patterns ("*" matches anything). Returns events
+ * grouped by room in out (parallel to room_ids), ascending position. */
+int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, int64_t pos, const char *const *types,
+                   const char *const *keys, int n_patterns, struct store_tl *out, char **err);
+
+#endif

@@ -1,0 +1,42 @@
+/* The sliding sync HTTP API: authentication (token -> device, whoami),
+ * starting pollers for devices, connections, long-polling, errors. */
+#ifndef SYNCV3_SYNC_API_H
+#define SYNCV3_SYNC_API_H
+
+#include "http/server.h"
+
+struct cache;
+struct config;
+struct db_pool;
+struct hsclient;
+struct ingest;
+struct metrics;
+struct poller_set;
+struct sync_api;
+
+/* Everything the API works with (borrowed; must outlive the API). */
+struct sync_api_deps {
+    const struct config *cfg;   /* configuration */
+    struct db_pool *db;         /* store */
+    struct cache *cache;        /* caches */
+    struct ingest *ingest;      /* device readiness, user loading */
+    struct poller_set *pollers; /* upstream pollers */
+    struct hsclient *hs;        /* whoami */
+    struct metrics *metrics;    /* may be NULL */
+};
+
+int sync_api_new(struct sync_api **out, const struct sync_api_deps *deps);
+void sync_api_free(struct sync_api *api);
+/* Starts a poller for every device with a stored token (at start-up).
+ * Returns how many were started. */
+int sync_api_resume_pollers(struct sync_api *api);
+/* The poller reported a dead token: end the device's connections. */
+void sync_api_token_expired(struct sync_api *api, const char *user_id, const char *device_id);
+/* Periodic housekeeping (idle connections). */
+void sync_api_tick(struct sync_api *api);
+
+/* Route handlers. */
+enum http_action sync_api_handle(void *api, struct http_req *req);
+enum http_action sync_api_server_json(void *api, struct http_req *req);
+
+#endif

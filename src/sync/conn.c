@@ -1,0 +1,978 @@
+#include "sync/conn.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uthash.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "cache/cache.h"
+#include "http/server.h"
+#include "obs/metrics.h"
+#include "store/db.h"
+#include "sync/list.h"
+#include "sync/ops.h"
+#include "sync/room.h"
+
+/* The connection's view of one of the user's rooms. */
+struct croom {
+    struct user_room ur;   /* copy from the cache; ur.room_id is the key */
+    char *name;            /* computed name (heap) */
+    UT_hash_handle hh;     /* in conn.rooms */
+};
+
+/* A list's sorted rooms. */
+struct clist {
+    char *key;             /* list key (owned) */
+    struct sync_list *l;   /* the rooms */
+    UT_hash_handle hh;     /* in conn.lists */
+};
+
+struct conn {
+    char *key;                     /* "user|device|conn_id" (map key) */
+    char *user_id;                 /* owner */
+    char *device_id;               /* device */
+    char *conn_id;                 /* client-chosen id ("" allowed) */
+    atomic_int refs;               /* map + requests in flight */
+    struct sync_ctx *ctx;          /* shared services */
+    pthread_mutex_t req_lock;      /* serialises requests of this connection */
+    /* --- under req_lock --- */
+    bool loaded;                   /* the user's rooms were loaded and the listener registered */
+    struct sync_req muxed;         /* sticky request state */
+    struct clist *lists;           /* key -> sorted rooms */
+    struct croom *rooms;           /* room_id -> view */
+    int64_t pos;                   /* stream position the view reflects */
+    int64_t next_pos;              /* last pos handed out */
+    int64_t last_req_pos;          /* pos of the last processed request (0 = none) */
+    char *last_req_body;           /* its canonical body */
+    struct conn_buffered buffered[CONN_MAX_BUFFERED]; /* unacknowledged responses, oldest first */
+    int n_buffered;                /* entries used */
+    struct cache_listener listener; /* registered with the cache while loaded */
+    /* --- under q_lock --- */
+    pthread_mutex_t q_lock;        /* guards the fields below */
+    struct cache_update **queue;   /* live updates not processed yet */
+    int q_n;                       /* entries */
+    int q_cap;                     /* allocated */
+    bool dead;                     /* ended; requests get M_UNKNOWN_POS */
+    struct http_req *waiter;       /* parked request (ref'd) or NULL */
+    int64_t cancels;               /* times a parked request was cancelled by a newer one */
+    int64_t last_used_ms;          /* for idle expiry */
+    UT_hash_handle hh;             /* in conn_map */
+};
+
+struct conn_map {
+    pthread_mutex_t lock;          /* guards conns */
+    struct conn *conns;            /* key -> connection (one ref each) */
+    struct sync_ctx *ctx;          /* shared services */
+};
+
+struct resp_list {
+    char *key;                     /* list key */
+    struct sync_ops ops;           /* ops of this response */
+    UT_hash_handle hh;             /* in conn_resp.lists */
+};
+
+struct conn_resp {
+    struct resp_list *lists;       /* key -> ops */
+    struct resp_room *rooms;       /* room_id -> room object */
+};
+
+/* ---- lifecycle ---- */
+
+static void on_update(void *ud, struct cache_update *u);
+
+static struct conn *conn_new(struct sync_ctx *ctx, const char *user_id, const char *device_id, const char *conn_id)
+{
+    struct conn *c = xcalloc(1, sizeof *c);
+    c->key = xasprintf("%s|%s|%s", user_id, device_id, conn_id);
+    c->user_id = xstrdup(user_id);
+    c->device_id = xstrdup(device_id);
+    c->conn_id = xstrdup(conn_id);
+    atomic_init(&c->refs, 1);
+    c->ctx = ctx;
+    pthread_mutex_init(&c->req_lock, NULL);
+    pthread_mutex_init(&c->q_lock, NULL);
+    sync_req_init(&c->muxed);
+    c->listener = (struct cache_listener){.on_update = on_update, .ud = c, .device_id = c->device_id};
+    c->last_used_ms = clock_mono_ms();
+    return c;
+}
+
+static void conn_destroy(struct conn *c)
+{
+    struct clist *l, *lt;
+    HASH_ITER(hh, c->lists, l, lt)
+    {
+        HASH_DEL(c->lists, l);
+        sync_list_free(l->l);
+        free(l->key);
+        free(l);
+    }
+    struct croom *r, *rt;
+    HASH_ITER(hh, c->rooms, r, rt)
+    {
+        HASH_DEL(c->rooms, r);
+        user_room_release(&r->ur);
+        free(r->name);
+        free(r);
+    }
+    for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
+    free(c->queue);
+    for (int i = 0; i < c->n_buffered; i++) free(c->buffered[i].body);
+    sync_req_release(&c->muxed);
+    free(c->last_req_body);
+    pthread_mutex_destroy(&c->req_lock);
+    pthread_mutex_destroy(&c->q_lock);
+    free(c->key);
+    free(c->user_id);
+    free(c->device_id);
+    free(c->conn_id);
+    free(c);
+}
+
+void conn_unref(struct conn *c)
+{
+    if (!c) return;
+    int before = atomic_fetch_sub(&c->refs, 1);
+    CHECK(before > 0);
+    if (before == 1) conn_destroy(c);
+}
+
+/* Marks the connection dead, unregisters it from the cache and wakes its
+ * parked request. The caller must not hold the cache lock. */
+static void conn_end(struct conn *c)
+{
+    pthread_mutex_lock(&c->q_lock);
+    bool was_dead = c->dead;
+    c->dead = true;
+    struct http_req *w = c->waiter;
+    c->waiter = NULL;
+    pthread_mutex_unlock(&c->q_lock);
+    if (w) {
+        http_req_wake(w);
+        http_req_unref(w);
+    }
+    if (!was_dead) cache_unlisten(c->ctx->cache, c->user_id, &c->listener);
+}
+
+struct conn_map *conn_map_new(struct sync_ctx *ctx)
+{
+    struct conn_map *m = xcalloc(1, sizeof *m);
+    pthread_mutex_init(&m->lock, NULL);
+    m->ctx = ctx;
+    return m;
+}
+
+void conn_map_free(struct conn_map *m)
+{
+    if (!m) return;
+    struct conn *c, *t;
+    HASH_ITER(hh, m->conns, c, t)
+    {
+        HASH_DEL(m->conns, c);
+        conn_end(c);
+        conn_unref(c);
+    }
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static void set_gauge(struct conn_map *m)
+{
+    if (m->ctx->metrics) metrics_set(m->ctx->metrics->api_num_active_conns, (double)HASH_COUNT(m->conns));
+}
+
+struct conn *conn_map_get(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id)
+{
+    char *key = xasprintf("%s|%s|%s", user_id, device_id, conn_id);
+    pthread_mutex_lock(&m->lock);
+    struct conn *c;
+    HASH_FIND_STR(m->conns, key, c);
+    if (c) {
+        atomic_fetch_add(&c->refs, 1);
+        pthread_mutex_lock(&c->q_lock);
+        c->last_used_ms = clock_mono_ms();
+        pthread_mutex_unlock(&c->q_lock);
+    }
+    pthread_mutex_unlock(&m->lock);
+    free(key);
+    return c;
+}
+
+struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id)
+{
+    struct conn *c = conn_new(m->ctx, user_id, device_id, conn_id);
+    pthread_mutex_lock(&m->lock);
+    struct conn *old;
+    HASH_FIND_STR(m->conns, c->key, old);
+    if (old) HASH_DEL(m->conns, old);
+    HASH_ADD_KEYPTR(hh, m->conns, c->key, strlen(c->key), c);
+    atomic_fetch_add(&c->refs, 1);
+    set_gauge(m);
+    pthread_mutex_unlock(&m->lock);
+    if (old) {
+        conn_end(old);
+        conn_unref(old);
+    }
+    return c;
+}
+
+void conn_map_end_device(struct conn_map *m, const char *user_id, const char *device_id)
+{
+    char *prefix = xasprintf("%s|%s|", user_id, device_id);
+    size_t plen = strlen(prefix);
+    struct conn *ended = NULL;
+    pthread_mutex_lock(&m->lock);
+    struct conn *c, *t;
+    HASH_ITER(hh, m->conns, c, t)
+    {
+        if (strncmp(c->key, prefix, plen) != 0) continue;
+        HASH_DEL(m->conns, c);
+        c->hh.next = ended; /* reuse the link for a private list */
+        ended = c;
+    }
+    set_gauge(m);
+    pthread_mutex_unlock(&m->lock);
+    while (ended) {
+        struct conn *next = ended->hh.next;
+        conn_end(ended);
+        conn_unref(ended);
+        ended = next;
+    }
+    free(prefix);
+}
+
+int conn_map_expire(struct conn_map *m, int64_t now_ms)
+{
+    struct conn *ended = NULL;
+    int n = 0;
+    pthread_mutex_lock(&m->lock);
+    struct conn *c, *t;
+    HASH_ITER(hh, m->conns, c, t)
+    {
+        pthread_mutex_lock(&c->q_lock);
+        bool idle = now_ms - c->last_used_ms > CONN_IDLE_MS && !c->waiter;
+        bool dead = c->dead;
+        pthread_mutex_unlock(&c->q_lock);
+        if (!idle && !dead) continue;
+        HASH_DEL(m->conns, c);
+        c->hh.next = ended;
+        ended = c;
+        n++;
+    }
+    set_gauge(m);
+    pthread_mutex_unlock(&m->lock);
+    while (ended) {
+        struct conn *next = ended->hh.next;
+        conn_end(ended);
+        conn_unref(ended);
+        ended = next;
+    }
+    if (n && m->ctx->metrics) metrics_add(m->ctx->metrics->api_expiry_conn_timed_out, n);
+    return n;
+}
+
+int conn_map_count(struct conn_map *m)
+{
+    pthread_mutex_lock(&m->lock);
+    int n = (int)HASH_COUNT(m->conns);
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+void conn_lock(struct conn *c)
+{
+    pthread_mutex_lock(&c->req_lock);
+}
+
+void conn_unlock(struct conn *c)
+{
+    pthread_mutex_unlock(&c->req_lock);
+}
+
+bool conn_dead(struct conn *c)
+{
+    pthread_mutex_lock(&c->q_lock);
+    bool d = c->dead;
+    pthread_mutex_unlock(&c->q_lock);
+    return d;
+}
+
+/* ---- the listener (ingest thread, cache lock held) ---- */
+
+static void on_update(void *ud, struct cache_update *u)
+{
+    struct conn *c = ud;
+    struct http_req *w = NULL;
+    pthread_mutex_lock(&c->q_lock);
+    if (!c->dead) {
+        if (c->q_n >= CONN_MAX_QUEUE) {
+            /* The client is not keeping up: end the connection rather than
+             * hold unbounded memory or stall ingest. */
+            LOG_WARN("sync", "%s: %d updates queued; ending the connection", c->user_id, c->q_n);
+            c->dead = true;
+            if (c->ctx->metrics) metrics_inc(c->ctx->metrics->api_expiry_conn_buffer_full);
+        } else {
+            if (c->q_n == c->q_cap) {
+                c->q_cap = c->q_cap ? 2 * c->q_cap : 16;
+                c->queue = xrealloc(c->queue, (size_t)c->q_cap * sizeof *c->queue);
+            }
+            c->queue[c->q_n++] = cache_update_ref(u);
+        }
+        w = c->waiter;
+        c->waiter = NULL;
+    }
+    pthread_mutex_unlock(&c->q_lock);
+    if (w) {
+        http_req_wake(w);
+        http_req_unref(w);
+    }
+}
+
+bool conn_set_waiter(struct conn *c, struct http_req *req)
+{
+    pthread_mutex_lock(&c->q_lock);
+    bool ok = !c->dead && c->q_n == 0;
+    if (ok) {
+        if (c->waiter && c->waiter != req) {
+            http_req_wake(c->waiter);
+            http_req_unref(c->waiter);
+            c->waiter = NULL;
+        }
+        if (!c->waiter) {
+            http_req_ref(req);
+            c->waiter = req;
+        }
+    }
+    pthread_mutex_unlock(&c->q_lock);
+    return ok;
+}
+
+void conn_clear_waiter(struct conn *c, struct http_req *req)
+{
+    pthread_mutex_lock(&c->q_lock);
+    bool mine = c->waiter == req;
+    if (mine) c->waiter = NULL;
+    pthread_mutex_unlock(&c->q_lock);
+    if (mine) http_req_unref(req);
+}
+
+int64_t conn_cancels(struct conn *c)
+{
+    pthread_mutex_lock(&c->q_lock);
+    int64_t n = c->cancels;
+    pthread_mutex_unlock(&c->q_lock);
+    return n;
+}
+
+void conn_cancel_waiter(struct conn *c)
+{
+    pthread_mutex_lock(&c->q_lock);
+    struct http_req *w = c->waiter;
+    c->waiter = NULL;
+    if (w) c->cancels++;
+    pthread_mutex_unlock(&c->q_lock);
+    if (w) {
+        http_req_wake(w);
+        http_req_unref(w);
+    }
+}
+
+/* ---- response bookkeeping ---- */
+
+int64_t conn_last_req_pos(struct conn *c)
+{
+    return c->last_req_pos;
+}
+
+const char *conn_last_req_body(struct conn *c)
+{
+    return c->last_req_body;
+}
+
+bool conn_has_buffered(struct conn *c, int64_t pos)
+{
+    for (int i = 0; i < c->n_buffered; i++)
+        if (c->buffered[i].pos == pos) return true;
+    return false;
+}
+
+const struct conn_buffered *conn_buffered_after(struct conn *c, int64_t pos)
+{
+    int drop = 0;
+    while (drop < c->n_buffered && c->buffered[drop].pos < pos) free(c->buffered[drop++].body);
+    memmove(c->buffered, c->buffered + drop, (size_t)(c->n_buffered - drop) * sizeof *c->buffered);
+    c->n_buffered -= drop;
+    for (int i = 0; i < c->n_buffered; i++)
+        if (c->buffered[i].pos > pos) return &c->buffered[i];
+    return NULL;
+}
+
+/* ---- the response under construction ---- */
+
+struct conn_resp *conn_resp_new(void)
+{
+    return xcalloc(1, sizeof(struct conn_resp));
+}
+
+void conn_resp_free(struct conn_resp *r)
+{
+    if (!r) return;
+    struct resp_list *l, *lt;
+    HASH_ITER(hh, r->lists, l, lt)
+    {
+        HASH_DEL(r->lists, l);
+        sync_ops_release(&l->ops);
+        free(l->key);
+        free(l);
+    }
+    struct resp_room *rr, *rt;
+    HASH_ITER(hh, r->rooms, rr, rt)
+    {
+        HASH_DEL(r->rooms, rr);
+        resp_room_free(rr);
+    }
+    free(r);
+}
+
+bool conn_resp_has_data(const struct conn_resp *r)
+{
+    if (r->rooms) return true;
+    for (struct resp_list *l = r->lists; l; l = l->hh.next)
+        if (l->ops.n) return true;
+    return false;
+}
+
+static struct sync_ops *resp_ops(struct conn_resp *r, const char *key)
+{
+    struct resp_list *l;
+    HASH_FIND_STR(r->lists, key, l);
+    if (!l) {
+        l = xcalloc(1, sizeof *l);
+        l->key = xstrdup(key);
+        sync_ops_init(&l->ops);
+        HASH_ADD_KEYPTR(hh, r->lists, l->key, strlen(l->key), l);
+    }
+    return &l->ops;
+}
+
+static struct resp_room *resp_room_get(struct conn *c, struct conn_resp *r, const char *room_id)
+{
+    struct resp_room *rr;
+    HASH_FIND_STR(r->rooms, room_id, rr);
+    if (!rr) {
+        rr = xcalloc(1, sizeof *rr);
+        rr->room_id = xstrdup(room_id);
+        HASH_ADD_KEYPTR(hh, r->rooms, rr->room_id, strlen(rr->room_id), rr);
+    }
+    if (!rr->have_ur) {
+        struct croom *cr;
+        HASH_FIND_STR(c->rooms, room_id, cr);
+        if (cr) {
+            rr->ur = cr->ur;
+            rr->ur.room_id = xstrdup(cr->ur.room_id);
+            rr->ur.invite_state = cr->ur.invite_state ? xstrdup(cr->ur.invite_state) : NULL;
+            rr->ur.meta = room_meta_ref(cr->ur.meta);
+            rr->have_ur = true;
+        }
+    }
+    return rr;
+}
+
+static void add_snapshot(struct conn *c, struct conn_resp *r, const char *room_id, const struct sync_roomsub *sub)
+{
+    struct croom *cr;
+    HASH_FIND_STR(c->rooms, room_id, cr);
+    if (!cr) return;
+    struct resp_room *rr = resp_room_get(c, r, room_id);
+    rr->snapshot = true;
+    room_params_add(&rr->params, sub->timeline_limit, sub->required_state, sub->n_required_state,
+                    sub->has_include_heroes && sub->include_heroes);
+}
+
+static void add_snapshots(struct conn *c, struct conn_resp *r, struct sync_roomset *set,
+                          const struct sync_roomsub *sub)
+{
+    for (struct sync_roomset_entry *e = set->h; e; e = e->hh.next) add_snapshot(c, r, e->room_id, sub);
+}
+
+/* ---- filters and keys ---- */
+
+static bool invite_has(const char *invite_state, const char *type, const char **content_type)
+{
+    json_t *arr = invite_state ? json_loads(invite_state, 0, NULL) : NULL;
+    bool found = false;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(arr, i, ev)
+    {
+        json_t *t = json_object_get(ev, "type");
+        if (json_is_string(t) && strcmp(json_string_value(t), type) == 0) {
+            found = true;
+            if (content_type) {
+                json_t *ct = json_object_get(json_object_get(ev, "content"), "type");
+                *content_type = json_is_string(ct) ? xstrdup(json_string_value(ct)) : NULL;
+            }
+            break;
+        }
+    }
+    json_decref(arr);
+    return found;
+}
+
+static bool type_listed(const struct sync_strv *v, const char *type)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v->v[i] && !type) return true;
+        if (v->v[i] && type && strcmp(v->v[i], type) == 0) return true;
+    }
+    return false;
+}
+
+static bool tri_ok(enum sync_tri t, bool v)
+{
+    return t == SYNC_TRI_UNSET || (t == SYNC_TRI_TRUE) == v;
+}
+
+static bool matches(const struct croom *cr, const struct sync_req_list *rl)
+{
+    if (!rl->has_filters) return true;
+    const struct sync_filters *f = &rl->filters;
+    const struct store_room *m = cr->ur.meta ? &cr->ur.meta->r : NULL;
+    bool encrypted = cr->ur.invite ? invite_has(cr->ur.invite_state, "m.room.encryption", NULL)
+                                   : (m && m->encrypted);
+    if (!tri_ok(f->is_encrypted, encrypted)) return false;
+    if (!tri_ok(f->is_tombstoned, m && m->upgraded && *m->upgraded)) return false;
+    if (!tri_ok(f->is_dm, cr->ur.is_dm)) return false;
+    if (!tri_ok(f->is_invite, cr->ur.invite)) return false;
+    if (f->room_name_like && *f->room_name_like && !strcasestr(cr->name ? cr->name : "", f->room_name_like))
+        return false;
+    if (f->has_room_types || f->has_not_room_types) {
+        const char *type = NULL;
+        char *owned = NULL;
+        if (cr->ur.invite)
+            invite_has(cr->ur.invite_state, "m.room.create", (const char **)&owned), type = owned;
+        else if (m)
+            type = m->room_type;
+        bool ok = !(f->has_not_room_types && type_listed(&f->not_room_types, type)) &&
+                  !(f->has_room_types && !type_listed(&f->room_types, type));
+        free(owned);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static struct sync_list_keys keys_of(const struct croom *cr)
+{
+    const struct store_room *m = cr->ur.meta ? &cr->ur.meta->r : NULL;
+    int64_t recency = cr->ur.invite ? cr->ur.invite_ts : (m ? m->latest_ts : 0);
+    if (!cr->ur.invite && cr->ur.join_ts > recency) recency = cr->ur.join_ts;
+    return (struct sync_list_keys){
+        .room_id = cr->ur.room_id,
+        .recency = recency,
+        .name = cr->name,
+        .notification_count = cr->ur.notif,
+        .highlight_count = cr->ur.invite ? 1 : cr->ur.highlight,
+        .encrypted = m && m->encrypted,
+    };
+}
+
+static struct sync_req_list *muxed_list(struct conn *c, const char *key)
+{
+    return sync_req_find_list(&c->muxed, key);
+}
+
+static void rebuild_list(struct conn *c, struct clist *cl, const struct sync_req_list *rl)
+{
+    sync_list_clear(cl->l);
+    sync_list_set_sort(cl->l, rl->sort, rl->n_sort);
+    size_t n = HASH_COUNT(c->rooms), k = 0;
+    struct sync_list_keys *keys = xcalloc(n ? n : 1, sizeof *keys);
+    for (struct croom *cr = c->rooms; cr; cr = cr->hh.next)
+        if (matches(cr, rl)) keys[k++] = keys_of(cr);
+    sync_list_upsert_many(cl->l, keys, k);
+    free(keys);
+}
+
+static void croom_set(struct croom *cr, struct user_room *ur, const char *user_id)
+{
+    user_room_release(&cr->ur);
+    cr->ur = *ur;
+    *ur = (struct user_room){0};
+    free(cr->name);
+    cr->name = room_display_name(user_id, &cr->ur);
+}
+
+static struct croom *croom_add(struct conn *c, struct user_room *ur)
+{
+    struct croom *cr = xcalloc(1, sizeof *cr);
+    croom_set(cr, ur, c->user_id);
+    HASH_ADD_KEYPTR(hh, c->rooms, cr->ur.room_id, strlen(cr->ur.room_id), cr);
+    return cr;
+}
+
+static void croom_del(struct conn *c, struct croom *cr)
+{
+    HASH_DEL(c->rooms, cr);
+    user_room_release(&cr->ur);
+    free(cr->name);
+    free(cr);
+}
+
+static bool visible(struct conn *c, const char *room_id)
+{
+    if (sync_req_find_sub(&c->muxed, room_id)) return true;
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        struct sync_req_list *rl = muxed_list(c, cl->key);
+        if (!rl) continue;
+        int64_t i = sync_list_index_of(cl->l, room_id);
+        if (i < 0) continue;
+        if (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i)) return true;
+    }
+    return false;
+}
+
+/* Re-evaluates one room in every list after its data changed (or it was
+ * added/removed), emitting live ops and snapshots. force_snapshot: a join. */
+static void relist_room(struct conn *c, struct conn_resp *r, const char *room_id, bool force_snapshot)
+{
+    struct croom *cr;
+    HASH_FIND_STR(c->rooms, room_id, cr);
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        struct sync_req_list *rl = muxed_list(c, cl->key);
+        if (!rl) continue;
+        struct sync_roomset snaps;
+        sync_roomset_init(&snaps);
+        struct sync_ops *ops = resp_ops(r, cl->key);
+        bool in = sync_list_index_of(cl->l, room_id) >= 0;
+        if (cr && matches(cr, rl)) {
+            struct sync_list_keys k = keys_of(cr);
+            if (rl->slow_get_all_rooms) {
+                sync_list_upsert(cl->l, &k, NULL, NULL);
+                if (!in) sync_roomset_add(&snaps, room_id);
+            } else {
+                sync_ops_upsert(ops, cl->l, &rl->ranges, &k, &snaps);
+            }
+            if (force_snapshot) sync_roomset_add(&snaps, room_id);
+        } else if (in) {
+            if (rl->slow_get_all_rooms)
+                sync_list_remove(cl->l, room_id, NULL);
+            else
+                sync_ops_remove(ops, cl->l, &rl->ranges, room_id, &snaps);
+        }
+        add_snapshots(c, r, &snaps, &rl->sub);
+        sync_roomset_release(&snaps);
+    }
+    if (force_snapshot && cr) {
+        struct sync_req_sub *s = sync_req_find_sub(&c->muxed, room_id);
+        if (s && !cr->ur.invite) add_snapshot(c, r, room_id, &s->sub);
+    }
+}
+
+/* ---- applying a request ---- */
+
+static int load_rooms(struct conn *c, char **err)
+{
+    struct user_room *rooms = NULL;
+    int n = 0;
+    int64_t pos = 0;
+    if (cache_snapshot_user(c->ctx->cache, c->user_id, &c->listener, &rooms, &n, &pos) < 0) {
+        *err = xstrdup("the user's rooms are not loaded");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) croom_add(c, &rooms[i]);
+    free(rooms);
+    c->pos = pos;
+    c->loaded = true;
+    return 0;
+}
+
+int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_resp *resp, char **err)
+{
+    if (!c->loaded && load_rooms(c, err) < 0) return -1;
+    struct sync_req_changes ch;
+    sync_req_changes_init(&ch);
+    sync_req_merge(&c->muxed, req, &ch);
+    for (size_t i = 0; i < ch.n_lists; i++) {
+        const struct sync_list_delta *d = &ch.lists[i];
+        struct clist *cl;
+        HASH_FIND_STR(c->lists, d->key, cl);
+        if (d->deleted) {
+            if (cl) {
+                HASH_DEL(c->lists, cl);
+                sync_list_free(cl->l);
+                free(cl->key);
+                free(cl);
+            }
+            continue;
+        }
+        struct sync_req_list *rl = muxed_list(c, d->key);
+        if (!rl) continue;
+        struct sync_ops *ops = resp_ops(resp, d->key);
+        struct sync_roomset snaps;
+        sync_roomset_init(&snaps);
+        if (!cl) {
+            cl = xcalloc(1, sizeof *cl);
+            cl->key = xstrdup(d->key);
+            cl->l = sync_list_new();
+            HASH_ADD_KEYPTR(hh, c->lists, cl->key, strlen(cl->key), cl);
+            rebuild_list(c, cl, rl);
+            if (rl->slow_get_all_rooms)
+                sync_ops_all_rooms(ops, cl->l, &snaps);
+            else
+                sync_ops_sync_ranges(ops, cl->l, &rl->ranges, &snaps);
+        } else if (d->sort_changed || d->filters_changed) {
+            if (!rl->slow_get_all_rooms) sync_ops_invalidate_ranges(ops, &d->old_ranges, (int64_t)sync_list_count(cl->l));
+            rebuild_list(c, cl, rl);
+            if (rl->slow_get_all_rooms)
+                sync_ops_all_rooms(ops, cl->l, &snaps);
+            else
+                sync_ops_sync_ranges(ops, cl->l, &rl->ranges, &snaps);
+        } else if (d->ranges_changed && !rl->slow_get_all_rooms) {
+            sync_ops_ranges_changed(ops, cl->l, &d->old_ranges, &rl->ranges, &snaps);
+        }
+        if ((d->timeline_limit_changed || d->required_state_changed) && !d->created) {
+            /* Resend the joined rooms of the window with the new parameters;
+             * unlike the original we send both timeline and required_state,
+             * so `initial: true` always means a complete room. */
+            for (size_t k = 0; k < sync_list_count(cl->l); k++) {
+                if (!rl->slow_get_all_rooms && !sync_ranges_contains(&rl->ranges, (int64_t)k)) continue;
+                const char *rid = sync_list_room_at(cl->l, (int64_t)k);
+                struct croom *cr;
+                HASH_FIND_STR(c->rooms, rid, cr);
+                if (cr && !cr->ur.invite) sync_roomset_add(&snaps, rid);
+            }
+        }
+        add_snapshots(c, resp, &snaps, &rl->sub);
+        sync_roomset_release(&snaps);
+    }
+    for (size_t i = 0; i < ch.n_subs; i++) {
+        const struct sync_sub_delta *d = &ch.subs[i];
+        if (d->change == SYNC_SUB_UNSUBSCRIBED) continue;
+        struct sync_req_sub *s = sync_req_find_sub(&c->muxed, d->room_id);
+        struct croom *cr;
+        HASH_FIND_STR(c->rooms, d->room_id, cr);
+        /* Only rooms the user is joined to: nothing leaks of other rooms. */
+        if (s && cr && !cr->ur.invite) add_snapshot(c, resp, d->room_id, &s->sub);
+    }
+    sync_req_changes_release(&ch);
+    return 0;
+}
+
+/* ---- live updates ---- */
+
+static void live_event(struct conn *c, struct conn_resp *r, struct cache_update *u)
+{
+    struct event *ev = u->ev;
+    struct croom *cr;
+    HASH_FIND_STR(c->rooms, u->room_id, cr);
+    struct user_room ur;
+    bool has = cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur);
+    bool own_membership = ev->state_key && ev->membership && strcmp(ev->state_key, c->user_id) == 0;
+    if (!has) {
+        if (!cr) return;
+        /* The user left: deliver this event (their leave) once, then drop the room. */
+        if (own_membership && visible(c, u->room_id)) {
+            struct resp_room *rr = resp_room_get(c, r, u->room_id);
+            rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
+            rr->live[rr->n_live++] = event_ref(ev);
+            rr->num_live++;
+        }
+        croom_del(c, cr);
+        relist_room(c, r, u->room_id, false);
+        return;
+    }
+    bool joined_now = !cr || (cr->ur.invite && !ur.invite);
+    if (!cr)
+        cr = croom_add(c, &ur);
+    else
+        croom_set(cr, &ur, c->user_id);
+    /* Refresh the copy the response holds, if any. */
+    struct resp_room *rr;
+    HASH_FIND_STR(r->rooms, u->room_id, rr);
+    if (rr && rr->have_ur) {
+        user_room_release(&rr->ur);
+        rr->have_ur = false;
+        resp_room_get(c, r, u->room_id);
+    }
+    relist_room(c, r, u->room_id, joined_now);
+    HASH_FIND_STR(r->rooms, u->room_id, rr);
+    if ((rr && rr->snapshot) || visible(c, u->room_id)) {
+        rr = resp_room_get(c, r, u->room_id);
+        rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
+        rr->live[rr->n_live++] = event_ref(ev);
+        rr->num_live++;
+    }
+}
+
+static void apply_update(struct conn *c, struct conn_resp *r, struct cache_update *u)
+{
+    if (u->nid > c->pos) c->pos = u->nid;
+    struct croom *cr = NULL;
+    if (u->room_id) HASH_FIND_STR(c->rooms, u->room_id, cr);
+    switch (u->kind) {
+    case CU_EVENT: live_event(c, r, u); break;
+    case CU_UNREAD:
+        if (!cr) break;
+        cr->ur.notif = u->notif;
+        cr->ur.highlight = u->highlight;
+        relist_room(c, r, u->room_id, false);
+        {
+            struct resp_room *rr = resp_room_get(c, r, u->room_id);
+            rr->ur.notif = u->notif;
+            rr->ur.highlight = u->highlight;
+            rr->counts_changed = true;
+        }
+        break;
+    case CU_INVITE: {
+        struct user_room ur;
+        if (!cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur)) break;
+        if (cr)
+            croom_set(cr, &ur, c->user_id);
+        else
+            croom_add(c, &ur);
+        relist_room(c, r, u->room_id, false);
+        break;
+    }
+    case CU_LEAVE:
+        if (!cr) break;
+        croom_del(c, cr);
+        relist_room(c, r, u->room_id, false);
+        break;
+    case CU_ROOM_RESET:
+        if (!cr || cr->ur.invite) break;
+        {
+            struct user_room ur;
+            if (cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur)) croom_set(cr, &ur, c->user_id);
+        }
+        relist_room(c, r, u->room_id, false);
+        if (visible(c, u->room_id)) {
+            struct sync_req_sub *s = sync_req_find_sub(&c->muxed, u->room_id);
+            for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+                struct sync_req_list *rl = muxed_list(c, cl->key);
+                int64_t i = rl ? sync_list_index_of(cl->l, u->room_id) : -1;
+                if (i >= 0 && (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i)))
+                    add_snapshot(c, r, u->room_id, &rl->sub);
+            }
+            if (s) add_snapshot(c, r, u->room_id, &s->sub);
+        }
+        break;
+    case CU_TOKEN_EXPIRED:
+        pthread_mutex_lock(&c->q_lock);
+        c->dead = true;
+        pthread_mutex_unlock(&c->q_lock);
+        break;
+    case CU_ACCOUNT_DATA:
+    case CU_TO_DEVICE:
+    case CU_DEVICE_DATA:
+        /* Served by the extensions. */
+        break;
+    }
+}
+
+void conn_drain(struct conn *c, struct conn_resp *resp, int max)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->q_lock);
+        int n = c->q_n < max ? c->q_n : max;
+        struct cache_update **batch = NULL;
+        if (n) {
+            batch = xmalloc((size_t)n * sizeof *batch);
+            memcpy(batch, c->queue, (size_t)n * sizeof *batch);
+            memmove(c->queue, c->queue + n, (size_t)(c->q_n - n) * sizeof *c->queue);
+            c->q_n -= n;
+        }
+        pthread_mutex_unlock(&c->q_lock);
+        if (!n) return;
+        for (int i = 0; i < n; i++) {
+            apply_update(c, resp, batch[i]);
+            cache_update_unref(batch[i]);
+        }
+        free(batch);
+        max -= n;
+        if (max <= 0) return;
+    }
+}
+
+/* ---- finishing ---- */
+
+char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, int64_t req_pos,
+                  const char *canonical_body, size_t *len, char **err)
+{
+    /* Snapshot rooms take the connection's latest view of the room. */
+    struct resp_room *rr, *rt;
+    bool any_snapshot = false;
+    HASH_ITER(hh, resp->rooms, rr, rt)
+    {
+        struct croom *cr;
+        HASH_FIND_STR(c->rooms, rr->room_id, cr);
+        if (rr->snapshot && !cr) {
+            HASH_DEL(resp->rooms, rr);
+            resp_room_free(rr);
+            continue;
+        }
+        if (rr->snapshot) {
+            if (rr->have_ur) user_room_release(&rr->ur);
+            rr->have_ur = false;
+            resp_room_get(c, resp, rr->room_id);
+            any_snapshot = true;
+        }
+    }
+    if (any_snapshot) {
+        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        if (!pg) return NULL;
+        int rc = room_load(pg, c->user_id, c->pos, resp->rooms, err);
+        db_release(c->ctx->db, pg);
+        if (rc < 0) return NULL;
+    }
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "{\"lists\":{");
+    bool first = true;
+    for (struct sync_req_list *rl = c->muxed.lists; rl; rl = rl->hh.next) {
+        struct clist *cl;
+        HASH_FIND_STR(c->lists, rl->key, cl);
+        if (!cl) continue;
+        if (!first) buf_putc(&b, ',');
+        first = false;
+        buf_json_str(&b, rl->key, strlen(rl->key));
+        buf_printf(&b, ":{\"count\":%zu", sync_list_count(cl->l));
+        struct resp_list *ol;
+        HASH_FIND_STR(resp->lists, rl->key, ol);
+        if (ol && ol->ops.n) {
+            buf_puts(&b, ",\"ops\":");
+            sync_ops_to_json(&ol->ops, &b);
+        }
+        buf_putc(&b, '}');
+    }
+    buf_puts(&b, "},\"rooms\":{");
+    first = true;
+    HASH_ITER(hh, resp->rooms, rr, rt)
+    {
+        if (!first) buf_putc(&b, ',');
+        first = false;
+        buf_json_str(&b, rr->room_id, strlen(rr->room_id));
+        buf_putc(&b, ':');
+        room_write_json(&b, c->user_id, rr);
+    }
+    int64_t pos = ++c->next_pos;
+    buf_printf(&b, "},\"extensions\":{},\"pos\":\"%lld\"", (long long)pos);
+    if (txn_id && *txn_id) {
+        buf_puts(&b, ",\"txn_id\":");
+        buf_json_str(&b, txn_id, strlen(txn_id));
+    }
+    buf_puts(&b, "}\n");
+    /* Buffer it until acknowledged (§5.3). */
+    if (c->n_buffered == CONN_MAX_BUFFERED) {
+        free(c->buffered[0].body);
+        memmove(c->buffered, c->buffered + 1, (CONN_MAX_BUFFERED - 1) * sizeof *c->buffered);
+        c->n_buffered--;
+    }
+    c->buffered[c->n_buffered++] = (struct conn_buffered){pos, xstrndup(b.ptr, b.len), b.len};
+    c->last_req_pos = req_pos;
+    free(c->last_req_body);
+    c->last_req_body = canonical_body ? xstrdup(canonical_body) : NULL;
+    return buf_detach(&b, len);
+}

@@ -1,0 +1,101 @@
+/* Sliding-sync connections: one per (user, device, conn_id), holding the
+ * sticky request, the lists with their sorted rooms, the user's rooms as the
+ * connection last saw them, the queue of live updates from the caches, and the
+ * responses not yet acknowledged.
+ *
+ * Threads: requests of one connection are serialised by req_lock (held only
+ * while computing, never while parked). The ingest thread only touches a
+ * connection through its listener, which appends to the queue under q_lock
+ * and wakes the parked request. Lock order: req_lock -> cache lock -> q_lock. */
+#ifndef SYNCV3_SYNC_CONN_H
+#define SYNCV3_SYNC_CONN_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "sync/request.h"
+
+struct cache;
+struct db_pool;
+struct http_req;
+struct metrics;
+
+/* Most queued live updates a connection holds before it is declared dead
+ * (its client gets M_UNKNOWN_POS and starts over). */
+#define CONN_MAX_QUEUE 2000
+/* Idle connections are forgotten after this long. */
+#define CONN_IDLE_MS (30 * 60 * 1000)
+/* Most unacknowledged responses kept per connection. */
+#define CONN_MAX_BUFFERED 8
+
+/* Shared services a connection computes with. */
+struct sync_ctx {
+    struct cache *cache;       /* room and user caches */
+    struct db_pool *db;        /* store */
+    struct metrics *metrics;   /* may be NULL */
+};
+
+struct conn;
+struct conn_map;
+struct conn_resp;
+
+/* A generated response kept until the client acknowledges it. */
+struct conn_buffered {
+    int64_t pos;   /* its pos */
+    char *body;    /* the JSON (owned) */
+    size_t len;    /* bytes */
+};
+
+struct conn_map *conn_map_new(struct sync_ctx *ctx);
+/* Ends every connection (their parked requests are woken and answer). */
+void conn_map_free(struct conn_map *m);
+/* The live connection or NULL; the result holds a reference (conn_unref). */
+struct conn *conn_map_get(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id);
+/* A new connection, replacing (and ending) any with the same identity. Ref'd. */
+struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id);
+/* Ends every connection of a device (token expired). */
+void conn_map_end_device(struct conn_map *m, const char *user_id, const char *device_id);
+/* Forgets connections idle for longer than CONN_IDLE_MS; returns how many. */
+int conn_map_expire(struct conn_map *m, int64_t now_ms);
+int conn_map_count(struct conn_map *m);
+void conn_unref(struct conn *c);
+
+/* ---- request processing (caller holds the connection's request lock) ---- */
+void conn_lock(struct conn *c);
+void conn_unlock(struct conn *c);
+/* Whether the connection was ended (token expired, buffer overflow, replaced, expired). */
+bool conn_dead(struct conn *c);
+/* Response bookkeeping (§5.3). */
+int64_t conn_last_req_pos(struct conn *c);
+const char *conn_last_req_body(struct conn *c);
+/* Drops buffered responses below pos; returns the first one above it, or NULL. */
+const struct conn_buffered *conn_buffered_after(struct conn *c, int64_t pos);
+bool conn_has_buffered(struct conn *c, int64_t pos);
+
+struct conn_resp *conn_resp_new(void);
+void conn_resp_free(struct conn_resp *r);
+bool conn_resp_has_data(const struct conn_resp *r);
+/* Applies a parsed request: sticky merge, first load of the user's rooms,
+ * list ops and room subscriptions. Returns 0 or -1 with *err (heap). */
+int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_resp *resp, char **err);
+/* Folds queued live updates into resp (at most max of them). */
+void conn_drain(struct conn *c, struct conn_resp *resp, int max);
+/* Parks req as the connection's waiter unless updates are already queued
+ * (returns false then) or the connection is dead. */
+bool conn_set_waiter(struct conn *c, struct http_req *req);
+/* Clears req as the waiter (if it still is). */
+void conn_clear_waiter(struct conn *c, struct http_req *req);
+/* Wakes the current waiter (a newer request on the same connection arrived). */
+void conn_cancel_waiter(struct conn *c);
+/* How many parked requests were cancelled so far (a woken request compares). */
+int64_t conn_cancels(struct conn *c);
+/* Builds the response JSON, assigns the next pos, buffers it, and records
+ * req_pos / canonical body as the last processed request. Returns the body
+ * (heap copy for the caller) or NULL with *err. */
+char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, int64_t req_pos,
+                  const char *canonical_body, size_t *len, char **err);
+
+#endif

@@ -1,0 +1,355 @@
+#include "sync/room.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "sync/roomname.h"
+
+void room_params_add(struct room_params *p, int64_t timeline_limit, const struct rs_pair *rs, size_t n_rs,
+                     bool include_heroes)
+{
+    if (timeline_limit > p->timeline_limit) p->timeline_limit = timeline_limit;
+    if (p->timeline_limit > 50) p->timeline_limit = 50;
+    if (n_rs) {
+        p->rs = xrealloc(p->rs, (p->n_rs + n_rs) * sizeof *p->rs);
+        for (size_t i = 0; i < n_rs; i++)
+            p->rs[p->n_rs++] = (struct rs_pair){xstrdup(rs[i].type), xstrdup(rs[i].key)};
+    }
+    p->include_heroes |= include_heroes;
+}
+
+void room_params_release(struct room_params *p)
+{
+    for (size_t i = 0; i < p->n_rs; i++) {
+        free(p->rs[i].type);
+        free(p->rs[i].key);
+    }
+    free(p->rs);
+    *p = (struct room_params){0};
+}
+
+void resp_room_free(struct resp_room *r)
+{
+    if (!r) return;
+    free(r->room_id);
+    room_params_release(&r->params);
+    if (r->have_ur) user_room_release(&r->ur);
+    for (size_t i = 0; i < r->n_live; i++) event_unref(r->live[i]);
+    free(r->live);
+    store_tl_release(&r->tl);
+    store_tl_release(&r->state);
+    free(r);
+}
+
+/* ---- invite state helpers ---- */
+
+/* Reads what an invite shows: name, alias, avatar and member heroes. */
+struct invite_info {
+    json_t *arr;                /* parsed invite_state (owned) */
+    const char *name;           /* m.room.name */
+    const char *alias;          /* m.room.canonical_alias */
+    const char *avatar;         /* m.room.avatar url */
+    struct roomname_hero heroes[ROOMNAME_MAX_HEROES]; /* members who sent their own event */
+    const char *hero_avatars[ROOMNAME_MAX_HEROES];    /* their avatars */
+    size_t n_heroes;            /* entries */
+};
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void invite_info_load(struct invite_info *ii, const char *user_id, const char *invite_state)
+{
+    *ii = (struct invite_info){0};
+    ii->arr = invite_state ? json_loads(invite_state, 0, NULL) : NULL;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(ii->arr, i, ev)
+    {
+        const char *type = jstr(ev, "type"), *sk = jstr(ev, "state_key"), *sender = jstr(ev, "sender");
+        json_t *content = json_object_get(ev, "content");
+        if (!type || !sk) continue;
+        if (strcmp(type, "m.room.name") == 0 && !*sk) ii->name = jstr(content, "name");
+        if (strcmp(type, "m.room.canonical_alias") == 0 && !*sk) ii->alias = jstr(content, "alias");
+        if (strcmp(type, "m.room.avatar") == 0 && !*sk) ii->avatar = jstr(content, "url");
+        if (strcmp(type, "m.room.member") == 0 && sender && strcmp(sk, sender) == 0 && strcmp(sk, user_id) != 0 &&
+            ii->n_heroes < ROOMNAME_MAX_HEROES) {
+            ii->hero_avatars[ii->n_heroes] = jstr(content, "avatar_url");
+            ii->heroes[ii->n_heroes++] = (struct roomname_hero){sk, jstr(content, "displayname")};
+        }
+    }
+}
+
+char *room_display_name(const char *user_id, const struct user_room *ur)
+{
+    if (ur->invite) {
+        struct invite_info ii;
+        invite_info_load(&ii, user_id, ur->invite_state);
+        char *n = roomname_compute(ii.name, ii.alias, ii.heroes, ii.n_heroes, 1, 1);
+        json_decref(ii.arr);
+        return n;
+    }
+    const struct store_room *m = ur->meta ? &ur->meta->r : NULL;
+    if (!m) return xstrdup("Empty Room");
+    struct roomname_hero h[STORE_MAX_HEROES];
+    size_t n = 0;
+    for (int i = 0; i < m->n_heroes; i++) {
+        if (strcmp(m->heroes[i].user_id, user_id) == 0) continue;
+        h[n++] = (struct roomname_hero){m->heroes[i].user_id, m->heroes[i].displayname};
+    }
+    return roomname_compute(m->name, m->canonical_alias, h, n, m->joined_count, m->invited_count);
+}
+
+/* ---- loading ---- */
+
+int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, char **err)
+{
+    int n = 0;
+    struct resp_room *r, *tmp;
+    HASH_ITER(hh, rooms, r, tmp)
+    {
+        if (r->snapshot && r->have_ur && !r->ur.invite) n++;
+    }
+    if (!n) return 0;
+    struct store_tl_req *tl_reqs = xcalloc((size_t)n, sizeof *tl_reqs);
+    struct resp_room **order = xcalloc((size_t)n, sizeof *order);
+    struct store_tl *tls = xcalloc((size_t)n, sizeof *tls);
+    int k = 0, n_tl = 0;
+    HASH_ITER(hh, rooms, r, tmp)
+    {
+        if (!(r->snapshot && r->have_ur && !r->ur.invite)) continue;
+        order[k++] = r;
+    }
+    struct resp_room **tl_rooms = xcalloc((size_t)n, sizeof *tl_rooms);
+    for (int i = 0; i < n; i++) {
+        r = order[i];
+        if (r->params.timeline_limit <= 0) continue;
+        tl_rooms[n_tl] = r;
+        tl_reqs[n_tl++] = (struct store_tl_req){r->room_id, r->ur.join_nid, pos, (int)r->params.timeline_limit};
+    }
+    int rc = -1;
+    const char **ids = NULL, **types = NULL, **keys = NULL;
+    struct store_tl *states = NULL;
+    struct rs_matcher *matchers = NULL;
+    if (store_timelines(c, tl_reqs, n_tl, tls, err) < 0) goto out;
+    for (int i = 0; i < n_tl; i++) {
+        tl_rooms[i]->tl = tls[i];
+        tls[i] = (struct store_tl){0};
+    }
+    /* required_state: one query with the union of every room's patterns
+     * (plus lazy members of timeline senders), filtered per room after. */
+    matchers = xcalloc((size_t)n, sizeof *matchers);
+    size_t cap = 16, np = 0;
+    types = xcalloc(cap, sizeof *types);
+    keys = xcalloc(cap, sizeof *keys);
+    ids = xcalloc((size_t)n, sizeof *ids);
+    int n_ids = 0;
+    for (int i = 0; i < n; i++) {
+        r = order[i];
+        rs_matcher_init(&matchers[i], r->params.rs, r->params.n_rs, user_id);
+        if (!r->params.n_rs) continue;
+        ids[n_ids++] = r->room_id;
+        for (size_t j = 0; j < r->params.n_rs + r->tl.n; j++) {
+            const char *t, *kk;
+            if (j < r->params.n_rs) {
+                t = r->params.rs[j].type;
+                kk = r->params.rs[j].key;
+                if (strcmp(kk, RS_LAZY) == 0) continue;
+                if (strcmp(kk, RS_ME) == 0) kk = user_id;
+            } else {
+                if (!matchers[i].lazy_members) break;
+                t = "m.room.member";
+                kk = r->tl.events[j - r->params.n_rs]->sender;
+            }
+            if (np + 1 >= cap) {
+                cap *= 2;
+                types = xrealloc(types, cap * sizeof *types);
+                keys = xrealloc(keys, cap * sizeof *keys);
+            }
+            types[np] = t;
+            keys[np++] = kk;
+        }
+    }
+    if (n_ids) {
+        states = xcalloc((size_t)n_ids, sizeof *states);
+        if (store_state_at(c, ids, n_ids, pos, types, keys, (int)np, states, err) < 0) goto out;
+        for (int i = 0, s = 0; i < n; i++) {
+            r = order[i];
+            if (!r->params.n_rs) continue;
+            struct store_tl *st = &states[s++];
+            /* Keep what this room's own matcher accepts, plus lazy members. */
+            int kept = 0;
+            for (int e = 0; e < st->n; e++) {
+                struct event *ev = st->events[e];
+                bool keep = rs_match(&matchers[i], ev->type, ev->state_key ? ev->state_key : "");
+                if (!keep && matchers[i].lazy_members && strcmp(ev->type, "m.room.member") == 0) {
+                    for (int t = 0; t < r->tl.n && !keep; t++)
+                        keep = ev->state_key && strcmp(r->tl.events[t]->sender, ev->state_key) == 0;
+                }
+                if (keep)
+                    st->events[kept++] = ev;
+                else
+                    event_unref(ev);
+            }
+            st->n = kept;
+            r->state = *st;
+            *st = (struct store_tl){0};
+        }
+    }
+    rc = 0;
+out:
+    if (matchers)
+        for (int i = 0; i < n; i++) rs_matcher_release(&matchers[i]);
+    free(matchers);
+    if (states)
+        for (int i = 0; i < n_ids; i++) store_tl_release(&states[i]);
+    free(states);
+    for (int i = 0; i < n; i++) store_tl_release(&tls[i]);
+    free(tls);
+    free(tl_reqs);
+    free(tl_rooms);
+    free(order);
+    free(ids);
+    free(types);
+    free(keys);
+    return rc;
+}
+
+/* ---- JSON ---- */
+
+static void write_events(struct buf *b, struct event *const *evs, size_t n, struct event *const *more, size_t n_more)
+{
+    buf_putc(b, '[');
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++, k++) {
+        if (k) buf_putc(b, ',');
+        buf_append(b, evs[i]->json, evs[i]->json_len);
+    }
+    for (size_t i = 0; i < n_more; i++, k++) {
+        if (k) buf_putc(b, ',');
+        buf_append(b, more[i]->json, more[i]->json_len);
+    }
+    buf_putc(b, ']');
+}
+
+static void key_str(struct buf *b, bool *first, const char *key, const char *val)
+{
+    buf_printf(b, "%s\"%s\":", *first ? "" : ",", key);
+    *first = false;
+    if (val)
+        buf_json_str(b, val, strlen(val));
+    else
+        buf_puts(b, "null");
+}
+
+static void key_int(struct buf *b, bool *first, const char *key, int64_t v)
+{
+    buf_printf(b, "%s\"%s\":%lld", *first ? "" : ",", key, (long long)v);
+    *first = false;
+}
+
+static void write_hero(struct buf *b, bool first, const char *uid, const char *dn, const char *av)
+{
+    buf_puts(b, first ? "{" : ",{");
+    bool f = true;
+    key_str(b, &f, "user_id", uid);
+    if (dn) key_str(b, &f, "displayname", dn);
+    if (av) key_str(b, &f, "avatar_url", av);
+    buf_putc(b, '}');
+}
+
+static void write_invite(struct buf *b, const char *user_id, const struct resp_room *r)
+{
+    struct invite_info ii;
+    invite_info_load(&ii, user_id, r->ur.invite_state);
+    bool f = true;
+    char *name = roomname_compute(ii.name, ii.alias, ii.heroes, ii.n_heroes, 1, 1);
+    key_str(b, &f, "name", name);
+    free(name);
+    const char *avatar = ii.avatar;
+    if (!avatar && r->ur.is_dm && ii.n_heroes == 1) avatar = ii.hero_avatars[0];
+    key_str(b, &f, "avatar", avatar);
+    if (r->params.include_heroes && !ii.name && !ii.alias && ii.n_heroes) {
+        buf_puts(b, ",\"heroes\":[");
+        for (size_t i = 0; i < ii.n_heroes; i++)
+            write_hero(b, i == 0, ii.heroes[i].user_id, ii.heroes[i].displayname, ii.hero_avatars[i]);
+        buf_putc(b, ']');
+    }
+    buf_puts(b, ",\"invite_state\":");
+    buf_puts(b, r->ur.invite_state ? r->ur.invite_state : "[]");
+    buf_puts(b, ",\"notification_count\":0,\"highlight_count\":1,\"initial\":true");
+    if (r->ur.is_dm) buf_puts(b, ",\"is_dm\":true");
+    buf_puts(b, ",\"joined_count\":1,\"invited_count\":1");
+    if (r->ur.invite_ts) buf_printf(b, ",\"timestamp\":%lld", (long long)r->ur.invite_ts);
+    json_decref(ii.arr);
+}
+
+void room_write_json(struct buf *b, const char *user_id, const struct resp_room *r)
+{
+    buf_putc(b, '{');
+    if (r->snapshot && r->have_ur && r->ur.invite) {
+        write_invite(b, user_id, r);
+        buf_putc(b, '}');
+        return;
+    }
+    bool f = true;
+    const struct store_room *m = r->have_ur && r->ur.meta ? &r->ur.meta->r : NULL;
+    if (r->snapshot && m) {
+        char *name = room_display_name(user_id, &r->ur);
+        key_str(b, &f, "name", name);
+        free(name);
+        int others = 0;
+        const struct store_hero *only = NULL;
+        for (int i = 0; i < m->n_heroes; i++) {
+            if (strcmp(m->heroes[i].user_id, user_id) == 0) continue;
+            others++;
+            only = &m->heroes[i];
+        }
+        const char *avatar = m->avatar;
+        if (!avatar && r->ur.is_dm && others == 1) avatar = only->avatar_url;
+        key_str(b, &f, "avatar", avatar);
+        if (r->params.include_heroes && !m->name && !m->canonical_alias && others) {
+            buf_puts(b, ",\"heroes\":[");
+            bool first = true;
+            for (int i = 0; i < m->n_heroes; i++) {
+                if (strcmp(m->heroes[i].user_id, user_id) == 0) continue;
+                write_hero(b, first, m->heroes[i].user_id, m->heroes[i].displayname, m->heroes[i].avatar_url);
+                first = false;
+            }
+            buf_putc(b, ']');
+        }
+        if (r->state.n) {
+            buf_puts(b, ",\"required_state\":");
+            write_events(b, r->state.events, (size_t)r->state.n, NULL, 0);
+        }
+    }
+    /* A snapshot already holds its live events (it was loaded after them). */
+    size_t n_tl = r->snapshot ? (size_t)r->tl.n : 0;
+    size_t n_live = r->snapshot ? 0 : r->n_live;
+    if (n_tl + n_live) {
+        buf_printf(b, "%s\"timeline\":", f ? "" : ",");
+        f = false;
+        write_events(b, r->tl.events, n_tl, r->live, n_live);
+    }
+    int64_t notif = r->have_ur ? r->ur.notif : 0, highlight = r->have_ur ? r->ur.highlight : 0;
+    key_int(b, &f, "notification_count", notif);
+    key_int(b, &f, "highlight_count", highlight);
+    if (r->snapshot) {
+        buf_puts(b, ",\"initial\":true");
+        if (r->ur.is_dm) buf_puts(b, ",\"is_dm\":true");
+        if (m && m->joined_count) key_int(b, &f, "joined_count", m->joined_count);
+        key_int(b, &f, "invited_count", m ? m->invited_count : 0);
+        if (r->tl.prev_batch) key_str(b, &f, "prev_batch", r->tl.prev_batch);
+    }
+    if (r->num_live) key_int(b, &f, "num_live", r->num_live);
+    int64_t ts = m ? m->latest_ts : 0;
+    if (r->have_ur && r->ur.join_ts > ts) ts = r->ur.join_ts;
+    if (!r->snapshot && r->n_live && r->live[r->n_live - 1]->ts > ts) ts = r->live[r->n_live - 1]->ts;
+    if (ts) key_int(b, &f, "timestamp", ts);
+    buf_putc(b, '}');
+}

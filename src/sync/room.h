@@ -1,0 +1,58 @@
+/* Building room objects (spec §10, §11) for a response: snapshots loaded
+ * from the caches and the store in a few batched queries, and live updates.
+ * Room JSON is written by hand so stored event JSON is spliced in as is. */
+#ifndef SYNCV3_SYNC_ROOM_H
+#define SYNCV3_SYNC_ROOM_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "base/buf.h"
+#include "cache/cache.h"
+#include "store/rooms.h"
+#include "sync/required_state.h"
+
+/* The combined subscription a room snapshot is built with (§11.8). */
+struct room_params {
+    int64_t timeline_limit;     /* max timeline events (0..50) */
+    struct rs_pair *rs;         /* required_state pairs, concatenated from every source (owned) */
+    size_t n_rs;                /* entries in rs */
+    bool include_heroes;        /* any source asked for heroes */
+};
+
+/* One room of a response being built. */
+struct resp_room {
+    char *room_id;              /* key, owned */
+    bool snapshot;              /* send a full object (initial: true) */
+    struct room_params params;  /* for snapshots */
+    struct user_room ur;        /* the user's view of the room (owned copy) */
+    bool have_ur;               /* ur is filled */
+    struct event **live;        /* live events to append (owned refs), NID order */
+    size_t n_live;              /* entries in live */
+    int num_live;               /* live events processed for this room */
+    bool counts_changed;        /* unread counts changed */
+    struct store_tl tl;         /* snapshot timeline (filled by room_load) */
+    struct store_tl state;      /* snapshot required_state (filled by room_load) */
+    UT_hash_handle hh;          /* in the response's room table */
+};
+
+/* Adds a source's subscription to params (max timeline, union of state, OR heroes). */
+void room_params_add(struct room_params *p, int64_t timeline_limit, const struct rs_pair *rs, size_t n_rs,
+                     bool include_heroes);
+void room_params_release(struct room_params *p);
+void resp_room_free(struct resp_room *r);
+
+/* Loads timelines and required_state of every snapshot room in rooms (a
+ * uthash table) at stream position pos, in two round trips. Returns 0 or -1
+ * with *err (heap). */
+int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, char **err);
+
+/* Appends the JSON object of r to b. */
+void room_write_json(struct buf *b, const char *user_id, const struct resp_room *r);
+
+/* The name the user sees for a room (heap), from its metadata or invite state. */
+char *room_display_name(const char *user_id, const struct user_room *ur);
+
+#endif

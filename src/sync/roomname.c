@@ -1,0 +1,124 @@
+/* Computed room names; see roomname.h. */
+#include "sync/roomname.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/buf.h"
+
+static bool nonempty(const char *s) { return s && s[0]; }
+
+static const char *label_of(const struct roomname_hero *h)
+{
+    return nonempty(h->displayname) ? h->displayname : h->user_id;
+}
+
+/* Appends "A", "A and B", "A, B and C" (last separated by " and "). */
+static void join_labels(struct buf *b, char **labels, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) buf_puts(b, i == n - 1 ? " and " : ", ");
+        buf_puts(b, labels[i]);
+    }
+}
+
+char *roomname_compute(const char *name, const char *alias, const struct roomname_hero *heroes,
+                       size_t n_heroes, int64_t joined, int64_t invited)
+{
+    if (nonempty(name)) return xstrdup(name);
+    if (nonempty(alias)) return xstrdup(alias);
+
+    if (n_heroes > ROOMNAME_MAX_HEROES) n_heroes = ROOMNAME_MAX_HEROES;
+    int64_t others = joined + invited - 1;
+    bool alone = others <= 0;
+    /* [QUIRK] §11.4: with no heroes but other members the original produced
+     * " and N others" (leading space, no names). Without anybody to name we
+     * cannot say anything more useful, so we say "Empty Room" as in the
+     * alone case - the same fallback the Matrix spec suggests for clients. */
+    if (n_heroes == 0) return xstrdup("Empty Room");
+
+    /* Disambiguate labels that collide with another hero's label or user ID:
+     * only heroes showing a displayname get the " (<user_id>)" suffix, since a
+     * bare user ID is already unique. */
+    char *labels[ROOMNAME_MAX_HEROES];
+    for (size_t i = 0; i < n_heroes; i++) {
+        const char *li = label_of(&heroes[i]);
+        bool clash = false;
+        for (size_t j = 0; j < n_heroes && !clash; j++) {
+            if (j == i) continue;
+            clash = strcmp(li, label_of(&heroes[j])) == 0 || strcmp(li, heroes[j].user_id) == 0;
+        }
+        if (clash && nonempty(heroes[i].displayname))
+            labels[i] = xasprintf("%s (%s)", heroes[i].displayname, heroes[i].user_id);
+        else
+            labels[i] = xstrdup(li);
+    }
+
+    struct buf b = BUF_INIT;
+    if ((int64_t)n_heroes >= others) {
+        if (n_heroes == 1) {
+            /* Checked before the "alone" wrap: a single hero is never
+             * "Empty Room (was X)" (matches the original). */
+            buf_puts(&b, labels[0]);
+        } else {
+            if (alone) buf_puts(&b, "Empty Room (was ");
+            join_labels(&b, labels, n_heroes);
+            if (alone) buf_putc(&b, ')');
+        }
+    } else {
+        if (joined + invited <= 1) buf_puts(&b, "Empty Room (was ");
+        for (size_t i = 0; i < n_heroes; i++) {
+            if (i) buf_puts(&b, ", ");
+            buf_puts(&b, labels[i]);
+        }
+        /* "1 others" is kept for wire compatibility with the original. */
+        buf_printf(&b, " and %lld others", (long long)(others - (int64_t)n_heroes));
+        if (joined + invited <= 1) buf_putc(&b, ')');
+    }
+    for (size_t i = 0; i < n_heroes; i++) free(labels[i]);
+    return buf_detach(&b, NULL);
+}
+
+static bool strip_char(unsigned char c) { return c && strchr("#!():_@", c) != NULL; }
+
+char *roomname_sort_key(const char *name)
+{
+    if (!name) name = "";
+    const unsigned char *s = (const unsigned char *)name;
+    size_t len = strlen(name), a = 0, z = len;
+    while (a < z && strip_char(s[a])) a++;
+    while (z > a && strip_char(s[z - 1])) z--;
+    unsigned char *out = xmalloc(z - a + 1);
+    size_t w = 0;
+    for (size_t i = a; i < z; i++) {
+        unsigned char c = s[i];
+        if (c >= 'A' && c <= 'Z') {
+            out[w++] = (unsigned char)(c + 32);
+            continue;
+        }
+        if (i + 1 < z && (s[i + 1] & 0xC0) == 0x80) {
+            unsigned char c2 = s[i + 1];
+            unsigned cp = ((c & 0x1Fu) << 6) | (c2 & 0x3Fu);
+            bool two = (c & 0xE0) == 0xC0;
+            unsigned lower = cp;
+            if (two) {
+                if (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) lower = cp + 0x20;        /* Latin-1 */
+                else if (cp >= 0x391 && cp <= 0x3A9 && cp != 0x3A2) lower = cp + 0x20; /* Greek */
+                else if (cp >= 0x410 && cp <= 0x42F) lower = cp + 0x20;                /* Cyrillic */
+                else if (cp >= 0x400 && cp <= 0x40F) lower = cp + 0x50;
+            }
+            if (two && lower != cp) {
+                /* Every mapping above stays within two-byte UTF-8. */
+                out[w++] = (unsigned char)(0xC0 | (lower >> 6));
+                out[w++] = (unsigned char)(0x80 | (lower & 0x3F));
+                i++;
+                continue;
+            }
+        }
+        out[w++] = c;
+    }
+    out[w] = 0;
+    return (char *)out;
+}
