@@ -54,8 +54,8 @@ int store_token_put(PGconn *c, const char *hash, const char *encrypted, const ch
                "VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO UPDATE SET last_seen = now()",
                4, p) < 0 ||
         db_cmd(c, err,
-               "INSERT INTO syncv3_sync2_devices (user_id, device_id) VALUES ($3, $4) ON CONFLICT DO NOTHING",
-               4, p) < 0 ||
+               "INSERT INTO syncv3_sync2_devices (user_id, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+               2, p + 2) < 0 ||
         db_commit(c, err) < 0) {
         db_rollback(c);
         return -1;
