@@ -88,6 +88,14 @@ static void update_gauges(struct server *s)
     if ((double)st.total_polls > total) metrics_add(s->metrics->poller_total_num_polls, (double)st.total_polls - total);
 }
 
+/* Gauges that mirror other modules' state are read when scraped. */
+static int render_metrics(void *ud, struct buf *out)
+{
+    struct server *s = ud;
+    update_gauges(s);
+    return metrics_render(s->metrics, out);
+}
+
 static void shutdown_all(struct server *s)
 {
     /* Stop accepting and answer parked requests first, then stop polling,
@@ -207,7 +215,7 @@ int main(int argc, char **argv)
         LOG_FATAL("main", "cannot listen on %s", s.cfg.bindaddr);
         goto fail;
     }
-    if (s.cfg.prom && prom_server_start(&s.prom, s.cfg.prom, metrics_render_cb, s.metrics) < 0) {
+    if (s.cfg.prom && prom_server_start(&s.prom, s.cfg.prom, render_metrics, &s) < 0) {
         LOG_FATAL("main", "cannot listen on SYNCV3_PROM=%s", s.cfg.prom);
         goto fail;
     }

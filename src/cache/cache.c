@@ -512,6 +512,33 @@ static void apply_event(struct cache *c, struct event *ev)
     cache_update_unref(upd);
 }
 
+/* A state block told us a loaded user's membership (a room first seen, or a
+ * gappy sync): join or leave the room in their set, and tell them. */
+static void apply_member(struct cache *c, const struct cache_member *m)
+{
+    struct user_entry *u = find_user(c, m->user_id);
+    if (!u) return;
+    struct ur_entry *e;
+    HASH_FIND_STR(u->rooms, m->room_id, e);
+    enum cache_update_kind kind;
+    if (strcmp(m->membership, "join") == 0) {
+        if (e && !e->r.invite) return;
+        struct store_user_room sr = {.room_id = xstrdup(m->room_id), .join_nid = m->nid, .join_ts = m->ts};
+        user_put_room(c, u, &sr);
+        kind = CU_JOIN;
+    } else if (strcmp(m->membership, "invite") != 0) {
+        if (!e) return;
+        user_del_room(c, u, m->room_id);
+        kind = CU_LEAVE;
+    } else {
+        return;
+    }
+    struct cache_update *upd = cache_update_new(kind, m->room_id, NULL);
+    upd->nid = m->nid;
+    notify(u, upd);
+    cache_update_unref(upd);
+}
+
 void cache_apply(struct cache *c, struct cache_changes *ch)
 {
     pthread_rwlock_wrlock(&c->lock);
@@ -535,6 +562,7 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
     }
     struct user_entry *poller_user = find_user(c, ch->user_id);
     if (poller_user && ch->m_direct_json) set_dms(poller_user, ch->m_direct_json);
+    for (int i = 0; i < ch->n_members; i++) apply_member(c, &ch->members[i]);
     for (int i = 0; i < ch->n_events; i++) apply_event(c, ch->events[i]);
     for (int i = 0; i < ch->n_reset; i++) {
         struct room_entry *re = find_room(c, ch->reset_rooms[i]);

@@ -34,6 +34,7 @@ enum cache_update_kind {
     CU_EVENT,          /* a new timeline event in a room the user is in (incl. their own membership) */
     CU_UNREAD,         /* the user's unread counts of a room changed */
     CU_INVITE,         /* the user was invited to a room */
+    CU_JOIN,           /* the user is joined to a room learnt from a state block */
     CU_LEAVE,          /* the user left / was kicked / banned / the invite was rejected or withdrawn */
     CU_ROOM_RESET,     /* a room's state changed without timeline events (gappy sync): resend it */
     CU_ACCOUNT_DATA,   /* the user's account data changed */
@@ -115,6 +116,15 @@ int cache_missing_rooms(struct cache *c, const char *const *ids, int n, const ch
 /* Whether any loaded user is in the room (its metadata is kept fresh). */
 bool cache_room_wanted(struct cache *c, const char *room_id);
 
+/* A membership from a state block. */
+struct cache_member {
+    const char *room_id;     /* the room */
+    const char *user_id;     /* the member */
+    const char *membership;  /* content.membership */
+    int64_t nid;             /* the member event */
+    int64_t ts;              /* its timestamp */
+};
+
 /* One applied v2 response, for cache_apply. */
 struct cache_changes {
     const char *user_id;              /* the polling user */
@@ -123,6 +133,8 @@ struct cache_changes {
     int n_metas;                      /* entries */
     struct event **events;            /* new timeline events, NID order (borrowed) */
     int n_events;                     /* entries */
+    struct cache_member *members;     /* memberships learnt from state blocks (borrowed) */
+    int n_members;                    /* entries */
     const char **reset_rooms;         /* rooms whose state changed outside the timeline */
     int n_reset;                      /* entries */
     struct cache_update **user_updates; /* updates for the polling user (ownership taken) */

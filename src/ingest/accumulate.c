@@ -41,7 +41,7 @@ struct room_work {
     bool skip;             /* data error: nothing of this room is stored */
     bool is_leave;         /* from rooms.leave */
     json_t *section;       /* the room's JSON object */
-    struct acc_room *out;  /* the result entry, once created */
+    size_t out_idx;        /* 1 + index of the result entry, 0 before one is created */
 };
 
 /* Set of strings (event IDs seen in this response, etc). */
@@ -337,13 +337,15 @@ struct ctx {
     struct acc_result *out;     /* the result being filled */
 };
 
+/* The result entry of a room (created on first use). The array may move, so
+ * rooms remember an index, never a pointer. */
 static struct acc_room *result_room(struct ctx *x, struct room_work *w)
 {
-    if (w->out) return w->out;
+    if (w->out_idx) return &x->out->rooms[w->out_idx - 1];
     x->out->rooms = xrealloc(x->out->rooms, (x->out->n_rooms + 1) * sizeof *x->out->rooms);
-    w->out = &x->out->rooms[x->out->n_rooms++];
-    *w->out = (struct acc_room){.room_id = xstrdup(w->room_id)};
-    return w->out;
+    x->out->rooms[x->out->n_rooms] = (struct acc_room){.room_id = xstrdup(w->room_id)};
+    w->out_idx = ++x->out->n_rooms;
+    return &x->out->rooms[w->out_idx - 1];
 }
 
 /* Finds which event IDs of the response are already stored, and which rooms
@@ -683,7 +685,7 @@ static int write_rooms(struct ctx *x)
         arr_str(&r_all, w->room_id);
         arr_i64(&r_nid, max_nid);
         arr_i64(&r_ts, ts);
-        if (w->out && w->out->state_changed) arr_str(&r_state, w->room_id);
+        if (w->out_idx && x->out->rooms[w->out_idx - 1].state_changed) arr_str(&r_state, w->room_id);
         if (!w->known_room) result_room(x, w)->is_new = true;
     }
     int rc = 0;
@@ -1111,6 +1113,18 @@ static void build_result_events(struct ctx *x)
 {
     for (size_t i = 0; i < x->n_rooms; i++) {
         struct room_work *w = &x->rooms[i];
+        if (w->skip) continue;
+        for (size_t j = 0; j < w->n_state; j++) {
+            struct pev *p = &w->state[j];
+            if (p->known || !p->membership) continue;
+            struct acc_room *ar = result_room(x, w);
+            ar->members = xrealloc(ar->members, (ar->n_members + 1) * sizeof *ar->members);
+            ar->members[ar->n_members++] =
+                (struct acc_member){xstrdup(p->state_key), xstrdup(p->membership), p->nid, p->ts};
+        }
+    }
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
         if (w->skip || w->tl_keep_from >= w->n_tl) continue;
         struct acc_room *ar = result_room(x, w);
         size_t n = w->n_tl - w->tl_keep_from;
@@ -1209,6 +1223,11 @@ void acc_result_release(struct acc_result *r)
     for (size_t i = 0; i < r->n_rooms; i++) {
         for (size_t j = 0; j < r->rooms[i].n_events; j++) event_unref(r->rooms[i].events[j]);
         free(r->rooms[i].events);
+        for (size_t j = 0; j < r->rooms[i].n_members; j++) {
+            free(r->rooms[i].members[j].user_id);
+            free(r->rooms[i].members[j].membership);
+        }
+        free(r->rooms[i].members);
         free(r->rooms[i].room_id);
     }
     free(r->rooms);

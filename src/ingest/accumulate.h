@@ -25,8 +25,18 @@
 
 #include "store/event.h"
 
+/* A membership learnt from a state block (not the timeline). */
+struct acc_member {
+    char *user_id;          /* state_key */
+    char *membership;       /* content.membership */
+    int64_t nid;            /* the member event */
+    int64_t ts;             /* its origin_server_ts */
+};
+
 /* What changed in one room. */
 struct acc_room {
+    struct acc_member *members; /* memberships from the state block, in order (owned) */
+    size_t n_members;       /* entries in members */
     char *room_id;          /* the room */
     struct event **events;  /* new timeline events in NID order (owned refs) */
     size_t n_events;        /* entries in events */

@@ -303,19 +303,30 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
             struct event *e = r->events[j];
             wanted = e->membership && e->state_key && cache_user_loaded(ing->cache, e->state_key);
         }
+        for (size_t j = 0; !wanted && j < r->n_members; j++)
+            wanted = cache_user_loaded(ing->cache, r->members[j].user_id);
         if (wanted) want[n_want++] = r->room_id;
         n_events += (int)r->n_events;
     }
     if (n_want && store_rooms_get(c, want, n_want, &ch.metas, &ch.n_metas, &err) < 0) goto out;
     ch.events = xcalloc((size_t)(n_events ? n_events : 1), sizeof *ch.events);
     ch.reset_rooms = xcalloc(ar->n_rooms + 1, sizeof *ch.reset_rooms);
+    size_t n_members = 0;
+    for (size_t i = 0; i < ar->n_rooms; i++) n_members += ar->rooms[i].n_members;
+    ch.members = xcalloc(n_members + 1, sizeof *ch.members);
     for (size_t i = 0; i < ar->n_rooms; i++) {
         struct acc_room *r = &ar->rooms[i];
+        for (size_t j = 0; j < r->n_members; j++)
+            ch.members[ch.n_members++] = (struct cache_member){r->room_id, r->members[j].user_id,
+                                                               r->members[j].membership, r->members[j].nid,
+                                                               r->members[j].ts};
         for (size_t j = 0; j < r->n_events; j++) ch.events[ch.n_events++] = r->events[j];
         if (r->state_reset) ch.reset_rooms[ch.n_reset++] = r->room_id;
     }
     qsort(ch.events, (size_t)ch.n_events, sizeof *ch.events, cmp_event_nid);
     ch.pos = ch.n_events ? ch.events[ch.n_events - 1]->nid : 0;
+    for (int i = 0; i < ch.n_members; i++)
+        if (ch.members[i].nid > ch.pos) ch.pos = ch.members[i].nid;
 
     bool loaded = cache_user_loaded(ing->cache, res->user_id);
     if (loaded) {
@@ -371,6 +382,7 @@ out:
     free((char *)ch.m_direct_json);
     free(ch.events);
     free(ch.reset_rooms);
+    free(ch.members);
     free(want);
     return rc;
 }

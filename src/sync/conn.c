@@ -19,7 +19,8 @@
 
 /* The connection's view of one of the user's rooms. */
 struct croom {
-    struct user_room ur;   /* copy from the cache; ur.room_id is the key */
+    char *room_id;         /* key (owned; ur is replaced on updates, this never is) */
+    struct user_room ur;   /* copy from the cache */
     char *name;            /* computed name (heap) */
     UT_hash_handle hh;     /* in conn.rooms */
 };
@@ -117,6 +118,7 @@ static void conn_destroy(struct conn *c)
         HASH_DEL(c->rooms, r);
         user_room_release(&r->ur);
         free(r->name);
+        free(r->room_id);
         free(r);
     }
     for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
@@ -609,8 +611,9 @@ static void croom_set(struct croom *cr, struct user_room *ur, const char *user_i
 static struct croom *croom_add(struct conn *c, struct user_room *ur)
 {
     struct croom *cr = xcalloc(1, sizeof *cr);
+    cr->room_id = xstrdup(ur->room_id);
     croom_set(cr, ur, c->user_id);
-    HASH_ADD_KEYPTR(hh, c->rooms, cr->ur.room_id, strlen(cr->ur.room_id), cr);
+    HASH_ADD_KEYPTR(hh, c->rooms, cr->room_id, strlen(cr->room_id), cr);
     return cr;
 }
 
@@ -619,6 +622,7 @@ static void croom_del(struct conn *c, struct croom *cr)
     HASH_DEL(c->rooms, cr);
     user_room_release(&cr->ur);
     free(cr->name);
+    free(cr->room_id);
     free(cr);
 }
 
@@ -827,14 +831,16 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
             rr->counts_changed = true;
         }
         break;
-    case CU_INVITE: {
+    case CU_INVITE:
+    case CU_JOIN: {
         struct user_room ur;
         if (!cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur)) break;
+        bool joined_now = u->kind == CU_JOIN && (!cr || cr->ur.invite);
         if (cr)
             croom_set(cr, &ur, c->user_id);
         else
             croom_add(c, &ur);
-        relist_room(c, r, u->room_id, false);
+        relist_room(c, r, u->room_id, joined_now);
         break;
     }
     case CU_LEAVE:
