@@ -221,8 +221,8 @@ void sync_api_tick(struct sync_api *api)
 /* Resolves a token to its device, verifying unknown tokens with whoami and
  * starting the device's poller. Returns 0, or responds with an error and
  * returns -1. */
-static int authenticate(struct sync_api *api, struct http_req *req, const char *token, char **user_id,
-                        char **device_id)
+static int authenticate(struct sync_api *api, struct http_req *req, const char *token, bool has_pos,
+                        char **user_id, char **device_id)
 {
     char hash[SHA256_HEX_LEN + 1];
     crypto_sha256_hex(token, strlen(token), hash);
@@ -253,6 +253,12 @@ static int authenticate(struct sync_api *api, struct http_req *req, const char *
         free(*user_id);
         free(*device_id);
         *user_id = *device_id = NULL;
+        if (has_pos) {
+            /* Its connections ended with the token; the client starts over
+             * (and then learns whether the token is still good). */
+            http_req_respond_error(req, 400, "M_UNKNOWN_POS", "the connection ended; start a new one");
+            return -1;
+        }
     }
     PGconn *c = db_acquire(api->d.db, 5000, &err);
     if (!c) {
@@ -519,7 +525,7 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
         http_req_respond_error(req, 401, "M_MISSING_TOKEN", "empty access token");
         return HTTP_DONE;
     }
-    if (authenticate(api, req, token, &s->user_id, &s->device_id) < 0) return HTTP_DONE;
+    if (authenticate(api, req, token, s->has_pos, &s->user_id, &s->device_id) < 0) return HTTP_DONE;
     http_req_log_append(req, "u=%s dev=%s", s->user_id, s->device_id);
     sync_api_tick(api);
     if (s->has_pos) return continue_connection(api, req, s);

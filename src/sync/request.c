@@ -461,6 +461,8 @@ static int parse_string(json_t *root, const char *name, size_t max, char **out,
     return 0;
 }
 
+static int check_extensions(json_t *ext, struct sync_req_error *err);
+
 static int parse_root(json_t *root, struct sync_req *out, struct sync_req_error *err)
 {
     int rc;
@@ -530,7 +532,49 @@ static int parse_root(json_t *root, struct sync_req *out, struct sync_req_error 
     if (ext) {
         if (!json_is_object(ext))
             return fail(err, SYNC_REQ_ERR_BAD_JSON, "extensions must be an object");
+        rc = check_extensions(ext, err);
+        if (rc) return rc;
         out->extensions = json_incref(ext);
+    }
+    return 0;
+}
+
+/* Checks the fields every extension shares (§16.0) and the extension-specific
+ * ones whose type is fixed, so a wrong type is a 400 now rather than a
+ * surprise later. Unknown extensions and fields are ignored. */
+static int check_extensions(json_t *ext, struct sync_req_error *err)
+{
+    const char *name;
+    json_t *e;
+    json_object_foreach(ext, name, e)
+    {
+        if (json_is_null(e)) continue;
+        if (!json_is_object(e)) return fail(err, SYNC_REQ_ERR_BAD_JSON, "extensions.%.40s must be an object", name);
+        json_t *v = json_object_get(e, "enabled");
+        if (v && !json_is_null(v) && !json_is_boolean(v))
+            return fail(err, SYNC_REQ_ERR_BAD_JSON, "extensions.%.40s.enabled must be a boolean", name);
+        static const char *const arrays[] = {"lists", "rooms"};
+        for (int i = 0; i < 2; i++) {
+            v = json_object_get(e, arrays[i]);
+            if (!v || json_is_null(v)) continue;
+            if (!json_is_array(v) || json_array_size(v) > SYNC_REQ_MAX_STRINGS)
+                return fail(err, SYNC_REQ_ERR_BAD_JSON, "extensions.%.40s.%s must be an array of strings", name,
+                            arrays[i]);
+            size_t k;
+            json_t *item;
+            json_array_foreach(v, k, item)
+            {
+                if (!json_is_string(item))
+                    return fail(err, SYNC_REQ_ERR_BAD_JSON, "extensions.%.40s.%s must be an array of strings",
+                                name, arrays[i]);
+            }
+        }
+        v = json_object_get(e, "limit");
+        if (v && !json_is_null(v) && !json_is_integer(v))
+            return fail(err, SYNC_REQ_ERR_BAD_JSON, "extensions.%.40s.limit must be an integer", name);
+        v = json_object_get(e, "since");
+        if (v && !json_is_null(v) && !json_is_string(v))
+            return fail(err, SYNC_REQ_ERR_BAD_JSON, "extensions.%.40s.since must be a string", name);
     }
     return 0;
 }
