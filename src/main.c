@@ -102,6 +102,7 @@ static void shutdown_all(struct server *s)
      * then let ingest finish the response it is applying. */
     http_server_stop(s->http);
     prom_server_stop(s->prom);
+    ingest_stop(s->ingest);
     poller_set_free(s->pollers);
     ingest_free(s->ingest);
     sync_api_free(s->api);

@@ -60,6 +60,7 @@ struct ingest {
     struct job *head, *tail;     /* job queue; loads are put at the head */
     struct device *devices;      /* readiness per device */
     bool stop;                   /* the thread should exit */
+    bool joined;                 /* ingest_stop joined the thread */
 };
 
 static char *dev_key(const char *user_id, const char *device_id)
@@ -530,14 +531,22 @@ void ingest_set_pollers(struct ingest *ing, struct poller_set *ps)
     ing->pollers = ps;
 }
 
-void ingest_free(struct ingest *ing)
+void ingest_stop(struct ingest *ing)
 {
     if (!ing) return;
     pthread_mutex_lock(&ing->lock);
+    bool joined = ing->joined;
     ing->stop = true;
+    ing->joined = true;
     pthread_cond_broadcast(&ing->cond);
     pthread_mutex_unlock(&ing->lock);
-    pthread_join(ing->thread, NULL);
+    if (!joined) pthread_join(ing->thread, NULL);
+}
+
+void ingest_free(struct ingest *ing)
+{
+    if (!ing) return;
+    ingest_stop(ing);
     for (struct job *j = ing->head, *next; j; j = next) {
         next = j->next;
         if (j->kind == JOB_RESULT) poller_result_free(j->res);

@@ -23,8 +23,11 @@ struct ingest;
 int ingest_new(struct ingest **out, struct db_pool *db, struct cache *cache, struct metrics *m);
 /* Connects the poller set whose results this ingest processes (before any poll). */
 void ingest_set_pollers(struct ingest *ing, struct poller_set *ps);
-/* Stops the thread after the job in progress; pending results are dropped
- * (their since tokens were not advanced, so they are fetched again). */
+/* Stops the thread after the job in progress; later jobs stay queued. Call
+ * before freeing the poller set, so no result is handed back to it after. */
+void ingest_stop(struct ingest *ing);
+/* Stops (if needed) and frees; queued results are dropped (their since
+ * tokens were not advanced, so they are fetched again next start). */
 void ingest_free(struct ingest *ing);
 
 /* Poller callbacks (poller thread): queue work for the ingest thread. */

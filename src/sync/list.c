@@ -107,6 +107,10 @@ static void reindex(struct sync_list *l, size_t from, size_t to)
 
 static void resort(struct sync_list *l)
 {
+    if (l->n < 2) {
+        reindex(l, 0, l->n);
+        return;
+    }
     qsort_r(l->v, l->n, sizeof(*l->v), qsort_cmp, l);
     reindex(l, 0, l->n);
 }
