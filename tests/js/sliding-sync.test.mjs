@@ -29,6 +29,7 @@ const SS_PATH = "/_matrix/client/unstable/org.matrix.msc3575/sync";
 const LIST = "all";
 const POLL_TIMEOUT_MS = 20000; // the client's long-poll timeout (?timeout=)
 const WAIT_MS = 30000;         // generous upper bound for anything we wait for
+const PARK_SETTLE_MS = 300;    // see moveToTop
 
 if (!process.env.SYNCV3_JS_DEBUG) logger.setLevel("warn");
 
@@ -303,6 +304,11 @@ async function moveToTop(bottomName, before, after, text) {
     const lastResponseAt = Math.max(...exchanges.filter((e) => e.endedAt !== null).map((e) => e.endedAt));
     const parked = await waitForParkedRequest(lastResponseAt, `before the message in ${bottomName}`);
     assert.equal(JSON.stringify(listUpdates.at(-1).order), JSON.stringify(roomIds(...before)));
+
+    // Give the proxy a moment to receive that request and park it. This only makes the
+    // parked-long-poll path the one exercised; nothing is asserted on this delay.
+    await new Promise((r) => setTimeout(r, PARK_SETTLE_MS));
+    assert.equal(parked.endedAt, null, `the long-poll returned without news: ${JSON.stringify(parked)}`);
 
     const [roomId] = roomIds(bottomName);
     const sentAt = Date.now();
