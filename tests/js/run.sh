@@ -26,7 +26,7 @@ case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/syncv3-js.XXXXXX")
 chmod 755 "$WORK" # the postgres user (when we are root) must reach $WORK/pg
-SCEN_PID="" PROXY_PID="" PG_STARTED=0
+SCEN_PID="" PROXY_PID="" NODE_JOB="" PG_STARTED=0
 extra_failures=0
 
 summary() { # passed failed skipped
@@ -51,6 +51,12 @@ stop_pid() { # pid [seconds] -> exit status of the process (or 255 if it had to 
 }
 
 cleanup() {
+  if [ -n "$NODE_JOB" ]; then
+    # "timeout" (the pid in node.pid) passes the TERM on to node
+    if [ -s "$WORK/node.pid" ]; then kill -TERM "$(cat "$WORK/node.pid")" 2>/dev/null || true; fi
+    wait "$NODE_JOB" 2>/dev/null || true
+    NODE_JOB=""
+  fi
   if [ -n "$PROXY_PID" ]; then stop_pid "$PROXY_PID" 5 || true; PROXY_PID=""; fi
   if [ -n "$SCEN_PID" ]; then stop_pid "$SCEN_PID" 5 || true; SCEN_PID=""; fi
   if [ "$PG_STARTED" = 1 ]; then "$PY" "$ROOT/tests/e2e/pgtmp.py" stop "$WORK/pg" >/dev/null 2>&1 || true; fi
@@ -134,12 +140,17 @@ done
 # the Node test(s). --test-force-exit: matrix-js-sdk arms a timer per request (the request's
 # client-side timeout) that it never clears; without it node would wait for the last one.
 echo "tests/js: $(basename "$BIN") on $PROXY_URL, fake homeserver on $HS_URL"
-(
-  cd "$HERE" &&
-  SYNCV3_PROXY_URL="$PROXY_URL" SYNCV3_CONTROL_URL="$CONTROL_URL" SYNCV3_JS_CAPTURE="$WORK/http-capture.jsonl" \
-    timeout -k 10 600 node --test --test-force-exit --test-timeout=120000 --test-reporter=spec ./*.test.mjs
-) 2>&1 | tee "$WORK/node.out"
-node_rc=${PIPESTATUS[0]}
+# It runs in the background so that a SIGINT/SIGTERM of this script is handled at once.
+{
+  (
+    cd "$HERE" && echo "$BASHPID" >"$WORK/node.pid" &&
+    SYNCV3_PROXY_URL="$PROXY_URL" SYNCV3_CONTROL_URL="$CONTROL_URL" SYNCV3_JS_CAPTURE="$WORK/http-capture.jsonl" \
+      exec timeout -k 10 600 node --test --test-force-exit --test-timeout=120000 --test-reporter=spec ./*.test.mjs
+  ) 2>&1 </dev/null | tee "$WORK/node.out"
+} &
+NODE_JOB=$!
+wait "$NODE_JOB"; node_rc=$? # pipefail: node's status (tee's when only tee failed)
+NODE_JOB=""
 
 # the spec reporter's summary ("ℹ pass 3" ...; the tap reporter's file is cut short by
 # --test-force-exit)
