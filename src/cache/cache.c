@@ -220,7 +220,7 @@ static bool user_is_dm(struct user_entry *u, const char *room_id)
     return d != NULL;
 }
 
-static void copy_user_room(const struct user_room *src, struct user_room *dst)
+void user_room_copy(const struct user_room *src, struct user_room *dst)
 {
     *dst = *src;
     dst->room_id = xstrdup(src->room_id);
@@ -256,7 +256,7 @@ int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_liste
     struct ur_entry *e, *t;
     HASH_ITER(hh, u->rooms, e, t)
     {
-        copy_user_room(&e->r, &(*out)[i]);
+        user_room_copy(&e->r, &(*out)[i]);
         (*out)[i].is_dm = (*out)[i].is_dm || user_is_dm(u, e->r.room_id);
         i++;
     }
@@ -301,7 +301,7 @@ bool cache_user_room(struct cache *c, const char *user_id, const char *room_id, 
     struct ur_entry *e = NULL;
     if (u) HASH_FIND_STR(u->rooms, room_id, e);
     if (e) {
-        copy_user_room(&e->r, out);
+        user_room_copy(&e->r, out);
         out->is_dm = out->is_dm || user_is_dm(u, room_id);
     }
     pthread_rwlock_unlock(&c->lock);

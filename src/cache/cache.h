@@ -81,6 +81,8 @@ struct user_room {
 };
 
 void user_room_release(struct user_room *r);
+/* Deep copy (strings duplicated, metadata ref'd). */
+void user_room_copy(const struct user_room *src, struct user_room *dst);
 
 struct cache;
 

@@ -393,6 +393,20 @@ static enum http_action compute(struct sync_api *api, struct http_req *req, stru
     }
 }
 
+/* Applies the request to the locked connection into a fresh response. On
+ * failure answers, unlocks and returns -1. */
+static int apply(struct http_req *req, struct req_state *s)
+{
+    s->resp = conn_resp_new();
+    char *err = NULL;
+    if (conn_apply_request(s->conn, &s->req, s->resp, &err) == 0) return 0;
+    conn_unlock(s->conn);
+    LOG_ERROR("api", "%s: %s", s->user_id, err);
+    free(err);
+    http_req_respond_error(req, 503, "M_UNKNOWN", "could not process the request, try again");
+    return -1;
+}
+
 static enum http_action start_connection(struct sync_api *api, struct http_req *req, struct req_state *s)
 {
     enum ingest_wait w = ingest_device_wait(api->d.ingest, s->user_id, s->device_id, 0);
@@ -417,15 +431,7 @@ static enum http_action start_connection(struct sync_api *api, struct http_req *
     }
     s->conn = conn_map_create(api->conns, s->user_id, s->device_id, s->req.conn_id ? s->req.conn_id : "");
     conn_lock(s->conn);
-    s->resp = conn_resp_new();
-    char *err = NULL;
-    if (conn_apply_request(s->conn, &s->req, s->resp, &err) < 0) {
-        conn_unlock(s->conn);
-        LOG_ERROR("api", "%s: %s", s->user_id, err);
-        free(err);
-        http_req_respond_error(req, 503, "M_UNKNOWN", "could not set up the connection, try again");
-        return HTTP_DONE;
-    }
+    if (apply(req, s) < 0) return HTTP_DONE;
     if (api->d.metrics)
         metrics_observe_l(api->d.metrics->api_setup_duration_secs, "1", NULL,
                           (double)(clock_mono_ms() - s->start_ms) / 1000.0);
@@ -471,15 +477,7 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
         respond_body(req, copy, strlen(copy));
         return HTTP_DONE;
     }
-    s->resp = conn_resp_new();
-    char *err = NULL;
-    if (conn_apply_request(s->conn, &s->req, s->resp, &err) < 0) {
-        conn_unlock(s->conn);
-        LOG_ERROR("api", "%s: %s", s->user_id, err);
-        free(err);
-        http_req_respond_error(req, 503, "M_UNKNOWN", "could not process the request, try again");
-        return HTTP_DONE;
-    }
+    if (apply(req, s) < 0) return HTTP_DONE;
     return compute(api, req, s);
 }
 

@@ -222,6 +222,18 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
     return c;
 }
 
+/* Ends the connections of a private list (linked through hh.next) taken
+ * out of the map, dropping the map's references. */
+static void end_all(struct conn *ended)
+{
+    while (ended) {
+        struct conn *next = ended->hh.next;
+        conn_end(ended);
+        conn_unref(ended);
+        ended = next;
+    }
+}
+
 void conn_map_end_device(struct conn_map *m, const char *user_id, const char *device_id)
 {
     char *prefix = xasprintf("%s|%s|", user_id, device_id);
@@ -238,12 +250,7 @@ void conn_map_end_device(struct conn_map *m, const char *user_id, const char *de
     }
     set_gauge(m);
     pthread_mutex_unlock(&m->lock);
-    while (ended) {
-        struct conn *next = ended->hh.next;
-        conn_end(ended);
-        conn_unref(ended);
-        ended = next;
-    }
+    end_all(ended);
     free(prefix);
 }
 
@@ -267,12 +274,7 @@ int conn_map_expire(struct conn_map *m, int64_t now_ms)
     }
     set_gauge(m);
     pthread_mutex_unlock(&m->lock);
-    while (ended) {
-        struct conn *next = ended->hh.next;
-        conn_end(ended);
-        conn_unref(ended);
-        ended = next;
-    }
+    end_all(ended);
     if (n && m->ctx->metrics) metrics_add(m->ctx->metrics->api_expiry_conn_timed_out, n);
     return n;
 }
@@ -474,10 +476,7 @@ static struct resp_room *resp_room_get(struct conn *c, struct conn_resp *r, cons
         struct croom *cr;
         HASH_FIND_STR(c->rooms, room_id, cr);
         if (cr) {
-            rr->ur = cr->ur;
-            rr->ur.room_id = xstrdup(cr->ur.room_id);
-            rr->ur.invite_state = cr->ur.invite_state ? xstrdup(cr->ur.invite_state) : NULL;
-            rr->ur.meta = room_meta_ref(cr->ur.meta);
+            user_room_copy(&cr->ur, &rr->ur);
             rr->have_ur = true;
         }
     }
