@@ -335,6 +335,7 @@ struct ctx {
     struct room_work *rooms;    /* join then leave sections */
     size_t n_rooms;             /* entries in rooms */
     struct acc_result *out;     /* the result being filled */
+    bool redacted_state;        /* a redaction hit some room's current state */
 };
 
 /* The result entry of a room (created on first use). The array may move, so
@@ -650,7 +651,10 @@ static int apply_redactions(struct ctx *x)
                         PQclear(r);
                         return -1;
                     }
-                    if (is_current_state) result_room(x, w)->state_changed = true;
+                    if (is_current_state) {
+                        result_room(x, w)->state_changed = true;
+                        x->redacted_state = true;
+                    }
                 }
             }
             PQclear(r);
@@ -1153,8 +1157,10 @@ int acc_apply(PGconn *c, const char *user_id, const char *device_id, json_t *bod
     if (x.n_rooms) {
         if (lookup_known(&x, &known_events, &known_rooms) < 0) goto out;
         decide(&x, known_events, known_rooms);
-        if (write_events(&x) < 0 || write_state(&x) < 0 || apply_redactions(&x) < 0 || write_rooms(&x) < 0 ||
-            write_txns(&x) < 0)
+        /* Rooms first, so redactions see a new room's version; then the
+         * derived columns again for rooms whose current state a redaction hit. */
+        if (write_events(&x) < 0 || write_state(&x) < 0 || write_rooms(&x) < 0 || apply_redactions(&x) < 0 ||
+            (x.redacted_state && write_rooms(&x) < 0) || write_txns(&x) < 0)
             goto out;
     }
     for (size_t i = 0; i < x.n_rooms; i++) {

@@ -789,6 +789,11 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         return;
     }
     bool joined_now = !cr || (cr->ur.invite && !ur.invite);
+    char *old_name = NULL, *old_avatar = NULL;
+    if (cr) {
+        old_name = xstrdup(cr->name ? cr->name : "");
+        old_avatar = room_display_avatar(c->user_id, &cr->ur);
+    }
     if (!cr)
         cr = croom_add(c, &ur);
     else
@@ -808,7 +813,22 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
         rr->live[rr->n_live++] = event_ref(ev);
         rr->num_live++;
+        /* Name and avatar are sent live only when they change. */
+        if (old_name && strcmp(old_name, cr->name ? cr->name : "") != 0) {
+            free(rr->live_name);
+            rr->live_name = xstrdup(cr->name ? cr->name : "");
+        }
+        char *avatar = room_display_avatar(c->user_id, &cr->ur);
+        if (old_name && ((!avatar) != (!old_avatar) || (avatar && strcmp(avatar, old_avatar) != 0))) {
+            free(rr->live_avatar);
+            rr->live_avatar = avatar;
+            avatar = NULL;
+            rr->avatar_changed = true;
+        }
+        free(avatar);
     }
+    free(old_name);
+    free(old_avatar);
 }
 
 static void apply_update(struct conn *c, struct conn_resp *r, struct cache_update *u)

@@ -41,6 +41,8 @@ void resp_room_free(struct resp_room *r)
     free(r->live);
     store_tl_release(&r->tl);
     store_tl_release(&r->state);
+    free(r->live_name);
+    free(r->live_avatar);
     free(r);
 }
 
@@ -103,6 +105,30 @@ char *room_display_name(const char *user_id, const struct user_room *ur)
         h[n++] = (struct roomname_hero){m->heroes[i].user_id, m->heroes[i].displayname};
     }
     return roomname_compute(m->name, m->canonical_alias, h, n, m->joined_count, m->invited_count);
+}
+
+char *room_display_avatar(const char *user_id, const struct user_room *ur)
+{
+    if (ur->invite) {
+        struct invite_info ii;
+        invite_info_load(&ii, user_id, ur->invite_state);
+        const char *a = ii.avatar;
+        if (!a && ur->is_dm && ii.n_heroes == 1) a = ii.hero_avatars[0];
+        char *out = a ? xstrdup(a) : NULL;
+        json_decref(ii.arr);
+        return out;
+    }
+    const struct store_room *m = ur->meta ? &ur->meta->r : NULL;
+    if (!m) return NULL;
+    if (m->avatar) return xstrdup(m->avatar);
+    const struct store_hero *only = NULL;
+    int others = 0;
+    for (int i = 0; i < m->n_heroes; i++) {
+        if (strcmp(m->heroes[i].user_id, user_id) == 0) continue;
+        others++;
+        only = &m->heroes[i];
+    }
+    return ur->is_dm && others == 1 && only->avatar_url ? xstrdup(only->avatar_url) : NULL;
 }
 
 /* ---- loading ---- */
@@ -304,15 +330,10 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         key_str(b, &f, "name", name);
         free(name);
         int others = 0;
-        const struct store_hero *only = NULL;
-        for (int i = 0; i < m->n_heroes; i++) {
-            if (strcmp(m->heroes[i].user_id, user_id) == 0) continue;
-            others++;
-            only = &m->heroes[i];
-        }
-        const char *avatar = m->avatar;
-        if (!avatar && r->ur.is_dm && others == 1) avatar = only->avatar_url;
+        for (int i = 0; i < m->n_heroes; i++) others += strcmp(m->heroes[i].user_id, user_id) != 0;
+        char *avatar = room_display_avatar(user_id, &r->ur);
         key_str(b, &f, "avatar", avatar);
+        free(avatar);
         if (r->params.include_heroes && !m->name && !m->canonical_alias && others) {
             buf_puts(b, ",\"heroes\":[");
             bool first = true;
@@ -327,6 +348,10 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
             buf_puts(b, ",\"required_state\":");
             write_events(b, r->state.events, (size_t)r->state.n, NULL, 0);
         }
+    }
+    if (!r->snapshot) {
+        if (r->live_name) key_str(b, &f, "name", r->live_name);
+        if (r->avatar_changed) key_str(b, &f, "avatar", r->live_avatar);
     }
     /* A snapshot already holds its live events (it was loaded after them). */
     size_t n_tl = r->snapshot ? (size_t)r->tl.n : 0;

@@ -33,6 +33,9 @@ struct resp_room {
     size_t n_live;              /* entries in live */
     int num_live;               /* live events processed for this room */
     bool counts_changed;        /* unread counts changed */
+    char *live_name;            /* live update: the room's new name (owned), NULL = unchanged */
+    bool avatar_changed;        /* live update: the avatar changed (live_avatar, NULL = removed) */
+    char *live_avatar;          /* the new avatar (owned) */
     struct store_tl tl;         /* snapshot timeline (filled by room_load) */
     struct store_tl state;      /* snapshot required_state (filled by room_load) */
     UT_hash_handle hh;          /* in the response's room table */
@@ -54,5 +57,7 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
 
 /* The name the user sees for a room (heap), from its metadata or invite state. */
 char *room_display_name(const char *user_id, const struct user_room *ur);
+/* The avatar the user sees (heap) or NULL: m.room.avatar, else a DM's only other member's. */
+char *room_display_avatar(const char *user_id, const struct user_room *ur);
 
 #endif

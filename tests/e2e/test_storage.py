@@ -306,9 +306,6 @@ def test_redacting_the_room_name_changes_the_computed_name(proxy, db, alice, bob
     assert room["required_state"][0]["content"] == {}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the DB and cache metadata are updated (fresh connections "
-                   "see the new name) but live room objects never carry `name` (room_write_json in "
-                   "src/sync/room.c writes it only for snapshots), contrary to client-api §10")
 def test_redacting_the_room_name_updates_live_connections(proxy, db, alice, bob):
     A = alice.user_id
     rid = F.new_room_id("rnl")
@@ -585,9 +582,6 @@ def test_unread_counts_are_stored_and_served(proxy, db, alice):
     assert (resp["rooms"][rid]["notification_count"], resp["rooms"][rid]["highlight_count"]) == (0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: accumulate.c apply_redactions() reads syncv3_rooms.room_version, "
-                   "which write_rooms() only fills afterwards, so a room first stored by this response is "
-                   "redacted with the v1 rules")
 def test_redaction_in_the_first_response_of_a_room_uses_its_room_version(proxy, db, alice):
     """A room first seen in a response whose timeline also redacts a state event: the room
     version (11 here, which keeps power_levels.invite) must come from the create event of
