@@ -233,6 +233,40 @@ class Syncv3:
         self.proc = None
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid):
+    """utime + stime of a process in seconds (0 if it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def postgres_cpu_s(pg):
+    """CPU seconds of the cluster: the postmaster and its children (backends, writers)."""
+    try:
+        with open(os.path.join(pg.data, "postmaster.pid")) as f:
+            master = int(f.readline())
+    except (OSError, ValueError):
+        return 0.0
+    total = proc_cpu_s(master)
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == master:
+            total += proc_cpu_s(int(d))
+    return total
+
+
 def port_open(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -279,6 +313,13 @@ class Client:
         status, js, data, t1 = self.receive()
         return status, js, data, t1 - t0
 
+    def get(self, path):
+        t0 = time.monotonic()
+        self.conn.request("GET", path)
+        r = self.conn.getresponse()
+        r.read()
+        return r.status, time.monotonic() - t0
+
     def close(self):
         self.conn.close()
 
@@ -322,7 +363,7 @@ class Perf:
         if not outdir:
             return
         path = Path(outdir) / ("perf-%s.data" % name)
-        self.proc = subprocess.Popen(["perf", "record", "-g", "-F", "4999", "-p", str(pid), "-o",
+        self.proc = subprocess.Popen(["perf", "record", "--call-graph", "dwarf,16384", "-F", "999", "-p", str(pid), "-o",
                                       str(path)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         time.sleep(0.5)
@@ -366,6 +407,7 @@ def run_one(n, args, pg, binary, workroot, log):
         perf = Perf(args.perf, proxy.pid, "n%d-ingest" % n)
         c = Client(proxy.port, token)
         body = bench_body(user)
+        cpu0, pgcpu0 = proc_cpu_s(proxy.pid), postgres_cpu_s(pg)
         t0 = time.monotonic()
         deadline = t0 + args.ingest_timeout
         while True:
@@ -389,6 +431,9 @@ def run_one(n, args, pg, binary, workroot, log):
                 break
             time.sleep(0.02)
         perf.stop()
+        res["ingest_cpu_s"] = proc_cpu_s(proxy.pid) - cpu0
+        res["ingest_pg_cpu_s"] = postgres_cpu_s(pg) - pgcpu0
+        res["rss_after_ingest_mb"] = proxy.memory_mb()[0]
         if not (served and nxt):
             raise RuntimeError("syncv3 never polled again after the big v2 response")
         res["ingest_s"] = nxt["time"] - served["send_start"]
@@ -404,6 +449,12 @@ def run_one(n, args, pg, binary, workroot, log):
             raise RuntimeError("warm-up failed: HTTP %d %s" % (status, data[:300]))
         check_list(js, n, "warm-up")
         res["response_bytes"] = len(data)
+        # the floor: a trivial request (GET /client/server.json) on the same keep-alive connection
+        floor = []
+        for _ in range(args.requests):
+            status, dt = c.get("/client/server.json")
+            floor.append(dt * 1000)
+        res["floor_p50"] = percentile(floor, 0.50)
         perf = Perf(args.perf, proxy.pid, "n%d-firstreq" % n)
         lat = []
         c.sockets.clear()
@@ -502,14 +553,16 @@ def table(results):
 
 def details(results):
     rows = ["| rooms | v2 body MB | first sliding sync request s (cold, incl. ingest) | "
-            "v2 body transfer s | v3 response KB | first req max ms | live max ms |",
-            "|---:|---:|---:|---:|---:|---:|---:|"]
+            "v2 body transfer s | syncv3 CPU s during ingest | Postgres CPU s during ingest | "
+            "RSS after ingest MB | v3 response KB | first req max ms | HTTP floor p50 ms | live max ms |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+        rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             format(r["rooms"], ","), fmt(r.get("v2_mb"), ".1f"), fmt(r.get("first_request_s"), ".3f"),
-            fmt(r.get("ingest_transfer_s"), ".3f"),
+            fmt(r.get("ingest_transfer_s"), ".3f"), fmt(r.get("ingest_cpu_s"), ".2f"),
+            fmt(r.get("ingest_pg_cpu_s"), ".2f"), fmt(r.get("rss_after_ingest_mb"), ".1f"),
             fmt(r["response_bytes"] / 1024 if "response_bytes" in r else None, ".1f"),
-            fmt(r.get("first_max"), ".2f"), fmt(r.get("live_max"), ".2f")))
+            fmt(r.get("first_max"), ".2f"), fmt(r.get("floor_p50"), ".2f"), fmt(r.get("live_max"), ".2f")))
     return "\n".join(rows)
 
 
