@@ -476,6 +476,9 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Rows per INSERT of events. */
+#define INSERT_CHUNK 2000
+
 static int write_events(struct ctx *x)
 {
     size_t total = 0;
@@ -497,10 +500,10 @@ static int write_events(struct ctx *x)
     PQclear(r);
     qsort(nids, total, sizeof *nids, cmp_i64);
 
-    struct arr a_nid, a_id, a_room, a_type, a_sk, a_sender, a_ts, a_state, a_memb, a_pb, a_mp, a_json;
-    struct arr *all[] = {&a_nid, &a_id,   &a_room, &a_type, &a_sk, &a_sender,
-                         &a_ts,  &a_state, &a_memb, &a_pb,   &a_mp, &a_json};
-    for (size_t i = 0; i < 12; i++) arr_init(all[i]);
+    /* Assign NIDs in delivery order, then insert in chunks so one statement
+     * (and the connection's buffers) stays small however big the response. */
+    struct pev **all_ev = xmalloc(total * sizeof *all_ev);
+    const char **all_room = xmalloc(total * sizeof *all_room);
     size_t k = 0;
     for (size_t i = 0; i < x->n_rooms; i++) {
         struct room_work *w = &x->rooms[i];
@@ -509,34 +512,47 @@ static int write_events(struct ctx *x)
             struct pev *v = pass ? w->tl : w->state;
             size_t from = pass ? w->tl_keep_from : 0, n = pass ? w->n_tl : w->n_state;
             for (size_t j = from; j < n; j++) {
-                struct pev *p = &v[j];
-                if (p->known) continue;
-                p->nid = nids[k++];
-                arr_i64(&a_nid, p->nid);
-                arr_str(&a_id, p->event_id);
-                arr_str(&a_room, w->room_id);
-                arr_str(&a_type, p->type);
-                arr_str(&a_sk, p->state_key);
-                arr_str(&a_sender, p->sender);
-                arr_i64(&a_ts, p->ts);
-                arr_bool(&a_state, p->is_state);
-                arr_str(&a_memb, p->membership);
-                arr_str(&a_pb, p->prev_batch);
-                arr_bool(&a_mp, p->missing_previous);
-                arr_str(&a_json, p->json);
+                if (v[j].known) continue;
+                v[j].nid = nids[k];
+                all_room[k] = w->room_id;
+                all_ev[k++] = &v[j];
             }
         }
     }
-    const char *params[12];
-    for (size_t i = 0; i < 12; i++) params[i] = arr_done(all[i]);
-    int rc = db_cmd(x->c, x->err,
+    int rc = 0;
+    for (size_t base = 0; rc == 0 && base < total; base += INSERT_CHUNK) {
+        struct arr a_nid, a_id, a_room, a_type, a_sk, a_sender, a_ts, a_state, a_memb, a_pb, a_mp, a_json;
+        struct arr *all[] = {&a_nid, &a_id,    &a_room, &a_type, &a_sk, &a_sender,
+                             &a_ts,  &a_state, &a_memb, &a_pb,   &a_mp, &a_json};
+        for (size_t i = 0; i < 12; i++) arr_init(all[i]);
+        for (size_t e = base; e < total && e < base + INSERT_CHUNK; e++) {
+            struct pev *p = all_ev[e];
+            arr_i64(&a_nid, p->nid);
+            arr_str(&a_id, p->event_id);
+            arr_str(&a_room, all_room[e]);
+            arr_str(&a_type, p->type);
+            arr_str(&a_sk, p->state_key);
+            arr_str(&a_sender, p->sender);
+            arr_i64(&a_ts, p->ts);
+            arr_bool(&a_state, p->is_state);
+            arr_str(&a_memb, p->membership);
+            arr_str(&a_pb, p->prev_batch);
+            arr_bool(&a_mp, p->missing_previous);
+            arr_str(&a_json, p->json);
+        }
+        const char *params[12];
+        for (size_t i = 0; i < 12; i++) params[i] = arr_done(all[i]);
+        rc = db_cmd(x->c, x->err,
                     "INSERT INTO syncv3_events (event_nid, event_id, room_id, event_type, state_key, sender, "
                     "origin_server_ts, is_state, membership, prev_batch, missing_previous, event) "
                     "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], "
                     "$6::text[], $7::bigint[], $8::bool[], $9::text[], $10::text[], $11::bool[], $12::text[]) "
                     "ON CONFLICT (event_id) DO NOTHING",
                     12, params);
-    for (size_t i = 0; i < 12; i++) arr_release(all[i]);
+        for (size_t i = 0; i < 12; i++) arr_release(all[i]);
+    }
+    free(all_ev);
+    free(all_room);
     free(nids);
     x->out->n_events = (int)total;
     return rc;

@@ -1,5 +1,6 @@
 #include "ingest/ingest.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,7 +430,7 @@ static void process_result(struct ingest *ing, struct poller_result *res)
 {
     double t0 = clock_mono_secs();
     char *err = NULL;
-    bool ok = false;
+    bool ok = false, trim = false;
     struct acc_result ar = {0};
     PGconn *c = db_acquire(ing->db, 10000, &err);
     if (!c) goto out;
@@ -448,6 +449,8 @@ static void process_result(struct ingest *ing, struct poller_result *res)
     LOG_DEBUG("ingest", "%s/%s: %d new events, %zu rooms, %d to-device", res->user_id, res->device_id, ar.n_events,
               ar.n_rooms, ar.n_to_device);
     observe(ing, res, &ar, clock_mono_secs() - t0);
+    /* A big initial sync leaves freed memory in malloc's arenas: hand it back. */
+    if (ar.n_events > 5000) trim = true;
 out:
     if (c) db_release(ing->db, c);
     if (!ok) LOG_ERROR("ingest", "%s/%s: could not store a response (will retry): %s", res->user_id,
@@ -460,6 +463,12 @@ out:
         if (dv->state != DEV_EXPIRED) dv->state = DEV_READY;
         pthread_cond_broadcast(&ing->cond);
         pthread_mutex_unlock(&ing->lock);
+    }
+    if (trim) {
+        /* Free the parsed body here, then give the freed memory back. */
+        json_decref(res->body);
+        res->body = NULL;
+        malloc_trim(0);
     }
     if (ing->pollers)
         poller_set_done(ing->pollers, res, ok);

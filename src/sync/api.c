@@ -72,6 +72,7 @@ struct req_state {
     int64_t start_ms;              /* arrival */
     int64_t device_deadline;       /* end of the device wait */
     struct conn *conn;             /* the connection (ref) */
+    struct conn *replaced;         /* the connection this one replaced (ref), freed with the request */
     struct conn_resp *resp;        /* response being built */
     int64_t cancels_at_park;       /* conn_cancels when parked */
 };
@@ -85,6 +86,7 @@ static void req_state_free(void *p)
     free(s->canonical);
     conn_resp_free(s->resp);
     conn_unref(s->conn);
+    conn_unref(s->replaced);
     free(s);
 }
 
@@ -429,7 +431,8 @@ static enum http_action start_connection(struct sync_api *api, struct http_req *
         http_req_respond_error(req, 503, "M_UNKNOWN", "could not load the account, try again");
         return HTTP_DONE;
     }
-    s->conn = conn_map_create(api->conns, s->user_id, s->device_id, s->req.conn_id ? s->req.conn_id : "");
+    s->conn = conn_map_create(api->conns, s->user_id, s->device_id, s->req.conn_id ? s->req.conn_id : "",
+                              &s->replaced);
     conn_lock(s->conn);
     if (apply(req, s) < 0) return HTTP_DONE;
     if (api->d.metrics)

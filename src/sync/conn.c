@@ -21,7 +21,7 @@
 struct croom {
     char *room_id;         /* key (owned; ur is replaced on updates, this never is) */
     struct user_room ur;   /* copy from the cache */
-    char *name;            /* computed name (heap) */
+    char *name;            /* computed name (heap), built on first use */
     UT_hash_handle hh;     /* in conn.rooms */
 };
 
@@ -204,7 +204,8 @@ struct conn *conn_map_get(struct conn_map *m, const char *user_id, const char *d
     return c;
 }
 
-struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id)
+struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id,
+                             struct conn **replaced)
 {
     struct conn *c = conn_new(m->ctx, user_id, device_id, conn_id);
     pthread_mutex_lock(&m->lock);
@@ -215,9 +216,10 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
     atomic_fetch_add(&c->refs, 1);
     set_gauge(m);
     pthread_mutex_unlock(&m->lock);
+    *replaced = NULL;
     if (old) {
         conn_end(old);
-        conn_unref(old);
+        *replaced = old;
     }
     return c;
 }
@@ -502,6 +504,8 @@ static void add_snapshots(struct conn *c, struct conn_resp *r, struct sync_rooms
 
 /* ---- filters and keys ---- */
 
+static const char *croom_name(struct conn *c, struct croom *cr);
+
 static bool invite_has(const char *invite_state, const char *type, const char **content_type)
 {
     json_t *arr = invite_state ? json_loads(invite_state, 0, NULL) : NULL;
@@ -538,7 +542,7 @@ static bool tri_ok(enum sync_tri t, bool v)
     return t == SYNC_TRI_UNSET || (t == SYNC_TRI_TRUE) == v;
 }
 
-static bool matches(const struct croom *cr, const struct sync_req_list *rl)
+static bool matches(struct conn *c, struct croom *cr, const struct sync_req_list *rl)
 {
     if (!rl->has_filters) return true;
     const struct sync_filters *f = &rl->filters;
@@ -549,7 +553,7 @@ static bool matches(const struct croom *cr, const struct sync_req_list *rl)
     if (!tri_ok(f->is_tombstoned, m && m->upgraded && *m->upgraded)) return false;
     if (!tri_ok(f->is_dm, cr->ur.is_dm)) return false;
     if (!tri_ok(f->is_invite, cr->ur.invite)) return false;
-    if (f->room_name_like && *f->room_name_like && !strcasestr(cr->name ? cr->name : "", f->room_name_like))
+    if (f->room_name_like && *f->room_name_like && !strcasestr(croom_name(c, cr), f->room_name_like))
         return false;
     if (f->has_room_types || f->has_not_room_types) {
         const char *type = NULL;
@@ -566,7 +570,14 @@ static bool matches(const struct croom *cr, const struct sync_req_list *rl)
     return true;
 }
 
-static struct sync_list_keys keys_of(const struct croom *cr)
+static bool sorts_by_name(const struct sync_req_list *rl)
+{
+    for (size_t i = 0; i < rl->n_sort; i++)
+        if (rl->sort[i] == SYNC_SORT_BY_NAME) return true;
+    return false;
+}
+
+static struct sync_list_keys keys_of(struct conn *c, struct croom *cr, const struct sync_req_list *rl)
 {
     const struct store_room *m = cr->ur.meta ? &cr->ur.meta->r : NULL;
     int64_t recency = cr->ur.invite ? cr->ur.invite_ts : (m ? m->latest_ts : 0);
@@ -574,7 +585,7 @@ static struct sync_list_keys keys_of(const struct croom *cr)
     return (struct sync_list_keys){
         .room_id = cr->ur.room_id,
         .recency = recency,
-        .name = cr->name,
+        .name = sorts_by_name(rl) ? croom_name(c, cr) : NULL,
         .notification_count = cr->ur.notif,
         .highlight_count = cr->ur.invite ? 1 : cr->ur.highlight,
         .encrypted = m && m->encrypted,
@@ -593,25 +604,33 @@ static void rebuild_list(struct conn *c, struct clist *cl, const struct sync_req
     size_t n = HASH_COUNT(c->rooms), k = 0;
     struct sync_list_keys *keys = xcalloc(n ? n : 1, sizeof *keys);
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next)
-        if (matches(cr, rl)) keys[k++] = keys_of(cr);
+        if (matches(c, cr, rl)) keys[k++] = keys_of(c, cr, rl);
     sync_list_upsert_many(cl->l, keys, k);
     free(keys);
 }
 
-static void croom_set(struct croom *cr, struct user_room *ur, const char *user_id)
+static void croom_set(struct croom *cr, struct user_room *ur)
 {
     user_room_release(&cr->ur);
     cr->ur = *ur;
     *ur = (struct user_room){0};
     free(cr->name);
-    cr->name = room_display_name(user_id, &cr->ur);
+    cr->name = NULL;
+}
+
+/* The room's computed name (built when first needed: most connections never
+ * sort or filter by name). */
+static const char *croom_name(struct conn *c, struct croom *cr)
+{
+    if (!cr->name) cr->name = room_display_name(c->user_id, &cr->ur);
+    return cr->name;
 }
 
 static struct croom *croom_add(struct conn *c, struct user_room *ur)
 {
     struct croom *cr = xcalloc(1, sizeof *cr);
     cr->room_id = xstrdup(ur->room_id);
-    croom_set(cr, ur, c->user_id);
+    croom_set(cr, ur);
     HASH_ADD_KEYPTR(hh, c->rooms, cr->room_id, strlen(cr->room_id), cr);
     return cr;
 }
@@ -651,8 +670,8 @@ static void relist_room(struct conn *c, struct conn_resp *r, const char *room_id
         sync_roomset_init(&snaps);
         struct sync_ops *ops = resp_ops(r, cl->key);
         bool in = sync_list_index_of(cl->l, room_id) >= 0;
-        if (cr && matches(cr, rl)) {
-            struct sync_list_keys k = keys_of(cr);
+        if (cr && matches(c, cr, rl)) {
+            struct sync_list_keys k = keys_of(c, cr, rl);
             if (rl->slow_get_all_rooms) {
                 sync_list_upsert(cl->l, &k, NULL, NULL);
                 if (!in) sync_roomset_add(&snaps, room_id);
@@ -791,13 +810,13 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
     bool joined_now = !cr || (cr->ur.invite && !ur.invite);
     char *old_name = NULL, *old_avatar = NULL;
     if (cr) {
-        old_name = xstrdup(cr->name ? cr->name : "");
+        old_name = xstrdup(croom_name(c, cr));
         old_avatar = room_display_avatar(c->user_id, &cr->ur);
     }
     if (!cr)
         cr = croom_add(c, &ur);
     else
-        croom_set(cr, &ur, c->user_id);
+        croom_set(cr, &ur);
     /* Refresh the copy the response holds, if any. */
     struct resp_room *rr;
     HASH_FIND_STR(r->rooms, u->room_id, rr);
@@ -814,9 +833,9 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         rr->live[rr->n_live++] = event_ref(ev);
         rr->num_live++;
         /* Name and avatar are sent live only when they change. */
-        if (old_name && strcmp(old_name, cr->name ? cr->name : "") != 0) {
+        if (old_name && strcmp(old_name, croom_name(c, cr)) != 0) {
             free(rr->live_name);
-            rr->live_name = xstrdup(cr->name ? cr->name : "");
+            rr->live_name = xstrdup(croom_name(c, cr));
         }
         char *avatar = room_display_avatar(c->user_id, &cr->ur);
         if (old_name && ((!avatar) != (!old_avatar) || (avatar && strcmp(avatar, old_avatar) != 0))) {
@@ -856,7 +875,7 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         if (!cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur)) break;
         bool joined_now = u->kind == CU_JOIN && (!cr || cr->ur.invite);
         if (cr)
-            croom_set(cr, &ur, c->user_id);
+            croom_set(cr, &ur);
         else
             croom_add(c, &ur);
         relist_room(c, r, u->room_id, joined_now);
@@ -871,7 +890,7 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         if (!cr || cr->ur.invite) break;
         {
             struct user_room ur;
-            if (cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur)) croom_set(cr, &ur, c->user_id);
+            if (cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur)) croom_set(cr, &ur);
         }
         relist_room(c, r, u->room_id, false);
         if (visible(c, u->room_id)) {

@@ -54,8 +54,12 @@ struct conn_map *conn_map_new(struct sync_ctx *ctx);
 void conn_map_free(struct conn_map *m);
 /* The live connection or NULL; the result holds a reference (conn_unref). */
 struct conn *conn_map_get(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id);
-/* A new connection, replacing (and ending) any with the same identity. Ref'd. */
-struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id);
+/* A new connection, replacing (and ending) any with the same identity. Ref'd.
+ * *replaced receives the ended connection's map reference (or NULL), for the
+ * caller to drop with conn_unref once the response is on its way: freeing a
+ * large connection is then off the request's path. */
+struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id,
+                             struct conn **replaced);
 /* Ends every connection of a device (token expired). */
 void conn_map_end_device(struct conn_map *m, const char *user_id, const char *device_id);
 /* Forgets connections idle for longer than CONN_IDLE_MS; returns how many. */

@@ -79,7 +79,7 @@ static int compare(const struct sync_list *l, const struct sync_list_room *a,
         int c = 0;
         switch (l->sort[i]) {
         case SYNC_SORT_BY_RECENCY: c = cmp_i64_desc(a->recency, b->recency); break;
-        case SYNC_SORT_BY_NAME: c = strcmp(a->name_key, b->name_key); break;
+        case SYNC_SORT_BY_NAME: c = strcmp(a->name_key ? a->name_key : "", b->name_key ? b->name_key : ""); break;
         case SYNC_SORT_BY_NOTIFICATION_LEVEL: c = level(a) - level(b); break;
         case SYNC_SORT_BY_NOTIFICATION_COUNT:
             c = cmp_i64_desc(a->notification_count, b->notification_count);
@@ -151,7 +151,8 @@ static void set_keys(struct sync_list_room *r, const struct sync_list_keys *k)
 {
     r->recency = k->recency;
     free(r->name_key);
-    r->name_key = roomname_sort_key(k->name);
+    /* Callers that do not sort by name pass no name: no key to build. */
+    r->name_key = k->name ? roomname_sort_key(k->name) : NULL;
     r->notification_count = k->notification_count;
     r->highlight_count = k->highlight_count;
     r->encrypted = k->encrypted;

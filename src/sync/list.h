@@ -42,7 +42,7 @@ const char *sync_sort_name(enum sync_sort s);
 struct sync_list_keys {
     const char *room_id;        /* the room */
     int64_t recency;            /* per-list activity timestamp (ms), §12.1 */
-    const char *name;           /* computed room name (§11.4), NULL = "" */
+    const char *name;           /* computed room name (§11.4); NULL = "" (pass it when the sort uses by_name) */
     int64_t notification_count; /* unread notifications */
     int64_t highlight_count;    /* unread highlights */
     bool encrypted;             /* room is encrypted (for by_notification_level) */
