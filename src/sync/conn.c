@@ -19,7 +19,7 @@
 
 /* The connection's view of one of the user's rooms. */
 struct croom {
-    char *room_id;         /* key (owned; ur is replaced on updates, this never is) */
+    char *room_id;         /* key; the same string as ur.room_id, kept across updates (freed with ur) */
     struct user_room ur;   /* copy from the cache */
     char *name;            /* computed name (heap), built on first use */
     UT_hash_handle hh;     /* in conn.rooms */
@@ -118,7 +118,6 @@ static void conn_destroy(struct conn *c)
         HASH_DEL(c->rooms, r);
         user_room_release(&r->ur);
         free(r->name);
-        free(r->room_id);
         free(r);
     }
     for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
@@ -609,10 +608,19 @@ static void rebuild_list(struct conn *c, struct clist *cl, const struct sync_req
     free(keys);
 }
 
+/* Moves ur into the room. The room ID string stays the first one the room
+ * had: it is the hash key (cr->room_id and cr->ur.room_id are one string). */
 static void croom_set(struct croom *cr, struct user_room *ur)
 {
+    char *key = cr->room_id ? cr->room_id : ur->room_id;
+    if (cr->room_id) {
+        free(ur->room_id);
+        cr->ur.room_id = NULL;
+    }
     user_room_release(&cr->ur);
     cr->ur = *ur;
+    cr->ur.room_id = key;
+    cr->room_id = key;
     *ur = (struct user_room){0};
     free(cr->name);
     cr->name = NULL;
@@ -629,7 +637,6 @@ static const char *croom_name(struct conn *c, struct croom *cr)
 static struct croom *croom_add(struct conn *c, struct user_room *ur)
 {
     struct croom *cr = xcalloc(1, sizeof *cr);
-    cr->room_id = xstrdup(ur->room_id);
     croom_set(cr, ur);
     HASH_ADD_KEYPTR(hh, c->rooms, cr->room_id, strlen(cr->room_id), cr);
     return cr;
@@ -640,7 +647,6 @@ static void croom_del(struct conn *c, struct croom *cr)
     HASH_DEL(c->rooms, cr);
     user_room_release(&cr->ur);
     free(cr->name);
-    free(cr->room_id);
     free(cr);
 }
 
