@@ -22,7 +22,8 @@ struct room_entry {
 };
 
 struct ur_entry {
-    struct user_room r;      /* the data; r.room_id is the key */
+    char *key;               /* room ID (owned; r is replaced on changes, the key never is) */
+    struct user_room *r;     /* the current view (ref) */
     UT_hash_handle hh;       /* uthash */
 };
 
@@ -100,12 +101,40 @@ void cache_update_unref(struct cache_update *u)
     free(u);
 }
 
-void user_room_release(struct user_room *r)
+struct user_room *user_room_ref(struct user_room *r)
 {
+    if (r) atomic_fetch_add(&r->refs, 1);
+    return r;
+}
+
+void user_room_unref(struct user_room *r)
+{
+    if (!r) return;
+    int before = atomic_fetch_sub(&r->refs, 1);
+    CHECK(before > 0);
+    if (before != 1) return;
     free(r->room_id);
     free(r->invite_state);
     room_meta_unref(r->meta);
-    *r = (struct user_room){0};
+    free(r);
+}
+
+/* A private, changeable copy (refs = 1) to publish in place of r. */
+static struct user_room *user_room_clone(const struct user_room *src)
+{
+    struct user_room *r = xmalloc(sizeof *r);
+    *r = *src;
+    atomic_init(&r->refs, 1);
+    r->room_id = xstrdup(src->room_id);
+    r->invite_state = src->invite_state ? xstrdup(src->invite_state) : NULL;
+    r->meta = room_meta_ref(src->meta);
+    return r;
+}
+
+static void entry_swap(struct ur_entry *e, struct user_room *r)
+{
+    user_room_unref(e->r);
+    e->r = r;
 }
 
 struct cache *cache_new(void)
@@ -157,7 +186,8 @@ void cache_free(struct cache *c)
         HASH_ITER(hh, ue->rooms, e, t)
         {
             HASH_DEL(ue->rooms, e);
-            user_room_release(&e->r);
+            user_room_unref(e->r);
+            free(e->key);
             free(e);
         }
         free_dms(&ue->dms);
@@ -220,14 +250,6 @@ static bool user_is_dm(struct user_entry *u, const char *room_id)
     return d != NULL;
 }
 
-void user_room_copy(const struct user_room *src, struct user_room *dst)
-{
-    *dst = *src;
-    dst->room_id = xstrdup(src->room_id);
-    dst->invite_state = src->invite_state ? xstrdup(src->invite_state) : NULL;
-    dst->meta = room_meta_ref(src->meta);
-}
-
 /* ---- readers ---- */
 
 bool cache_user_loaded(struct cache *c, const char *user_id)
@@ -238,7 +260,7 @@ bool cache_user_loaded(struct cache *c, const char *user_id)
     return ok;
 }
 
-int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_listener *l, struct user_room **out,
+int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_listener *l, struct user_room ***out,
                         int *n, int64_t *pos)
 {
     /* Registering a listener changes the user entry: take the write lock. */
@@ -256,9 +278,7 @@ int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_liste
     struct ur_entry *e, *t;
     HASH_ITER(hh, u->rooms, e, t)
     {
-        user_room_copy(&e->r, &(*out)[i]);
-        (*out)[i].is_dm = (*out)[i].is_dm || user_is_dm(u, e->r.room_id);
-        i++;
+        (*out)[i++] = user_room_ref(e->r);
     }
     *n = cnt;
     *pos = c->pos;
@@ -294,18 +314,15 @@ struct room_meta *cache_room(struct cache *c, const char *room_id)
     return m;
 }
 
-bool cache_user_room(struct cache *c, const char *user_id, const char *room_id, struct user_room *out)
+struct user_room *cache_user_room(struct cache *c, const char *user_id, const char *room_id)
 {
     pthread_rwlock_rdlock(&c->lock);
     struct user_entry *u = find_user(c, user_id);
     struct ur_entry *e = NULL;
     if (u) HASH_FIND_STR(u->rooms, room_id, e);
-    if (e) {
-        user_room_copy(&e->r, out);
-        out->is_dm = out->is_dm || user_is_dm(u, room_id);
-    }
+    struct user_room *r = e ? user_room_ref(e->r) : NULL;
     pthread_rwlock_unlock(&c->lock);
-    return e != NULL;
+    return r;
 }
 
 int64_t cache_position(struct cache *c)
@@ -341,6 +358,15 @@ static void set_dms(struct user_entry *u, const char *m_direct_json)
         }
     }
     json_decref(j);
+    /* Publish the new flag on joined rooms whose DM status changed. */
+    struct ur_entry *e, *t;
+    HASH_ITER(hh, u->rooms, e, t)
+    {
+        if (e->r->invite || e->r->is_dm == user_is_dm(u, e->key)) continue;
+        struct user_room *nr = user_room_clone(e->r);
+        nr->is_dm = !nr->is_dm;
+        entry_swap(e, nr);
+    }
 }
 
 static void put_meta(struct cache *c, struct store_room *r)
@@ -372,14 +398,14 @@ static void user_put_room(struct cache *c, struct user_entry *u, struct store_us
 {
     struct ur_entry *e;
     HASH_FIND_STR(u->rooms, sr->room_id, e);
-    if (e) {
-        HASH_DEL(u->rooms, e);
-        user_room_release(&e->r);
-    } else {
+    if (!e) {
         e = xcalloc(1, sizeof *e);
+        e->key = xstrdup(sr->room_id);
+        HASH_ADD_KEYPTR(hh, u->rooms, e->key, strlen(e->key), e);
     }
     struct room_entry *re = get_room(c, sr->room_id);
-    e->r = (struct user_room){
+    struct user_room *r = xmalloc(sizeof *r);
+    *r = (struct user_room){
         .room_id = sr->room_id,
         .invite = sr->invite,
         .join_nid = sr->join_nid,
@@ -388,11 +414,12 @@ static void user_put_room(struct cache *c, struct user_entry *u, struct store_us
         .highlight = sr->highlight,
         .invite_state = sr->invite_state,
         .invite_ts = sr->invite_ts,
-        .is_dm = sr->invite && invite_is_direct(sr->invite_state, u->user_id),
+        .is_dm = sr->invite ? invite_is_direct(sr->invite_state, u->user_id) : user_is_dm(u, sr->room_id),
         .meta = sr->invite ? NULL : room_meta_ref(re->meta),
     };
+    atomic_init(&r->refs, 1);
     *sr = (struct store_user_room){0};
-    HASH_ADD_KEYPTR(hh, u->rooms, e->r.room_id, strlen(e->r.room_id), e);
+    entry_swap(e, r);
     room_add_user(re, u->user_id);
 }
 
@@ -404,7 +431,8 @@ static void user_del_room(struct cache *c, struct user_entry *u, const char *roo
     HASH_DEL(u->rooms, e);
     struct room_entry *re = find_room(c, room_id);
     if (re) room_del_user(re, u->user_id);
-    user_room_release(&e->r);
+    user_room_unref(e->r);
+    free(e->key);
     free(e);
 }
 
@@ -476,7 +504,7 @@ static void apply_event(struct cache *c, struct event *ev)
         struct ur_entry *e;
         HASH_FIND_STR(target->rooms, ev->room_id, e);
         target_was_in = e != NULL;
-        bool joined_before = e && !e->r.invite;
+        bool joined_before = e && !e->r->invite;
         if (strcmp(ev->membership, "join") == 0) {
             if (!joined_before) {
                 struct store_user_room sr = {
@@ -522,7 +550,7 @@ static void apply_member(struct cache *c, const struct cache_member *m)
     HASH_FIND_STR(u->rooms, m->room_id, e);
     enum cache_update_kind kind;
     if (strcmp(m->membership, "join") == 0) {
-        if (e && !e->r.invite) return;
+        if (e && !e->r->invite) return;
         struct store_user_room sr = {.room_id = xstrdup(m->room_id), .join_nid = m->nid, .join_ts = m->ts};
         user_put_room(c, u, &sr);
         kind = CU_JOIN;
@@ -553,9 +581,11 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
             struct user_entry *u = find_user(c, s->user_id);
             struct ur_entry *e = NULL;
             if (u) HASH_FIND_STR(u->rooms, rid, e);
-            if (e && !e->r.invite) {
-                room_meta_unref(e->r.meta);
-                e->r.meta = room_meta_ref(re->meta);
+            if (e && !e->r->invite) {
+                struct user_room *nr = user_room_clone(e->r);
+                room_meta_unref(nr->meta);
+                nr->meta = room_meta_ref(re->meta);
+                entry_swap(e, nr);
             }
         }
         free(rid);
@@ -580,7 +610,7 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
         for (int i = 0; i < ch->n_invites; i++) {
             struct ur_entry *e;
             HASH_FIND_STR(poller_user->rooms, ch->invites[i].room_id, e);
-            if (e && !e->r.invite) continue; /* already joined */
+            if (e && !e->r->invite) continue; /* already joined */
             char *rid = xstrdup(ch->invites[i].room_id);
             user_put_room(c, poller_user, &ch->invites[i]);
             struct cache_update *upd = cache_update_new(CU_INVITE, rid, NULL);
@@ -595,8 +625,10 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
             struct ur_entry *e = NULL;
             if (upd->room_id) HASH_FIND_STR(poller_user->rooms, upd->room_id, e);
             if (upd->kind == CU_UNREAD && e) {
-                e->r.notif = upd->notif;
-                e->r.highlight = upd->highlight;
+                struct user_room *nr = user_room_clone(e->r);
+                nr->notif = upd->notif;
+                nr->highlight = upd->highlight;
+                entry_swap(e, nr);
             }
             bool deliver = true;
             if (upd->kind == CU_LEAVE) {

@@ -66,8 +66,11 @@ struct cache_listener {
     struct cache_listener *next;                         /* list link (cache-owned) */
 };
 
-/* A user's view of one room (copied out for readers). */
+/* A user's view of one room. Immutable once in the cache and reference-
+ * counted: readers (connections) hold references instead of copies, and the
+ * ingest thread replaces an entry with a changed clone. */
 struct user_room {
+    atomic_int refs;      /* references */
     char *room_id;        /* the room */
     bool invite;          /* invited, not joined */
     int64_t join_nid;     /* start of the join span */
@@ -80,9 +83,9 @@ struct user_room {
     struct room_meta *meta; /* metadata ref (invites: NULL) */
 };
 
-void user_room_release(struct user_room *r);
-/* Deep copy (strings duplicated, metadata ref'd). */
-void user_room_copy(const struct user_room *src, struct user_room *dst);
+struct user_room *user_room_ref(struct user_room *r);
+/* Drops a reference; NULL is a no-op. */
+void user_room_unref(struct user_room *r);
 
 struct cache;
 
@@ -93,17 +96,18 @@ void cache_free(struct cache *c);
 
 /* Whether the user's data is loaded. */
 bool cache_user_loaded(struct cache *c, const char *user_id);
-/* Copies the user's rooms (heap array, release each then free) and the
- * position they reflect, and registers l (if non-NULL) in the same critical
- * section, so every later change reaches l and none before it does. Returns
- * -1 when the user is not loaded. */
-int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_listener *l, struct user_room **out,
+/* References to the user's rooms (heap array of refs: unref each, then free)
+ * and the position they reflect, and registers l (if non-NULL) in the same
+ * critical section, so every later change reaches l and none before it does.
+ * Returns -1 when the user is not loaded. */
+int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_listener *l, struct user_room ***out,
                         int *n, int64_t *pos);
 void cache_unlisten(struct cache *c, const char *user_id, struct cache_listener *l);
 /* A room's metadata (ref) or NULL. */
 struct room_meta *cache_room(struct cache *c, const char *room_id);
-/* One user room copy; returns false if the user is not in/invited to it. */
-bool cache_user_room(struct cache *c, const char *user_id, const char *room_id, struct user_room *out);
+/* A reference to the user's view of a room, or NULL if they are not in or
+ * invited to it. */
+struct user_room *cache_user_room(struct cache *c, const char *user_id, const char *room_id);
 int64_t cache_position(struct cache *c);
 
 /* ---- the ingest thread ---- */

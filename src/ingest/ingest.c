@@ -357,11 +357,11 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
         u->notif = ar->unread[i].notif;
         u->highlight = ar->unread[i].highlight;
         if (!ar->unread[i].has_notif || !ar->unread[i].has_highlight) {
-            struct user_room cur;
-            if (cache_user_room(ing->cache, res->user_id, u->room_id, &cur)) {
-                if (!ar->unread[i].has_notif) u->notif = cur.notif;
-                if (!ar->unread[i].has_highlight) u->highlight = cur.highlight;
-                user_room_release(&cur);
+            struct user_room *cur = cache_user_room(ing->cache, res->user_id, u->room_id);
+            if (cur) {
+                if (!ar->unread[i].has_notif) u->notif = cur->notif;
+                if (!ar->unread[i].has_highlight) u->highlight = cur->highlight;
+                user_room_unref(cur);
             }
         }
         add_update(&ch, u);

@@ -19,8 +19,7 @@
 
 /* The connection's view of one of the user's rooms. */
 struct croom {
-    char *room_id;         /* key; the same string as ur.room_id, kept across updates (freed with ur) */
-    struct user_room ur;   /* copy from the cache */
+    struct user_room *ur;  /* the cache's view (ref); ur->room_id is the hash key */
     char *name;            /* computed name (heap), built on first use */
     UT_hash_handle hh;     /* in conn.rooms */
 };
@@ -116,7 +115,7 @@ static void conn_destroy(struct conn *c)
     HASH_ITER(hh, c->rooms, r, rt)
     {
         HASH_DEL(c->rooms, r);
-        user_room_release(&r->ur);
+        user_room_unref(r->ur);
         free(r->name);
         free(r);
     }
@@ -473,13 +472,10 @@ static struct resp_room *resp_room_get(struct conn *c, struct conn_resp *r, cons
         rr->room_id = xstrdup(room_id);
         HASH_ADD_KEYPTR(hh, r->rooms, rr->room_id, strlen(rr->room_id), rr);
     }
-    if (!rr->have_ur) {
+    if (!rr->ur) {
         struct croom *cr;
         HASH_FIND_STR(c->rooms, room_id, cr);
-        if (cr) {
-            user_room_copy(&cr->ur, &rr->ur);
-            rr->have_ur = true;
-        }
+        if (cr) rr->ur = user_room_ref(cr->ur);
     }
     return rr;
 }
@@ -545,20 +541,20 @@ static bool matches(struct conn *c, struct croom *cr, const struct sync_req_list
 {
     if (!rl->has_filters) return true;
     const struct sync_filters *f = &rl->filters;
-    const struct store_room *m = cr->ur.meta ? &cr->ur.meta->r : NULL;
-    bool encrypted = cr->ur.invite ? invite_has(cr->ur.invite_state, "m.room.encryption", NULL)
+    const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
+    bool encrypted = cr->ur->invite ? invite_has(cr->ur->invite_state, "m.room.encryption", NULL)
                                    : (m && m->encrypted);
     if (!tri_ok(f->is_encrypted, encrypted)) return false;
     if (!tri_ok(f->is_tombstoned, m && m->upgraded && *m->upgraded)) return false;
-    if (!tri_ok(f->is_dm, cr->ur.is_dm)) return false;
-    if (!tri_ok(f->is_invite, cr->ur.invite)) return false;
+    if (!tri_ok(f->is_dm, cr->ur->is_dm)) return false;
+    if (!tri_ok(f->is_invite, cr->ur->invite)) return false;
     if (f->room_name_like && *f->room_name_like && !strcasestr(croom_name(c, cr), f->room_name_like))
         return false;
     if (f->has_room_types || f->has_not_room_types) {
         const char *type = NULL;
         char *owned = NULL;
-        if (cr->ur.invite)
-            invite_has(cr->ur.invite_state, "m.room.create", (const char **)&owned), type = owned;
+        if (cr->ur->invite)
+            invite_has(cr->ur->invite_state, "m.room.create", (const char **)&owned), type = owned;
         else if (m)
             type = m->room_type;
         bool ok = !(f->has_not_room_types && type_listed(&f->not_room_types, type)) &&
@@ -578,15 +574,15 @@ static bool sorts_by_name(const struct sync_req_list *rl)
 
 static struct sync_list_keys keys_of(struct conn *c, struct croom *cr, const struct sync_req_list *rl)
 {
-    const struct store_room *m = cr->ur.meta ? &cr->ur.meta->r : NULL;
-    int64_t recency = cr->ur.invite ? cr->ur.invite_ts : (m ? m->latest_ts : 0);
-    if (!cr->ur.invite && cr->ur.join_ts > recency) recency = cr->ur.join_ts;
+    const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
+    int64_t recency = cr->ur->invite ? cr->ur->invite_ts : (m ? m->latest_ts : 0);
+    if (!cr->ur->invite && cr->ur->join_ts > recency) recency = cr->ur->join_ts;
     return (struct sync_list_keys){
-        .room_id = cr->ur.room_id,
+        .room_id = cr->ur->room_id,
         .recency = recency,
         .name = sorts_by_name(rl) ? croom_name(c, cr) : NULL,
-        .notification_count = cr->ur.notif,
-        .highlight_count = cr->ur.invite ? 1 : cr->ur.highlight,
+        .notification_count = cr->ur->notif,
+        .highlight_count = cr->ur->invite ? 1 : cr->ur->highlight,
         .encrypted = m && m->encrypted,
     };
 }
@@ -608,20 +604,16 @@ static void rebuild_list(struct conn *c, struct clist *cl, const struct sync_req
     free(keys);
 }
 
-/* Moves ur into the room. The room ID string stays the first one the room
- * had: it is the hash key (cr->room_id and cr->ur.room_id are one string). */
-static void croom_set(struct croom *cr, struct user_room *ur)
+/* Points the room at a new view (taking the caller's reference). The hash
+ * key is the view's room ID string, so the entry is re-keyed. */
+static void croom_set(struct conn *c, struct croom *cr, struct user_room *ur)
 {
-    char *key = cr->room_id ? cr->room_id : ur->room_id;
-    if (cr->room_id) {
-        free(ur->room_id);
-        cr->ur.room_id = NULL;
+    if (cr->ur) {
+        HASH_DEL(c->rooms, cr);
+        user_room_unref(cr->ur);
     }
-    user_room_release(&cr->ur);
-    cr->ur = *ur;
-    cr->ur.room_id = key;
-    cr->room_id = key;
-    *ur = (struct user_room){0};
+    cr->ur = ur;
+    HASH_ADD_KEYPTR(hh, c->rooms, ur->room_id, strlen(ur->room_id), cr);
     free(cr->name);
     cr->name = NULL;
 }
@@ -630,22 +622,21 @@ static void croom_set(struct croom *cr, struct user_room *ur)
  * sort or filter by name). */
 static const char *croom_name(struct conn *c, struct croom *cr)
 {
-    if (!cr->name) cr->name = room_display_name(c->user_id, &cr->ur);
+    if (!cr->name) cr->name = room_display_name(c->user_id, cr->ur);
     return cr->name;
 }
 
 static struct croom *croom_add(struct conn *c, struct user_room *ur)
 {
     struct croom *cr = xcalloc(1, sizeof *cr);
-    croom_set(cr, ur);
-    HASH_ADD_KEYPTR(hh, c->rooms, cr->room_id, strlen(cr->room_id), cr);
+    croom_set(c, cr, ur);
     return cr;
 }
 
 static void croom_del(struct conn *c, struct croom *cr)
 {
     HASH_DEL(c->rooms, cr);
-    user_room_release(&cr->ur);
+    user_room_unref(cr->ur);
     free(cr->name);
     free(cr);
 }
@@ -696,7 +687,7 @@ static void relist_room(struct conn *c, struct conn_resp *r, const char *room_id
     }
     if (force_snapshot && cr) {
         struct sync_req_sub *s = sync_req_find_sub(&c->muxed, room_id);
-        if (s && !cr->ur.invite) add_snapshot(c, r, room_id, &s->sub);
+        if (s && !cr->ur->invite) add_snapshot(c, r, room_id, &s->sub);
     }
 }
 
@@ -704,14 +695,14 @@ static void relist_room(struct conn *c, struct conn_resp *r, const char *room_id
 
 static int load_rooms(struct conn *c, char **err)
 {
-    struct user_room *rooms = NULL;
+    struct user_room **rooms = NULL;
     int n = 0;
     int64_t pos = 0;
     if (cache_snapshot_user(c->ctx->cache, c->user_id, &c->listener, &rooms, &n, &pos) < 0) {
         *err = xstrdup("the user's rooms are not loaded");
         return -1;
     }
-    for (int i = 0; i < n; i++) croom_add(c, &rooms[i]);
+    for (int i = 0; i < n; i++) croom_add(c, rooms[i]);
     free(rooms);
     c->pos = pos;
     c->loaded = true;
@@ -771,7 +762,7 @@ int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_r
                 const char *rid = sync_list_room_at(cl->l, (int64_t)k);
                 struct croom *cr;
                 HASH_FIND_STR(c->rooms, rid, cr);
-                if (cr && !cr->ur.invite) sync_roomset_add(&snaps, rid);
+                if (cr && !cr->ur->invite) sync_roomset_add(&snaps, rid);
             }
         }
         add_snapshots(c, resp, &snaps, &rl->sub);
@@ -784,7 +775,7 @@ int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_r
         struct croom *cr;
         HASH_FIND_STR(c->rooms, d->room_id, cr);
         /* Only rooms the user is joined to: nothing leaks of other rooms. */
-        if (s && cr && !cr->ur.invite) add_snapshot(c, resp, d->room_id, &s->sub);
+        if (s && cr && !cr->ur->invite) add_snapshot(c, resp, d->room_id, &s->sub);
     }
     sync_req_changes_release(&ch);
     return 0;
@@ -797,8 +788,8 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
     struct event *ev = u->ev;
     struct croom *cr;
     HASH_FIND_STR(c->rooms, u->room_id, cr);
-    struct user_room ur;
-    bool has = cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur);
+    struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
+    bool has = ur != NULL;
     bool own_membership = ev->state_key && ev->membership && strcmp(ev->state_key, c->user_id) == 0;
     if (!has) {
         if (!cr) return;
@@ -813,23 +804,22 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         relist_room(c, r, u->room_id, false);
         return;
     }
-    bool joined_now = !cr || (cr->ur.invite && !ur.invite);
+    bool joined_now = !cr || (cr->ur->invite && !ur->invite);
     char *old_name = NULL, *old_avatar = NULL;
     if (cr) {
         old_name = xstrdup(croom_name(c, cr));
-        old_avatar = room_display_avatar(c->user_id, &cr->ur);
+        old_avatar = room_display_avatar(c->user_id, cr->ur);
     }
     if (!cr)
-        cr = croom_add(c, &ur);
+        cr = croom_add(c, ur);
     else
-        croom_set(cr, &ur);
-    /* Refresh the copy the response holds, if any. */
+        croom_set(c, cr, ur);
+    /* Refresh the view the response holds, if any. */
     struct resp_room *rr;
     HASH_FIND_STR(r->rooms, u->room_id, rr);
-    if (rr && rr->have_ur) {
-        user_room_release(&rr->ur);
-        rr->have_ur = false;
-        resp_room_get(c, r, u->room_id);
+    if (rr && rr->ur) {
+        user_room_unref(rr->ur);
+        rr->ur = user_room_ref(cr->ur);
     }
     relist_room(c, r, u->room_id, joined_now);
     HASH_FIND_STR(r->rooms, u->room_id, rr);
@@ -843,7 +833,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
             free(rr->live_name);
             rr->live_name = xstrdup(croom_name(c, cr));
         }
-        char *avatar = room_display_avatar(c->user_id, &cr->ur);
+        char *avatar = room_display_avatar(c->user_id, cr->ur);
         if (old_name && ((!avatar) != (!old_avatar) || (avatar && strcmp(avatar, old_avatar) != 0))) {
             free(rr->live_avatar);
             rr->live_avatar = avatar;
@@ -865,25 +855,27 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
     case CU_EVENT: live_event(c, r, u); break;
     case CU_UNREAD:
         if (!cr) break;
-        cr->ur.notif = u->notif;
-        cr->ur.highlight = u->highlight;
-        relist_room(c, r, u->room_id, false);
         {
+            /* The cache already holds the new counts (or newer ones). */
+            struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
+            if (!ur) break;
+            croom_set(c, cr, ur);
+            relist_room(c, r, u->room_id, false);
             struct resp_room *rr = resp_room_get(c, r, u->room_id);
-            rr->ur.notif = u->notif;
-            rr->ur.highlight = u->highlight;
+            user_room_unref(rr->ur);
+            rr->ur = user_room_ref(cr->ur);
             rr->counts_changed = true;
         }
         break;
     case CU_INVITE:
     case CU_JOIN: {
-        struct user_room ur;
-        if (!cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur)) break;
-        bool joined_now = u->kind == CU_JOIN && (!cr || cr->ur.invite);
+        struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
+        if (!ur) break;
+        bool joined_now = u->kind == CU_JOIN && (!cr || cr->ur->invite);
         if (cr)
-            croom_set(cr, &ur);
+            croom_set(c, cr, ur);
         else
-            croom_add(c, &ur);
+            croom_add(c, ur);
         relist_room(c, r, u->room_id, joined_now);
         break;
     }
@@ -893,10 +885,10 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         relist_room(c, r, u->room_id, false);
         break;
     case CU_ROOM_RESET:
-        if (!cr || cr->ur.invite) break;
+        if (!cr || cr->ur->invite) break;
         {
-            struct user_room ur;
-            if (cache_user_room(c->ctx->cache, c->user_id, u->room_id, &ur)) croom_set(cr, &ur);
+            struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
+            if (ur) croom_set(c, cr, ur);
         }
         relist_room(c, r, u->room_id, false);
         if (visible(c, u->room_id)) {
@@ -965,9 +957,8 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
             continue;
         }
         if (rr->snapshot) {
-            if (rr->have_ur) user_room_release(&rr->ur);
-            rr->have_ur = false;
-            resp_room_get(c, resp, rr->room_id);
+            user_room_unref(rr->ur);
+            rr->ur = user_room_ref(cr->ur);
             any_snapshot = true;
         }
     }

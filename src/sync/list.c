@@ -229,11 +229,15 @@ void sync_list_upsert_many(struct sync_list *l, const struct sync_list_keys *k, 
 {
     for (size_t i = 0; i < n; i++) {
         struct sync_list_room *r = NULL;
-        HASH_FIND_STR(l->by_id, k[i].room_id, r);
+        /* Hash the key once for both the lookup and the insertion. */
+        size_t len = strlen(k[i].room_id);
+        unsigned hv;
+        HASH_VALUE(k[i].room_id, len, hv);
+        HASH_FIND_BYHASHVALUE(hh, l->by_id, k[i].room_id, len, hv, r);
         if (!r) {
             r = xcalloc(1, sizeof(*r));
-            r->room_id = xstrdup(k[i].room_id);
-            HASH_ADD_KEYPTR(hh, l->by_id, r->room_id, strlen(r->room_id), r);
+            r->room_id = xstrndup(k[i].room_id, len);
+            HASH_ADD_KEYPTR_BYHASHVALUE(hh, l->by_id, r->room_id, len, hv, r);
             if (l->n == l->cap) {
                 l->cap = l->cap ? l->cap * 2 : 16;
                 l->v = xrealloc(l->v, l->cap * sizeof(*l->v));

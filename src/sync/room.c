@@ -36,7 +36,7 @@ void resp_room_free(struct resp_room *r)
     if (!r) return;
     free(r->room_id);
     room_params_release(&r->params);
-    if (r->have_ur) user_room_release(&r->ur);
+    user_room_unref(r->ur);
     for (size_t i = 0; i < r->n_live; i++) event_unref(r->live[i]);
     free(r->live);
     store_tl_release(&r->tl);
@@ -139,7 +139,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     struct resp_room *r, *tmp;
     HASH_ITER(hh, rooms, r, tmp)
     {
-        if (r->snapshot && r->have_ur && !r->ur.invite) n++;
+        if (r->snapshot && r->ur && !r->ur->invite) n++;
     }
     if (!n) return 0;
     struct store_tl_req *tl_reqs = xcalloc((size_t)n, sizeof *tl_reqs);
@@ -148,7 +148,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     int k = 0, n_tl = 0;
     HASH_ITER(hh, rooms, r, tmp)
     {
-        if (!(r->snapshot && r->have_ur && !r->ur.invite)) continue;
+        if (!(r->snapshot && r->ur && !r->ur->invite)) continue;
         order[k++] = r;
     }
     struct resp_room **tl_rooms = xcalloc((size_t)n, sizeof *tl_rooms);
@@ -156,7 +156,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
         r = order[i];
         if (r->params.timeline_limit <= 0) continue;
         tl_rooms[n_tl] = r;
-        tl_reqs[n_tl++] = (struct store_tl_req){r->room_id, r->ur.join_nid, pos, (int)r->params.timeline_limit};
+        tl_reqs[n_tl++] = (struct store_tl_req){r->room_id, r->ur->join_nid, pos, (int)r->params.timeline_limit};
     }
     int rc = -1;
     const char **ids = NULL, **types = NULL, **keys = NULL;
@@ -292,13 +292,13 @@ static void write_hero(struct buf *b, bool first, const char *uid, const char *d
 static void write_invite(struct buf *b, const char *user_id, const struct resp_room *r)
 {
     struct invite_info ii;
-    invite_info_load(&ii, user_id, r->ur.invite_state);
+    invite_info_load(&ii, user_id, r->ur->invite_state);
     bool f = true;
     char *name = roomname_compute(ii.name, ii.alias, ii.heroes, ii.n_heroes, 1, 1);
     key_str(b, &f, "name", name);
     free(name);
     const char *avatar = ii.avatar;
-    if (!avatar && r->ur.is_dm && ii.n_heroes == 1) avatar = ii.hero_avatars[0];
+    if (!avatar && r->ur->is_dm && ii.n_heroes == 1) avatar = ii.hero_avatars[0];
     key_str(b, &f, "avatar", avatar);
     if (r->params.include_heroes && !ii.name && !ii.alias && ii.n_heroes) {
         buf_puts(b, ",\"heroes\":[");
@@ -307,31 +307,31 @@ static void write_invite(struct buf *b, const char *user_id, const struct resp_r
         buf_putc(b, ']');
     }
     buf_puts(b, ",\"invite_state\":");
-    buf_puts(b, r->ur.invite_state ? r->ur.invite_state : "[]");
+    buf_puts(b, r->ur->invite_state ? r->ur->invite_state : "[]");
     buf_puts(b, ",\"notification_count\":0,\"highlight_count\":1,\"initial\":true");
-    if (r->ur.is_dm) buf_puts(b, ",\"is_dm\":true");
+    if (r->ur->is_dm) buf_puts(b, ",\"is_dm\":true");
     buf_puts(b, ",\"joined_count\":1,\"invited_count\":1");
-    if (r->ur.invite_ts) buf_printf(b, ",\"timestamp\":%lld", (long long)r->ur.invite_ts);
+    if (r->ur->invite_ts) buf_printf(b, ",\"timestamp\":%lld", (long long)r->ur->invite_ts);
     json_decref(ii.arr);
 }
 
 void room_write_json(struct buf *b, const char *user_id, const struct resp_room *r)
 {
     buf_putc(b, '{');
-    if (r->snapshot && r->have_ur && r->ur.invite) {
+    if (r->snapshot && r->ur && r->ur->invite) {
         write_invite(b, user_id, r);
         buf_putc(b, '}');
         return;
     }
     bool f = true;
-    const struct store_room *m = r->have_ur && r->ur.meta ? &r->ur.meta->r : NULL;
+    const struct store_room *m = r->ur && r->ur->meta ? &r->ur->meta->r : NULL;
     if (r->snapshot && m) {
-        char *name = room_display_name(user_id, &r->ur);
+        char *name = room_display_name(user_id, r->ur);
         key_str(b, &f, "name", name);
         free(name);
         int others = 0;
         for (int i = 0; i < m->n_heroes; i++) others += strcmp(m->heroes[i].user_id, user_id) != 0;
-        char *avatar = room_display_avatar(user_id, &r->ur);
+        char *avatar = room_display_avatar(user_id, r->ur);
         key_str(b, &f, "avatar", avatar);
         free(avatar);
         if (r->params.include_heroes && !m->name && !m->canonical_alias && others) {
@@ -361,19 +361,19 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         f = false;
         write_events(b, r->tl.events, n_tl, r->live, n_live);
     }
-    int64_t notif = r->have_ur ? r->ur.notif : 0, highlight = r->have_ur ? r->ur.highlight : 0;
+    int64_t notif = r->ur ? r->ur->notif : 0, highlight = r->ur ? r->ur->highlight : 0;
     key_int(b, &f, "notification_count", notif);
     key_int(b, &f, "highlight_count", highlight);
     if (r->snapshot) {
         buf_puts(b, ",\"initial\":true");
-        if (r->ur.is_dm) buf_puts(b, ",\"is_dm\":true");
+        if (r->ur->is_dm) buf_puts(b, ",\"is_dm\":true");
         if (m && m->joined_count) key_int(b, &f, "joined_count", m->joined_count);
         key_int(b, &f, "invited_count", m ? m->invited_count : 0);
         if (r->tl.prev_batch) key_str(b, &f, "prev_batch", r->tl.prev_batch);
     }
     if (r->num_live) key_int(b, &f, "num_live", r->num_live);
     int64_t ts = m ? m->latest_ts : 0;
-    if (r->have_ur && r->ur.join_ts > ts) ts = r->ur.join_ts;
+    if (r->ur && r->ur->join_ts > ts) ts = r->ur->join_ts;
     if (!r->snapshot && r->n_live && r->live[r->n_live - 1]->ts > ts) ts = r->live[r->n_live - 1]->ts;
     if (ts) key_int(b, &f, "timestamp", ts);
     buf_putc(b, '}');

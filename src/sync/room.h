@@ -27,8 +27,7 @@ struct resp_room {
     char *room_id;              /* key, owned */
     bool snapshot;              /* send a full object (initial: true) */
     struct room_params params;  /* for snapshots */
-    struct user_room ur;        /* the user's view of the room (owned copy) */
-    bool have_ur;               /* ur is filled */
+    struct user_room *ur;       /* the user's view of the room (ref), or NULL */
     struct event **live;        /* live events to append (owned refs), NID order */
     size_t n_live;              /* entries in live */
     int num_live;               /* live events processed for this room */
