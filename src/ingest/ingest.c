@@ -124,6 +124,8 @@ void ingest_on_response(void *ud, struct poller_result *res)
 void ingest_on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash)
 {
     struct ingest *ing = ud;
+    /* Readers must see the expiry before the device's connections end. */
+    ingest_device_expire(ing, user_id, device_id);
     struct job *j = xcalloc(1, sizeof *j);
     j->kind = JOB_EXPIRED;
     j->user_id = xstrdup(user_id);
@@ -137,6 +139,14 @@ void ingest_on_failure(void *ud, const char *user_id, const char *device_id, int
 {
     LOG_DEBUG("poller", "%s/%s: /sync failed (status %d, %s); attempt %d, retrying in %lld ms", user_id, device_id,
              http_status, why, fail_count, (long long)retry_ms);
+}
+
+void ingest_device_expire(struct ingest *ing, const char *user_id, const char *device_id)
+{
+    pthread_mutex_lock(&ing->lock);
+    get_device(ing, user_id, device_id)->state = DEV_EXPIRED;
+    pthread_cond_broadcast(&ing->cond);
+    pthread_mutex_unlock(&ing->lock);
 }
 
 void ingest_device_pending(struct ingest *ing, const char *user_id, const char *device_id)

@@ -43,6 +43,9 @@ enum ingest_wait {
     INGEST_FAILED = -3,   /* a database error */
 };
 
+/* Marks a device's token as rejected at once (the poller saw 401); the token
+ * row is deleted by the ingest thread after. */
+void ingest_device_expire(struct ingest *ing, const char *user_id, const char *device_id);
 /* Marks a device as waiting for its first response (its poller starts or restarts now). */
 void ingest_device_pending(struct ingest *ing, const char *user_id, const char *device_id);
 /* Whether the device has processed a response since its poller started. */
