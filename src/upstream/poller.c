@@ -12,6 +12,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/config.h"
+#include "base/jsonx.h"
 #include "base/log.h"
 #include "upstream/hsclient.h"
 
@@ -413,7 +414,7 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
         goto out;
     }
     json_error_t jerr;
-    json = json_loadb(buf_cstr(&body), body.len, 0, &jerr);
+    json = jsonx_loadb(buf_cstr(&body), body.len, 0, &jerr);
     buf_release(&body);
     const char *errcode = json_string_value(json_object_get(json, "errcode"));
     if (status == 401 || status == 403 || (errcode && strcmp(errcode, "M_UNKNOWN_TOKEN") == 0)) {

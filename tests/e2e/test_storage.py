@@ -616,3 +616,19 @@ def test_redaction_of_an_event_in_the_same_chunk(proxy, db, alice):
     resp = snapshot(proxy, alice, "c1", limit=2)
     assert resp["rooms"][rid]["timeline"][0]["content"] == {}
     assert resp["rooms"][rid]["timeline"][0]["unsigned"]["redacted_because"] == redaction
+
+
+def test_an_integer_too_big_for_64_bits_does_not_block_the_device(proxy, alice):
+    """One event with a huge number in its content must not make the homeserver's
+    response unreadable (which would stall the device forever)."""
+    A = alice.user_id
+    rid = F.new_room_id("big")
+    big = F.message(A, "huge")
+    big["content"]["n"] = 123456789012345678901234567890
+    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(A, "Big numbers"), [big])}))
+    c = proxy.client(alice.token)
+    resp = c.sync({"lists": {"a": {"ranges": [[0, 9]], "timeline_limit": 1}}})
+    ev = resp["rooms"][rid]["timeline"][-1]
+    assert ev["event_id"] == big["event_id"]
+    assert ev["content"]["body"] == "huge"
+    assert float(ev["content"]["n"]) > 1e29

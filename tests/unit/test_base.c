@@ -10,6 +10,7 @@
 #include "base/buf.h"
 #include "base/config.h"
 #include "base/crypto.h"
+#include "base/jsonx.h"
 #include "base/log.h"
 
 static void test_buf_bounded(void **state)
@@ -163,12 +164,32 @@ static void test_log_levels(void **state)
     assert_int_equal(log_level_parse("warning", &l), -1);
 }
 
+static void test_jsonx_big_integers(void **state)
+{
+    (void)state;
+    const char *doc = "{\"a\":123456789012345678901234,\"s\":\"99999999999999999999999\",\"n\":-5,"
+                      "\"b\":[-123456789012345678901234],\"t\":1700000000000,\"e\":\"x\\\"1\"}";
+    json_error_t err;
+    assert_null(json_loadb(doc, strlen(doc), 0, &err)); /* jansson alone refuses it */
+    json_t *j = jsonx_loadb(doc, strlen(doc), 0, &err);
+    assert_non_null(j);
+    assert_true(json_is_real(json_object_get(j, "a")));
+    assert_true(json_real_value(json_object_get(j, "a")) > 1e23);
+    assert_true(json_real_value(json_array_get(json_object_get(j, "b"), 0)) < -1e23);
+    assert_string_equal(json_string_value(json_object_get(j, "s")), "99999999999999999999999"); /* strings untouched */
+    assert_int_equal(json_integer_value(json_object_get(j, "n")), -5);
+    assert_int_equal(json_integer_value(json_object_get(j, "t")), 1700000000000LL);
+    assert_string_equal(json_string_value(json_object_get(j, "e")), "x\"1");
+    json_decref(j);
+    assert_null(jsonx_loadb("{\"a\":", 5, 0, &err)); /* still an error when truly broken */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_bounded),      cmocka_unit_test(test_buf_json_escaping),
         cmocka_unit_test(test_config_defaults_and_required), cmocka_unit_test(test_config_invalid),
-        cmocka_unit_test(test_crypto_round_trip), cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_crypto_round_trip), cmocka_unit_test(test_log_levels), cmocka_unit_test(test_jsonx_big_integers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
