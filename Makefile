@@ -52,6 +52,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 clean:
+	rm -rf build-fuzz
 	rm -rf build build-san
 
 format:
@@ -61,3 +62,29 @@ check-unsafe:
 	@! grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|gets)\(' $(SRCS) || (echo "unsafe call found" && false)
 
 -include $(OBJS:.o=.d) $(BUILD)/src/main.d
+
+# libFuzzer drivers (clang): `make fuzz` builds them into build-fuzz/,
+# `make fuzz-run FUZZ_SECS=300` runs each for that long on a copy of its seed
+# corpus in tests/fuzz/corpus/<name>.
+FUZZ_BUILD := build-fuzz
+FUZZ_SECS ?= 300
+FUZZ_CFLAGS := -O1 -g -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Isrc $(PKG_CFLAGS) \
+	-DSYNCV3_VERSION='"$(VERSION)"' -DSYNCV3_COMMIT='"$(COMMIT)"' -pthread \
+	-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_OBJS := $(SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZERS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+.PHONY: fuzz fuzz-run
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c -o $@ $<
+$(FUZZ_BUILD)/libfuzz.a: $(FUZZ_OBJS)
+	rm -f $@ && ar rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libfuzz.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libfuzz.a $(PKG_LIBS) -pthread -lm
+fuzz: $(FUZZERS)
+fuzz-run: fuzz
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f | sed 's/^fuzz_//'); \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$n; cp -n tests/fuzz/corpus/$$n/* $(FUZZ_BUILD)/corpus/$$n/ 2>/dev/null || true; \
+	  echo "== $$f for $(FUZZ_SECS) s"; \
+	  $$f -max_total_time=$(FUZZ_SECS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    $(FUZZ_BUILD)/corpus/$$n; done

@@ -90,6 +90,26 @@ if [ -x tests/js/run.sh ] || [ -f tests/js/run.sh ]; then
   elif [ "$rc" -eq 0 ]; then pass 1; else fail 1 "tests/js (exit status $rc)"; fi
 fi
 
+echo "== fuzz (libFuzzer, ${FUZZ_SECS:-15} s per driver; longer: make fuzz-run FUZZ_SECS=600)"
+if make -j"$(nproc)" fuzz >"$OUT/fuzz-build.log" 2>&1; then
+  for f in build-fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    n=$(basename "$f" | sed 's/^fuzz_//')
+    mkdir -p "$OUT/corpus-$n" && cp tests/fuzz/corpus/"$n"/* "$OUT/corpus-$n/" 2>/dev/null
+    if "$f" -max_total_time="${FUZZ_SECS:-15}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+         -artifact_prefix="$OUT/" "$OUT/corpus-$n" >"$OUT/fuzz-$n.log" 2>&1; then
+      echo "-- $f: $(grep -Eo 'Done [0-9]+ runs' "$OUT/fuzz-$n.log")"
+      pass 1
+    else
+      tail -n 40 "$OUT/fuzz-$n.log"
+      fail 1 "$f (a crash, leak or timeout: see the report above)"
+    fi
+  done
+else
+  tail -n 30 "$OUT/fuzz-build.log"
+  fail 1 "make fuzz"
+fi
+
 summary="$passed passed, $failed failed"
 if [ "$skipped" -gt 0 ]; then summary="$summary, $skipped skipped"; fi
 echo "$summary"

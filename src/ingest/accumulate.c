@@ -1240,6 +1240,22 @@ out:
     return rc;
 }
 
+size_t acc_parse_only(json_t *body)
+{
+    struct room_work *rooms = NULL;
+    size_t n_rooms = 0, n_events = 0;
+    collect_rooms(body, &rooms, &n_rooms);
+    for (size_t i = 0; i < n_rooms; i++) {
+        n_events += rooms[i].n_state + rooms[i].n_tl;
+        for (size_t j = 0; j < rooms[i].n_state; j++) pev_release(&rooms[i].state[j]);
+        for (size_t j = 0; j < rooms[i].n_tl; j++) pev_release(&rooms[i].tl[j]);
+        free(rooms[i].state);
+        free(rooms[i].tl);
+    }
+    free(rooms);
+    return n_events;
+}
+
 void acc_result_release(struct acc_result *r)
 {
     for (size_t i = 0; i < r->n_rooms; i++) {

@@ -89,6 +89,11 @@ int acc_apply(PGconn *c, const char *user_id, const char *device_id, json_t *bod
 void acc_result_release(struct acc_result *r);
 void acc_e2ee_memo_release(struct acc_e2ee_memo *m);
 
+/* Parses a response's rooms and events exactly as acc_apply does, without a
+ * database, and returns how many events would be considered. For the fuzz
+ * driver and tests. */
+size_t acc_parse_only(json_t *body);
+
 /* Redacts an event's JSON in place following the room version's rules and
  * adds unsigned.redacted_because. Returns the new JSON (heap) or NULL if
  * event_json does not parse. Exposed for unit tests. */
