@@ -17,6 +17,7 @@
 #include "store/db.h"
 #include "store/tokens.h"
 #include "sync/conn.h"
+#include "sync/ext.h"
 #include "sync/request.h"
 #include "upstream/hsclient.h"
 #include "upstream/poller.h"
@@ -94,7 +95,7 @@ int sync_api_new(struct sync_api **out, const struct sync_api_deps *deps)
 {
     struct sync_api *api = xcalloc(1, sizeof *api);
     api->d = *deps;
-    api->ctx = (struct sync_ctx){deps->cache, deps->db, deps->metrics};
+    api->ctx = (struct sync_ctx){deps->cache, deps->db, deps->metrics, ext_registry_new()};
     api->conns = conn_map_new(&api->ctx);
     crypto_key_from_secret(&api->key, deps->cfg->secret);
     pthread_mutex_init(&api->lock, NULL);
@@ -107,6 +108,7 @@ void sync_api_free(struct sync_api *api)
 {
     if (!api) return;
     conn_map_free(api->conns);
+    ext_registry_free(api->ctx.ext);
     struct tok_entry *t, *tt;
     HASH_ITER(hh, api->tokens, t, tt)
     {

@@ -13,6 +13,7 @@
 #include "http/server.h"
 #include "obs/metrics.h"
 #include "store/db.h"
+#include "sync/ext.h"
 #include "sync/list.h"
 #include "sync/ops.h"
 #include "sync/room.h"
@@ -42,6 +43,7 @@ struct conn {
     /* --- under req_lock --- */
     bool loaded;                   /* the user's rooms were loaded and the listener registered */
     struct sync_req muxed;         /* sticky request state */
+    struct ext_state ext;          /* the extensions' sticky state */
     struct clist *lists;           /* key -> sorted rooms */
     struct croom *rooms;           /* room_id -> view */
     int64_t pos;                   /* stream position the view reflects */
@@ -78,6 +80,8 @@ struct resp_list {
 struct conn_resp {
     struct resp_list *lists;       /* key -> ops */
     struct resp_room *rooms;       /* room_id -> room object */
+    struct ext_resp *ext;          /* extension data */
+    bool initial;                  /* the connection's first request */
 };
 
 /* ---- lifecycle ---- */
@@ -96,6 +100,7 @@ static struct conn *conn_new(struct sync_ctx *ctx, const char *user_id, const ch
     pthread_mutex_init(&c->req_lock, NULL);
     pthread_mutex_init(&c->q_lock, NULL);
     sync_req_init(&c->muxed);
+    ext_state_init(&c->ext);
     c->listener = (struct cache_listener){.on_update = on_update, .ud = c, .device_id = c->device_id};
     c->last_used_ms = clock_mono_ms();
     return c;
@@ -123,6 +128,7 @@ static void conn_destroy(struct conn *c)
     free(c->queue);
     for (int i = 0; i < c->n_buffered; i++) free(c->buffered[i].body);
     sync_req_release(&c->muxed);
+    ext_state_release(&c->ext);
     free(c->last_req_body);
     pthread_mutex_destroy(&c->req_lock);
     pthread_mutex_destroy(&c->q_lock);
@@ -419,12 +425,15 @@ const struct conn_buffered *conn_buffered_after(struct conn *c, int64_t pos)
 
 struct conn_resp *conn_resp_new(void)
 {
-    return xcalloc(1, sizeof(struct conn_resp));
+    struct conn_resp *r = xcalloc(1, sizeof *r);
+    r->ext = ext_resp_new();
+    return r;
 }
 
 void conn_resp_free(struct conn_resp *r)
 {
     if (!r) return;
+    ext_resp_free(r->ext);
     struct resp_list *l, *lt;
     HASH_ITER(hh, r->lists, l, lt)
     {
@@ -444,7 +453,7 @@ void conn_resp_free(struct conn_resp *r)
 
 bool conn_resp_has_data(const struct conn_resp *r)
 {
-    if (r->rooms) return true;
+    if (r->rooms || ext_resp_counts(r->ext)) return true;
     for (struct resp_list *l = r->lists; l; l = l->hh.next)
         if (l->ops.n) return true;
     return false;
@@ -691,6 +700,55 @@ static void relist_room(struct conn *c, struct conn_resp *r, const char *room_id
     }
 }
 
+/* ---- extensions ---- */
+
+static bool strv_has(const struct sync_strv *v, const char *s)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (v->v[i] && strcmp(v->v[i], s) == 0) return true;
+    return false;
+}
+
+/* §16.0: listed in `rooms` ("*" first: a confirmed subscription, i.e. a
+ * subscribed room the user is joined to), or inside the window of a list
+ * named in `lists` ("*" first: any list). */
+static bool ext_in_scope(void *ud, const struct ext_params *p, const char *room_id)
+{
+    struct conn *c = ud;
+    if (p->rooms.n) {
+        if (strcmp(p->rooms.v[0], "*") == 0) {
+            struct croom *cr;
+            HASH_FIND_STR(c->rooms, room_id, cr);
+            if (cr && !cr->ur->invite && sync_req_find_sub(&c->muxed, room_id)) return true;
+        } else if (strv_has(&p->rooms, room_id)) {
+            return true;
+        }
+    }
+    if (!p->lists.n) return false;
+    bool all = strcmp(p->lists.v[0], "*") == 0;
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        if (!all && !strv_has(&p->lists, cl->key)) continue;
+        struct sync_req_list *rl = muxed_list(c, cl->key);
+        if (!rl) continue;
+        int64_t i = sync_list_index_of(cl->l, room_id);
+        if (i >= 0 && (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i))) return true;
+    }
+    return false;
+}
+
+static struct ext_env ext_env_of(struct conn *c, const struct conn_resp *r)
+{
+    return (struct ext_env){
+        .db = c->ctx->db,
+        .reg = c->ctx->ext,
+        .user_id = c->user_id,
+        .device_id = c->device_id,
+        .initial = r->initial,
+        .in_scope = ext_in_scope,
+        .ud = c,
+    };
+}
+
 /* ---- applying a request ---- */
 
 static int load_rooms(struct conn *c, char **err)
@@ -712,6 +770,7 @@ static int load_rooms(struct conn *c, char **err)
 int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_resp *resp, char **err)
 {
     if (!c->loaded && load_rooms(c, err) < 0) return -1;
+    resp->initial = c->next_pos == 0;
     struct sync_req_changes ch;
     sync_req_changes_init(&ch);
     sync_req_merge(&c->muxed, req, &ch);
@@ -778,7 +837,9 @@ int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_r
         if (s && cr && !cr->ur->invite) add_snapshot(c, resp, d->room_id, &s->sub);
     }
     sync_req_changes_release(&ch);
-    return 0;
+    ext_apply_request(&c->ext, req->extensions);
+    struct ext_env env = ext_env_of(c, resp);
+    return ext_collect(&env, &c->ext, resp->ext, err);
 }
 
 /* ---- live updates ---- */
@@ -909,9 +970,7 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         break;
     case CU_ACCOUNT_DATA:
     case CU_TO_DEVICE:
-    case CU_DEVICE_DATA:
-        /* Served by the extensions. */
-        break;
+    case CU_DEVICE_DATA: ext_note(&c->ext, r->ext, u->kind); break;
     }
 }
 
@@ -928,14 +987,21 @@ void conn_drain(struct conn *c, struct conn_resp *resp, int max)
             c->q_n -= n;
         }
         pthread_mutex_unlock(&c->q_lock);
-        if (!n) return;
+        if (!n) break;
         for (int i = 0; i < n; i++) {
             apply_update(c, resp, batch[i]);
             cache_update_unref(batch[i]);
         }
         free(batch);
         max -= n;
-        if (max <= 0) return;
+        if (max <= 0) break;
+    }
+    struct ext_env env = ext_env_of(c, resp);
+    char *err = NULL;
+    if (ext_refresh(&env, &c->ext, resp->ext, &err) < 0) {
+        /* Still pending: conn_finish tries again. */
+        LOG_WARN("sync", "%s: reading extension data failed: %s", c->user_id, err ? err : "?");
+        free(err);
     }
 }
 
@@ -969,6 +1035,15 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         db_release(c->ctx->db, pg);
         if (rc < 0) return NULL;
     }
+    {
+        size_t n = HASH_COUNT(resp->rooms), k = 0;
+        const char **ids = xcalloc(n ? n : 1, sizeof *ids);
+        for (rr = resp->rooms; rr; rr = rr->hh.next) ids[k++] = rr->room_id;
+        struct ext_env env = ext_env_of(c, resp);
+        int rc = ext_finish(&env, &c->ext, resp->ext, ids, (int)k, err);
+        free(ids);
+        if (rc < 0) return NULL;
+    }
     struct buf b = BUF_INIT;
     buf_puts(&b, "{\"lists\":{");
     bool first = true;
@@ -999,7 +1074,9 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         room_write_json(&b, c->user_id, rr);
     }
     int64_t pos = ++c->next_pos;
-    buf_printf(&b, "},\"extensions\":{},\"pos\":\"%lld\"", (long long)pos);
+    buf_puts(&b, "},\"extensions\":");
+    ext_resp_write(&b, &c->ext, resp->ext);
+    buf_printf(&b, ",\"pos\":\"%lld\"", (long long)pos);
     if (txn_id && *txn_id) {
         buf_puts(&b, ",\"txn_id\":");
         buf_json_str(&b, txn_id, strlen(txn_id));

@@ -20,6 +20,7 @@
 
 struct cache;
 struct db_pool;
+struct ext_registry;
 struct http_req;
 struct metrics;
 
@@ -36,6 +37,7 @@ struct sync_ctx {
     struct cache *cache;       /* room and user caches */
     struct db_pool *db;        /* store */
     struct metrics *metrics;   /* may be NULL */
+    struct ext_registry *ext;  /* devices whose to-device stream was served since start */
 };
 
 struct conn;
@@ -83,9 +85,11 @@ struct conn_resp *conn_resp_new(void);
 void conn_resp_free(struct conn_resp *r);
 bool conn_resp_has_data(const struct conn_resp *r);
 /* Applies a parsed request: sticky merge, first load of the user's rooms,
- * list ops and room subscriptions. Returns 0 or -1 with *err (heap). */
+ * list ops, room subscriptions, and the extensions' pass before long-polling
+ * (sync/ext.h). Returns 0 or -1 with *err (heap). */
 int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_resp *resp, char **err);
-/* Folds queued live updates into resp (at most max of them). */
+/* Folds queued live updates into resp (at most max of them), re-reading
+ * extension data they touched. */
 void conn_drain(struct conn *c, struct conn_resp *resp, int max);
 /* Parks req as the connection's waiter unless updates are already queued
  * (returns false then) or the connection is dead. */

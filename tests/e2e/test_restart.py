@@ -1,8 +1,6 @@
 """Restarting syncv3: polling resumes from the stored since token without any client;
 connections (pos) do not survive (internals §2.4 step 5, client-api §5.1)."""
 
-import pytest
-
 import fakehs as F
 
 FILTER_NORMAL = {"presence": {"not_types": ["*"]}, "room": {"timeline": {"limit": 50}}}
@@ -65,7 +63,6 @@ def test_to_device_messages_are_not_refetched_after_restart(proxy, hs, alice):
         "since must be persisted with to-device messages (got %r, want %r)" % (first.query.get("since"), nb)
 
 
-@pytest.mark.skip(reason="serving to-device messages (the to_device extension) is a later issue")
 def test_stored_to_device_messages_are_served_after_restart(proxy, hs, alice):
     start_alice(proxy, alice)
     msg = F.to_device("@bob:localhost", "m.test", {"secret": 42})

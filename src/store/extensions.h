@@ -1,0 +1,79 @@
+/* Storage of the per-device and per-user streams the sliding-sync extensions
+ * serve (client-api §16, internals §3.2): to-device messages, E2EE device data
+ * and device-list buckets, account data.
+ *
+ * Every function takes a connection from the caller's db_acquire and returns
+ * 0 or -1 with *err (heap). Results are heap arrays the caller frees with the
+ * matching *_free function, also after a failure (they are then empty). */
+#ifndef SYNCV3_STORE_EXTENSIONS_H
+#define SYNCV3_STORE_EXTENSIONS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One stored to-device message. */
+struct store_to_device {
+    int64_t pos; /* its position (the stream token the client acknowledges) */
+    char *json;  /* the event as received (heap) */
+};
+
+/* Acknowledges and reads a device's inbox in one statement: deletes every
+ * message with position <= since (nothing when since <= 0), then returns up
+ * to limit messages with position > since, oldest first, and records the last
+ * one as the device's unacknowledged position. */
+int store_to_device_take(PGconn *c, const char *user_id, const char *device_id, int64_t since, int64_t limit,
+                         struct store_to_device **out, int *n, char **err);
+void store_to_device_free(struct store_to_device *m, int n);
+
+/* One entry of a device-list bucket. */
+struct store_device_list {
+    char *user_id; /* the user whose devices changed (heap) */
+    int state;     /* STORE_DL_CHANGED or STORE_DL_LEFT */
+};
+
+#define STORE_DL_CHANGED 1
+#define STORE_DL_LEFT 2
+#define STORE_E2EE_OTK_CHANGED 1
+#define STORE_E2EE_FALLBACK_CHANGED 2
+
+/* A device's E2EE data as one request sees it. */
+struct store_e2ee {
+    char *otk_counts;               /* JSON object, NULL = never reported */
+    char *fallback_types;           /* JSON array, NULL = never reported */
+    int changed;                    /* STORE_E2EE_* bits before this read */
+    struct store_device_list *lists; /* device-list entries returned */
+    int n_lists;                    /* entries */
+};
+
+/* Reads a device's E2EE data. swap = false (a connection's first request):
+ * the SENT device-list bucket, read-only, and the data with its changed bits
+ * untouched. swap = true (any later request), in one transaction: delete the
+ * SENT bucket (the client acknowledged it by asking again), move NEW to SENT
+ * with UPDATE ... RETURNING (so every row moved is returned, even while the
+ * poller inserts), and clear the changed bits. */
+int store_e2ee_read(PGconn *c, const char *user_id, const char *device_id, bool swap, struct store_e2ee *out,
+                    char **err);
+void store_e2ee_release(struct store_e2ee *e);
+
+/* One account-data row. */
+struct store_account_data {
+    int64_t id;    /* bumped on every change: id order = recency */
+    char *room_id; /* "" = global (heap) */
+    char *type;    /* event type (heap) */
+    char *json;    /* the event {type, content} (heap) */
+};
+
+/* The user's global account data and, from the same snapshot, the highest id
+ * of any of their rows (0 when none): later changes have larger ids. */
+int store_account_data_global(PGconn *c, const char *user_id, struct store_account_data **out, int *n,
+                              int64_t *max_id, char **err);
+/* Every row of the user with id > after, in id order. */
+int store_account_data_after(PGconn *c, const char *user_id, int64_t after, struct store_account_data **out,
+                             int *n, char **err);
+/* Every row of the user in the given rooms. */
+int store_account_data_rooms(PGconn *c, const char *user_id, const char *const *room_ids, int n_rooms,
+                             struct store_account_data **out, int *n, char **err);
+void store_account_data_free(struct store_account_data *a, int n);
+
+#endif

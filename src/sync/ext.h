@@ -1,0 +1,96 @@
+/* The sliding-sync extensions to_device, e2ee and account_data (client-api
+ * §16, §6.3, internals §3.2): their sticky request parameters, the data each
+ * response carries, and its JSON.
+ *
+ * A connection keeps one struct ext_state (under its request lock); every
+ * response being built has one struct ext_resp. The connection calls, in
+ * order: ext_apply_request (sticky merge of a request's `extensions`),
+ * ext_collect (the pass before long-polling), ext_note for each drained live
+ * update of kind CU_TO_DEVICE / CU_DEVICE_DATA / CU_ACCOUNT_DATA, ext_refresh
+ * after draining (re-reads what those updates touched), ext_resp_counts for
+ * the long-poll decision (§5.6, §16.6), and ext_finish + ext_resp_write when
+ * the response is built. Database work happens in ext_collect, ext_refresh
+ * and ext_finish (never under the cache lock). */
+#ifndef SYNCV3_SYNC_EXT_H
+#define SYNCV3_SYNC_EXT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "cache/cache.h"
+#include "sync/request.h"
+
+struct db_pool;
+
+/* Default `limit` of the to_device extension (§18). */
+#define EXT_TO_DEVICE_LIMIT 100
+
+/* Process-wide record of the devices whose to-device stream was served since
+ * the process started (thread-safe). */
+struct ext_registry;
+struct ext_registry *ext_registry_new(void);
+void ext_registry_free(struct ext_registry *r);
+
+/* One extension's sticky common parameters (§6.3, §16.0). */
+struct ext_params {
+    bool seen;             /* the extension appeared in some request */
+    bool enabled;          /* merged `enabled` */
+    struct sync_strv lists; /* list keys in scope ("*" first = all) */
+    struct sync_strv rooms; /* room IDs in scope ("*" first = subscribed rooms) */
+};
+
+/* A connection's extension state. */
+struct ext_state {
+    struct ext_params to_device;    /* to_device's common params */
+    struct ext_params e2ee;         /* e2ee's */
+    struct ext_params account_data; /* account_data's */
+    char *td_since;                 /* sticky to_device `since` (NULL = none) */
+    int64_t td_limit;               /* sticky to_device `limit` (0 = default) */
+    bool e2ee_started;              /* e2ee produced a response on this connection */
+    bool ad_started;                /* account_data's first (full) pass reached a response */
+    int64_t ad_hwm;                 /* highest account-data id this connection was given */
+    bool ad_dirty;                  /* account data changed since the last read */
+};
+
+void ext_state_init(struct ext_state *s);
+void ext_state_release(struct ext_state *s);
+/* Merges a request's `extensions` object (may be NULL) into s. */
+void ext_apply_request(struct ext_state *s, json_t *extensions);
+
+struct ext_resp;
+struct ext_resp *ext_resp_new(void);
+void ext_resp_free(struct ext_resp *r);
+
+/* What the extensions need from the connection. */
+struct ext_env {
+    struct db_pool *db;           /* store */
+    struct ext_registry *reg;     /* devices served since start */
+    const char *user_id;          /* the connection's user */
+    const char *device_id;        /* and device */
+    bool initial;                 /* the connection's first request (no pos) */
+    /* Whether a room is in the scope of p (§16.0); ud is passed back. */
+    bool (*in_scope)(void *ud, const struct ext_params *p, const char *room_id);
+    void *ud;                     /* the connection */
+};
+
+/* The pass before long-polling: every enabled extension reads its data. */
+int ext_collect(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, char **err);
+/* Records a drained live update (other kinds are ignored). */
+void ext_note(struct ext_state *s, struct ext_resp *r, enum cache_update_kind kind);
+/* Re-reads what noted updates touched. On failure the work stays pending
+ * (ext_finish retries it). */
+int ext_refresh(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, char **err);
+/* Whether the response has extension data that makes a long-poll return
+ * (§16.6: to-device events, or any e2ee / account_data content). */
+bool ext_resp_counts(const struct ext_resp *r);
+/* Completes the response: pending refreshes, and all room account data of
+ * the response's rooms (room_ids) that are in scope. */
+int ext_finish(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const char *const *room_ids,
+               int n_rooms, char **err);
+/* Appends the `extensions` object and commits what the response delivered
+ * into s (call once, when the response is certainly built). */
+void ext_resp_write(struct buf *b, struct ext_state *s, struct ext_resp *r);
+
+#endif
