@@ -116,7 +116,35 @@ void user_room_unref(struct user_room *r)
     free(r->room_id);
     free(r->invite_state);
     room_meta_unref(r->meta);
+    for (int i = 0; i < r->n_tags; i++) free(r->tags[i]);
+    free(r->tags);
     free(r);
+}
+
+bool user_room_has_tag(const struct user_room *r, const char *tag)
+{
+    for (int i = 0; i < r->n_tags; i++)
+        if (strcmp(r->tags[i], tag) == 0) return true;
+    return false;
+}
+
+/* Sets r's tags to the keys of content.tags of an m.tag event (JSON; NULL or
+ * malformed = no tags), dropping the previous ones. */
+static void set_tags(struct user_room *r, const char *tags_json)
+{
+    for (int i = 0; i < r->n_tags; i++) free(r->tags[i]);
+    free(r->tags);
+    r->tags = NULL;
+    r->n_tags = 0;
+    json_t *j = tags_json ? json_loads(tags_json, 0, NULL) : NULL;
+    json_t *tags = json_object_get(json_object_get(j, "content"), "tags");
+    if (json_is_object(tags) && json_object_size(tags)) {
+        r->tags = xcalloc(json_object_size(tags), sizeof *r->tags);
+        const char *key;
+        json_t *v;
+        json_object_foreach(tags, key, v) r->tags[r->n_tags++] = xstrdup(key);
+    }
+    json_decref(j);
 }
 
 /* A private, changeable copy (refs = 1) to publish in place of r. */
@@ -128,6 +156,8 @@ static struct user_room *user_room_clone(const struct user_room *src)
     r->room_id = xstrdup(src->room_id);
     r->invite_state = src->invite_state ? xstrdup(src->invite_state) : NULL;
     r->meta = room_meta_ref(src->meta);
+    r->tags = src->n_tags ? xcalloc((size_t)src->n_tags, sizeof *r->tags) : NULL;
+    for (int i = 0; i < src->n_tags; i++) r->tags[i] = xstrdup(src->tags[i]);
     return r;
 }
 
@@ -418,6 +448,14 @@ static void user_put_room(struct cache *c, struct user_entry *u, struct store_us
         .meta = sr->invite ? NULL : room_meta_ref(re->meta),
     };
     atomic_init(&r->refs, 1);
+    if (sr->tags_json) {
+        set_tags(r, sr->tags_json);
+    } else if (e->r) {
+        /* A join of an invited room (or a rejoin seen live): the tags stay. */
+        r->tags = e->r->n_tags ? xcalloc((size_t)e->r->n_tags, sizeof *r->tags) : NULL;
+        for (int i = 0; i < e->r->n_tags; i++) r->tags[r->n_tags++] = xstrdup(e->r->tags[i]);
+    }
+    free(sr->tags_json);
     *sr = (struct store_user_room){0};
     entry_swap(e, r);
     room_add_user(re, u->user_id);
@@ -607,6 +645,17 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
         cache_update_unref(upd);
     }
     if (poller_user) {
+        for (int i = 0; i < ch->n_tags; i++) {
+            struct ur_entry *e;
+            HASH_FIND_STR(poller_user->rooms, ch->tags[i].room_id, e);
+            if (!e) continue;
+            struct user_room *nr = user_room_clone(e->r);
+            set_tags(nr, ch->tags[i].tags_json);
+            entry_swap(e, nr);
+            struct cache_update *upd = cache_update_new(CU_ACCOUNT_DATA, ch->tags[i].room_id, NULL);
+            notify(poller_user, upd);
+            cache_update_unref(upd);
+        }
         for (int i = 0; i < ch->n_invites; i++) {
             struct ur_entry *e;
             HASH_FIND_STR(poller_user->rooms, ch->invites[i].room_id, e);

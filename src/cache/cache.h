@@ -81,11 +81,15 @@ struct user_room {
     char *invite_state;   /* JSON array for invites */
     int64_t invite_ts;    /* when the invite arrived */
     struct room_meta *meta; /* metadata ref (invites: NULL) */
+    char **tags;          /* keys of the user's m.tag content.tags for the room (owned), or NULL */
+    int n_tags;           /* entries in tags */
 };
 
 struct user_room *user_room_ref(struct user_room *r);
 /* Drops a reference; NULL is a no-op. */
 void user_room_unref(struct user_room *r);
+/* Whether the user tagged the room with tag. */
+bool user_room_has_tag(const struct user_room *r, const char *tag);
 
 struct cache;
 
@@ -131,6 +135,12 @@ struct cache_member {
     int64_t ts;              /* its timestamp */
 };
 
+/* The polling user's new m.tag room account data for one room. */
+struct cache_tags {
+    const char *room_id;   /* the room */
+    const char *tags_json; /* the m.tag event JSON (borrowed), or NULL for no tags */
+};
+
 /* One applied v2 response, for cache_apply. */
 struct cache_changes {
     const char *user_id;              /* the polling user */
@@ -148,6 +158,9 @@ struct cache_changes {
     struct store_user_room *invites;  /* the polling user's invites (ownership taken) */
     int n_invites;                    /* entries */
     const char *m_direct_json;        /* new m.direct content, or NULL */
+    struct cache_tags *tags;          /* the polling user's changed room tags (borrowed); each room's
+                                       * listeners get a CU_ACCOUNT_DATA carrying the room ID */
+    int n_tags;                       /* entries */
     int64_t pos;                      /* highest NID now stored */
 };
 

@@ -300,6 +300,29 @@ static void add_update(struct cache_changes *ch, struct cache_update *u)
     ch->user_updates[ch->n_user_updates++] = u;
 }
 
+/* The newest m.tag event of each joined room's account data in a response
+ * (JSON, heap) into ch->tags; the caller frees each tags_json and the array. */
+static void collect_tags(json_t *body, struct cache_changes *ch)
+{
+    json_t *join = json_object_get(json_object_get(body, "rooms"), "join");
+    const char *rid;
+    json_t *sec;
+    json_object_foreach(join, rid, sec)
+    {
+        json_t *evs = json_object_get(json_object_get(sec, "account_data"), "events");
+        json_t *last = NULL, *ev;
+        size_t i;
+        json_array_foreach(evs, i, ev)
+        {
+            json_t *t = json_object_get(ev, "type");
+            if (json_is_string(t) && strcmp(json_string_value(t), "m.tag") == 0) last = ev;
+        }
+        if (!last) continue;
+        ch->tags = xrealloc(ch->tags, (size_t)(ch->n_tags + 1) * sizeof *ch->tags);
+        ch->tags[ch->n_tags++] = (struct cache_tags){rid, json_dumps(last, JSON_COMPACT)};
+    }
+}
+
 /* Reads what the caches need after a commit and applies it. */
 static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, struct acc_result *ar)
 {
@@ -361,6 +384,7 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
         if (ar->n_account_data &&
             store_account_data_get(c, res->user_id, "", "m.direct", (char **)&ch.m_direct_json, &err) < 0)
             goto out;
+        if (ar->n_account_data) collect_tags(res->body, &ch);
     }
     for (size_t i = 0; i < ar->n_unread; i++) {
         struct cache_update *u = cache_update_new(CU_UNREAD, ar->unread[i].room_id, NULL);
@@ -392,6 +416,8 @@ out:
     for (int i = 0; i < ch.n_invites; i++) store_user_room_release(&ch.invites[i]);
     free(ch.invites);
     free((char *)ch.m_direct_json);
+    for (int i = 0; i < ch.n_tags; i++) free((char *)ch.tags[i].tags_json);
+    free(ch.tags);
     free(ch.events);
     free(ch.reset_rooms);
     free(ch.members);

@@ -35,6 +35,7 @@ void store_user_room_release(struct store_user_room *r)
 {
     free(r->room_id);
     free(r->invite_state);
+    free(r->tags_json);
     *r = (struct store_user_room){0};
 }
 
@@ -62,11 +63,12 @@ int store_user_rooms(PGconn *c, const char *user_id, struct store_user_room **ou
         "  h2.event_type = 'm.room.member' AND h2.state_key = $1 AND h2.membership <> 'join'), 0)) AS join_nid "
         "  FROM joined j) "
         "SELECT sp.room_id, false, sp.join_nid, COALESCE(e.origin_server_ts, 0), NULL, 0, "
-        "  COALESCE(u.notification_count, 0), COALESCE(u.highlight_count, 0) FROM spans sp "
+        "  COALESCE(u.notification_count, 0), COALESCE(u.highlight_count, 0), a.data FROM spans sp "
         "  LEFT JOIN syncv3_events e ON e.event_nid = sp.join_nid "
         "  LEFT JOIN syncv3_unread u ON u.user_id = $1 AND u.room_id = sp.room_id "
+        "  LEFT JOIN syncv3_account_data a ON a.user_id = $1 AND a.room_id = sp.room_id AND a.type = 'm.tag' "
         "UNION ALL "
-        "SELECT i.room_id, true, 0, 0, i.invite_state, i.ts, 0, 1 FROM syncv3_invites i WHERE i.user_id = $1 "
+        "SELECT i.room_id, true, 0, 0, i.invite_state, i.ts, 0, 1, NULL FROM syncv3_invites i WHERE i.user_id = $1 "
         "  AND NOT EXISTS (SELECT 1 FROM joined j WHERE j.room_id = i.room_id)",
         1, p);
     if (!r) return -1;
@@ -82,6 +84,7 @@ int store_user_rooms(PGconn *c, const char *user_id, struct store_user_room **ou
             .invite_ts = db_get_i64(r, i, 5),
             .notif = db_get_i64(r, i, 6),
             .highlight = db_get_i64(r, i, 7),
+            .tags_json = dup_opt(r, i, 8),
         };
     }
     PQclear(r);
@@ -163,6 +166,54 @@ out:
     PQclear(r);
     PQclear(h);
     buf_release(&ids);
+    return rc;
+}
+
+int store_latest_of_types(PGconn *c, const char *const *room_ids, const int64_t *after_nids, int n_rooms,
+                          const char *const *types, int n_types, int64_t pos, int64_t *ts_out, char **err)
+{
+    for (int i = 0; i < n_rooms; i++) ts_out[i] = 0;
+    if (!n_rooms || !n_types) return 0;
+    struct buf a_idx = BUF_INIT, a_room = BUF_INIT, a_nid = BUF_INIT, a_type = BUF_INIT;
+    buf_putc(&a_idx, '{');
+    buf_putc(&a_room, '{');
+    buf_putc(&a_nid, '{');
+    for (int i = 0; i < n_rooms; i++) {
+        const char *sep = i ? "," : "";
+        buf_printf(&a_idx, "%s%d", sep, i);
+        buf_puts(&a_room, sep);
+        db_array_elem(&a_room, room_ids[i]);
+        buf_printf(&a_nid, "%s%lld", sep, (long long)after_nids[i]);
+    }
+    buf_putc(&a_idx, '}');
+    buf_putc(&a_room, '}');
+    buf_putc(&a_nid, '}');
+    ids_array(&a_type, types, n_types);
+    char posb[24];
+    snprintf(posb, sizeof posb, "%lld", (long long)pos);
+    const char *p[] = {buf_cstr(&a_idx), buf_cstr(&a_room), buf_cstr(&a_nid), buf_cstr(&a_type), posb};
+    /* One backward index scan per (room, type), stopping at its newest event. */
+    PGresult *r = db_exec(
+        c, err,
+        "SELECT u.i, max(x.ts) FROM unnest($1::int[], $2::text[], $3::bigint[]) AS u(i, room_id, after) "
+        "CROSS JOIN unnest($4::text[]) AS t(type) "
+        "CROSS JOIN LATERAL (SELECT e.origin_server_ts AS ts FROM syncv3_events e WHERE e.room_id = u.room_id "
+        "AND NOT e.is_state AND e.event_type = t.type AND e.event_nid > u.after AND e.event_nid <= $5::bigint "
+        "ORDER BY e.event_nid DESC LIMIT 1) x GROUP BY u.i",
+        5, p);
+    int rc = -1;
+    if (!r) goto out;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int idx = (int)db_get_i64(r, i, 0);
+        if (idx >= 0 && idx < n_rooms) ts_out[idx] = db_get_i64(r, i, 1);
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    buf_release(&a_idx);
+    buf_release(&a_room);
+    buf_release(&a_nid);
+    buf_release(&a_type);
     return rc;
 }
 

@@ -44,6 +44,7 @@ struct store_user_room {
     int64_t invite_ts;     /* when the invite was seen */
     int64_t notif;         /* notification_count */
     int64_t highlight;     /* highlight_count */
+    char *tags_json;       /* the user's m.tag account data event for the room (JSON), or NULL */
 };
 
 void store_room_release(struct store_room *r);
@@ -56,6 +57,12 @@ int store_user_rooms(PGconn *c, const char *user_id, struct store_user_room **ou
 /* Room metadata for the given rooms (missing rooms are skipped). */
 int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct store_room **out, int *n,
                     char **err);
+/* For each room (after_nids[i]: the user's join), the newest origin_server_ts
+ * among the latest timeline events of each of the types, between after_nid
+ * (exclusive) and pos (inclusive); 0 where there is none. ts_out[i] answers
+ * room_ids[i]. */
+int store_latest_of_types(PGconn *c, const char *const *room_ids, const int64_t *after_nids, int n_rooms,
+                          const char *const *types, int n_types, int64_t pos, int64_t *ts_out, char **err);
 /* The user's global m.direct content (heap JSON) or NULL when none. */
 int store_account_data_get(PGconn *c, const char *user_id, const char *room_id, const char *type, char **json,
                            char **err);

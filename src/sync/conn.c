@@ -25,11 +25,26 @@ struct croom {
     UT_hash_handle hh;     /* in conn.rooms */
 };
 
+/* A room's recency in a list with bump_event_types (§12.1). */
+struct bump_ts {
+    char *room_id;         /* the room (owned; hash key) */
+    int64_t ts;            /* origin_server_ts of its newest bumping event */
+    UT_hash_handle hh;     /* in clist.bump */
+};
+
 /* A list's sorted rooms. */
 struct clist {
     char *key;             /* list key (owned) */
     struct sync_list *l;   /* the rooms */
+    struct bump_ts *bump;  /* room -> recency, for lists with bump_event_types */
     UT_hash_handle hh;     /* in conn.lists */
+};
+
+/* The children of a space named in a `spaces` filter (§13). */
+struct cspace {
+    char *space_id;                /* the space (owned; hash key) */
+    struct sync_roomset children;  /* state keys of its m.space.child events with an array `via` */
+    UT_hash_handle hh;             /* in conn.spaces */
 };
 
 struct conn {
@@ -46,6 +61,7 @@ struct conn {
     struct ext_state ext;          /* the extensions' sticky state */
     struct clist *lists;           /* key -> sorted rooms */
     struct croom *rooms;           /* room_id -> view */
+    struct cspace *spaces;         /* spaces named by filters -> their children, kept live */
     int64_t pos;                   /* stream position the view reflects */
     int64_t next_pos;              /* last pos handed out */
     int64_t last_req_pos;          /* pos of the last processed request (0 = none) */
@@ -106,15 +122,35 @@ static struct conn *conn_new(struct sync_ctx *ctx, const char *user_id, const ch
     return c;
 }
 
+static void clist_free(struct clist *l)
+{
+    struct bump_ts *b, *bt;
+    HASH_ITER(hh, l->bump, b, bt)
+    {
+        HASH_DEL(l->bump, b);
+        free(b->room_id);
+        free(b);
+    }
+    sync_list_free(l->l);
+    free(l->key);
+    free(l);
+}
+
 static void conn_destroy(struct conn *c)
 {
     struct clist *l, *lt;
     HASH_ITER(hh, c->lists, l, lt)
     {
         HASH_DEL(c->lists, l);
-        sync_list_free(l->l);
-        free(l->key);
-        free(l);
+        clist_free(l);
+    }
+    struct cspace *sp, *spt;
+    HASH_ITER(hh, c->spaces, sp, spt)
+    {
+        HASH_DEL(c->spaces, sp);
+        sync_roomset_release(&sp->children);
+        free(sp->space_id);
+        free(sp);
     }
     struct croom *r, *rt;
     HASH_ITER(hh, c->rooms, r, rt)
@@ -489,15 +525,34 @@ static struct resp_room *resp_room_get(struct conn *c, struct conn_resp *r, cons
     return rr;
 }
 
+/* Most predecessors include_old_rooms walks back (a guard against cycles). */
+#define CONN_MAX_OLD_ROOMS 32
+
+static void add_snapshot_one(struct conn *c, struct conn_resp *r, const char *room_id,
+                             const struct sync_roomsub *sub)
+{
+    struct resp_room *rr = resp_room_get(c, r, room_id);
+    rr->snapshot = true;
+    room_params_add(&rr->params, sub->timeline_limit, sub->required_state, sub->n_required_state,
+                    sub->has_include_heroes && sub->include_heroes);
+}
+
 static void add_snapshot(struct conn *c, struct conn_resp *r, const char *room_id, const struct sync_roomsub *sub)
 {
     struct croom *cr;
     HASH_FIND_STR(c->rooms, room_id, cr);
     if (!cr) return;
-    struct resp_room *rr = resp_room_get(c, r, room_id);
-    rr->snapshot = true;
-    room_params_add(&rr->params, sub->timeline_limit, sub->required_state, sub->n_required_state,
-                    sub->has_include_heroes && sub->include_heroes);
+    add_snapshot_one(c, r, room_id, sub);
+    if (!sub->include_old_rooms || cr->ur->invite) return;
+    /* §11.9: the predecessors the user is joined to, newest first, until the
+     * first one they are not in; in `rooms` only, never in list ops. */
+    for (int depth = 0; depth < CONN_MAX_OLD_ROOMS && cr->ur->meta; depth++) {
+        const char *pred = cr->ur->meta->r.predecessor;
+        if (!pred || !*pred || strcmp(pred, room_id) == 0) break;
+        HASH_FIND_STR(c->rooms, pred, cr);
+        if (!cr || cr->ur->invite) break;
+        add_snapshot_one(c, r, cr->ur->room_id, sub->include_old_rooms);
+    }
 }
 
 static void add_snapshots(struct conn *c, struct conn_resp *r, struct sync_roomset *set,
@@ -546,11 +601,27 @@ static bool tri_ok(enum sync_tri t, bool v)
     return t == SYNC_TRI_UNSET || (t == SYNC_TRI_TRUE) == v;
 }
 
+static bool joined(struct conn *c, const char *room_id)
+{
+    struct croom *cr;
+    HASH_FIND_STR(c->rooms, room_id, cr);
+    return cr && !cr->ur->invite;
+}
+
+static bool space_has_child(struct conn *c, const char *space_id, const char *room_id)
+{
+    struct cspace *sp;
+    HASH_FIND_STR(c->spaces, space_id, sp);
+    return sp && sync_roomset_has(&sp->children, room_id);
+}
+
 static bool matches(struct conn *c, struct croom *cr, const struct sync_req_list *rl)
 {
+    const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
+    /* §11.9: a room replaced by one the user is joined to is in no list. */
+    if (m && m->upgraded && *m->upgraded && joined(c, m->upgraded)) return false;
     if (!rl->has_filters) return true;
     const struct sync_filters *f = &rl->filters;
-    const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
     bool encrypted = cr->ur->invite ? invite_has(cr->ur->invite_state, "m.room.encryption", NULL)
                                    : (m && m->encrypted);
     if (!tri_ok(f->is_encrypted, encrypted)) return false;
@@ -559,6 +630,15 @@ static bool matches(struct conn *c, struct croom *cr, const struct sync_req_list
     if (!tri_ok(f->is_invite, cr->ur->invite)) return false;
     if (f->room_name_like && *f->room_name_like && !strcasestr(croom_name(c, cr), f->room_name_like))
         return false;
+    /* not_tags first, so it wins over tags. An empty array filters nothing. */
+    if (f->has_not_tags)
+        for (size_t i = 0; i < f->not_tags.n; i++)
+            if (f->not_tags.v[i] && user_room_has_tag(cr->ur, f->not_tags.v[i])) return false;
+    if (f->has_tags && f->tags.n) {
+        bool any = false;
+        for (size_t i = 0; i < f->tags.n && !any; i++) any = f->tags.v[i] && user_room_has_tag(cr->ur, f->tags.v[i]);
+        if (!any) return false;
+    }
     if (f->has_room_types || f->has_not_room_types) {
         const char *type = NULL;
         char *owned = NULL;
@@ -571,6 +651,14 @@ static bool matches(struct conn *c, struct croom *cr, const struct sync_req_list
         free(owned);
         if (!ok) return false;
     }
+    if (f->has_spaces && f->spaces.n) {
+        /* Only spaces the user is joined to say anything (no leak of others). */
+        bool any = false;
+        for (size_t i = 0; i < f->spaces.n && !any; i++)
+            any = f->spaces.v[i] && joined(c, f->spaces.v[i]) &&
+                  space_has_child(c, f->spaces.v[i], cr->ur->room_id);
+        if (!any) return false;
+    }
     return true;
 }
 
@@ -581,10 +669,45 @@ static bool sorts_by_name(const struct sync_req_list *rl)
     return false;
 }
 
-static struct sync_list_keys keys_of(struct conn *c, struct croom *cr, const struct sync_req_list *rl)
+static bool has_bump_types(const struct sync_req_list *rl)
+{
+    return rl->has_bump_event_types && rl->bump_event_types.n > 0;
+}
+
+static struct bump_ts *bump_get(struct clist *cl, const char *room_id)
+{
+    struct bump_ts *b;
+    HASH_FIND_STR(cl->bump, room_id, b);
+    return b;
+}
+
+static void bump_set(struct clist *cl, const char *room_id, int64_t ts)
+{
+    struct bump_ts *b = bump_get(cl, room_id);
+    if (!b) {
+        b = xcalloc(1, sizeof *b);
+        b->room_id = xstrdup(room_id);
+        HASH_ADD_KEYPTR(hh, cl->bump, b->room_id, strlen(b->room_id), b);
+    }
+    b->ts = ts;
+}
+
+/* §12.1: invites use the invite's time; lists with bump_event_types keep
+ * their own per-room value (frozen at the room's latest activity when first
+ * seen, moved only by events of the listed types); others the latest event.
+ * Never before the user's join. */
+static struct sync_list_keys keys_of(struct conn *c, struct clist *cl, struct croom *cr,
+                                     const struct sync_req_list *rl)
 {
     const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
     int64_t recency = cr->ur->invite ? cr->ur->invite_ts : (m ? m->latest_ts : 0);
+    if (!cr->ur->invite && has_bump_types(rl)) {
+        struct bump_ts *b = bump_get(cl, cr->ur->room_id);
+        if (b)
+            recency = b->ts;
+        else
+            bump_set(cl, cr->ur->room_id, recency > cr->ur->join_ts ? recency : cr->ur->join_ts);
+    }
     if (!cr->ur->invite && cr->ur->join_ts > recency) recency = cr->ur->join_ts;
     return (struct sync_list_keys){
         .room_id = cr->ur->room_id,
@@ -608,7 +731,7 @@ static void rebuild_list(struct conn *c, struct clist *cl, const struct sync_req
     size_t n = HASH_COUNT(c->rooms), k = 0;
     struct sync_list_keys *keys = xcalloc(n ? n : 1, sizeof *keys);
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next)
-        if (matches(c, cr, rl)) keys[k++] = keys_of(c, cr, rl);
+        if (matches(c, cr, rl)) keys[k++] = keys_of(c, cl, cr, rl);
     sync_list_upsert_many(cl->l, keys, k);
     free(keys);
 }
@@ -677,7 +800,7 @@ static void relist_room(struct conn *c, struct conn_resp *r, const char *room_id
         struct sync_ops *ops = resp_ops(r, cl->key);
         bool in = sync_list_index_of(cl->l, room_id) >= 0;
         if (cr && matches(c, cr, rl)) {
-            struct sync_list_keys k = keys_of(c, cr, rl);
+            struct sync_list_keys k = keys_of(c, cl, cr, rl);
             if (rl->slow_get_all_rooms) {
                 sync_list_upsert(cl->l, &k, NULL, NULL);
                 if (!in) sync_roomset_add(&snaps, room_id);
@@ -767,6 +890,87 @@ static int load_rooms(struct conn *c, char **err)
     return 0;
 }
 
+/* §12.1: on the connection's first request, a list with bump_event_types
+ * starts each joined room at its newest event of those types after the join
+ * (or the join). Lists added later start from the latest event (keys_of). */
+static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_list *rl, char **err)
+{
+    size_t n = HASH_COUNT(c->rooms), k = 0;
+    const char **ids = xcalloc(n ? n : 1, sizeof *ids);
+    int64_t *after = xcalloc(n ? n : 1, sizeof *after);
+    int64_t *ts = xcalloc(n ? n : 1, sizeof *ts);
+    struct croom **crs = xcalloc(n ? n : 1, sizeof *crs);
+    for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
+        if (cr->ur->invite) continue;
+        crs[k] = cr;
+        after[k] = cr->ur->join_nid;
+        ids[k++] = cr->ur->room_id;
+    }
+    int rc = -1;
+    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    if (!pg) goto out;
+    rc = store_latest_of_types(pg, ids, after, (int)k, (const char *const *)rl->bump_event_types.v,
+                               (int)rl->bump_event_types.n, c->pos, ts, err);
+    db_release(c->ctx->db, pg);
+    if (rc < 0) goto out;
+    for (size_t i = 0; i < k; i++)
+        bump_set(cl, ids[i], ts[i] > crs[i]->ur->join_ts ? ts[i] : crs[i]->ur->join_ts);
+out:
+    free(ids);
+    free(after);
+    free(ts);
+    free(crs);
+    return rc;
+}
+
+/* Whether an m.space.child event's content has an array `via` (event JSON). */
+static bool child_event_valid(const char *json)
+{
+    json_t *j = json_loads(json, 0, NULL);
+    bool ok = json_is_array(json_object_get(json_object_get(j, "content"), "via"));
+    json_decref(j);
+    return ok;
+}
+
+/* Reads the children of the spaces a list filters by that are not known yet,
+ * as of the connection's position (later changes arrive as events). */
+static int load_spaces(struct conn *c, const struct sync_req_list *rl, char **err)
+{
+    if (!rl->has_filters || !rl->filters.has_spaces) return 0;
+    const struct sync_strv *sv = &rl->filters.spaces;
+    const char **ids = xcalloc(sv->n ? sv->n : 1, sizeof *ids);
+    int k = 0;
+    for (size_t i = 0; i < sv->n; i++) {
+        struct cspace *sp;
+        if (!sv->v[i]) continue;
+        HASH_FIND_STR(c->spaces, sv->v[i], sp);
+        bool dup = false;
+        for (int j = 0; j < k && !dup; j++) dup = strcmp(ids[j], sv->v[i]) == 0;
+        if (!sp && !dup) ids[k++] = sv->v[i];
+    }
+    int rc = 0;
+    if (k) {
+        struct store_tl *out = xcalloc((size_t)k, sizeof *out);
+        const char *types[] = {"m.space.child"}, *keys[] = {"*"};
+        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        rc = pg ? store_state_at(pg, ids, k, c->pos, types, keys, 1, out, err) : -1;
+        if (pg) db_release(c->ctx->db, pg);
+        for (int i = 0; i < k && rc == 0; i++) {
+            struct cspace *sp = xcalloc(1, sizeof *sp);
+            sp->space_id = xstrdup(ids[i]);
+            sync_roomset_init(&sp->children);
+            for (int e = 0; e < out[i].n; e++)
+                if (out[i].events[e]->state_key && child_event_valid(out[i].events[e]->json))
+                    sync_roomset_add(&sp->children, out[i].events[e]->state_key);
+            HASH_ADD_KEYPTR(hh, c->spaces, sp->space_id, strlen(sp->space_id), sp);
+        }
+        for (int i = 0; i < k; i++) store_tl_release(&out[i]);
+        free(out);
+    }
+    free(ids);
+    return rc;
+}
+
 int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_resp *resp, char **err)
 {
     if (!c->loaded && load_rooms(c, err) < 0) return -1;
@@ -781,9 +985,7 @@ int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_r
         if (d->deleted) {
             if (cl) {
                 HASH_DEL(c->lists, cl);
-                sync_list_free(cl->l);
-                free(cl->key);
-                free(cl);
+                clist_free(cl);
             }
             continue;
         }
@@ -797,12 +999,21 @@ int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_r
             cl->key = xstrdup(d->key);
             cl->l = sync_list_new();
             HASH_ADD_KEYPTR(hh, c->lists, cl->key, strlen(cl->key), cl);
+            if ((resp->initial && has_bump_types(rl) && load_bump(c, cl, rl, err) < 0) ||
+                load_spaces(c, rl, err) < 0) {
+                sync_req_changes_release(&ch);
+                return -1;
+            }
             rebuild_list(c, cl, rl);
             if (rl->slow_get_all_rooms)
                 sync_ops_all_rooms(ops, cl->l, &snaps);
             else
                 sync_ops_sync_ranges(ops, cl->l, &rl->ranges, &snaps);
         } else if (d->sort_changed || d->filters_changed) {
+            if (load_spaces(c, rl, err) < 0) {
+                sync_req_changes_release(&ch);
+                return -1;
+            }
             if (!rl->slow_get_all_rooms) sync_ops_invalidate_ranges(ops, &d->old_ranges, (int64_t)sync_list_count(cl->l));
             rebuild_list(c, cl, rl);
             if (rl->slow_get_all_rooms)
@@ -844,6 +1055,40 @@ int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_r
 
 /* ---- live updates ---- */
 
+/* §11.9: joining a room leaves its predecessor out of every list. */
+static void relist_predecessor(struct conn *c, struct conn_resp *r, struct croom *cr)
+{
+    const char *pred = cr->ur->meta ? cr->ur->meta->r.predecessor : NULL;
+    struct croom *pc = NULL;
+    if (pred && *pred) HASH_FIND_STR(c->rooms, pred, pc);
+    if (pc) relist_room(c, r, pc->ur->room_id, false);
+}
+
+/* A space named by a filter gained or lost a child: re-evaluate the child. */
+static void space_child_changed(struct conn *c, struct conn_resp *r, const struct event *ev)
+{
+    struct cspace *sp;
+    HASH_FIND_STR(c->spaces, ev->room_id, sp);
+    if (!sp) return;
+    bool was = sync_roomset_has(&sp->children, ev->state_key);
+    bool is = child_event_valid(ev->json);
+    if (was == is) return;
+    if (is) {
+        sync_roomset_add(&sp->children, ev->state_key);
+    } else {
+        /* No removal in the set's API: rebuild it without the child. */
+        struct sync_roomset n;
+        sync_roomset_init(&n);
+        for (struct sync_roomset_entry *e = sp->children.h; e; e = e->hh.next)
+            if (strcmp(e->room_id, ev->state_key) != 0) sync_roomset_add(&n, e->room_id);
+        sync_roomset_release(&sp->children);
+        sp->children = n;
+    }
+    struct croom *child;
+    HASH_FIND_STR(c->rooms, ev->state_key, child);
+    if (child) relist_room(c, r, child->ur->room_id, false);
+}
+
 static void live_event(struct conn *c, struct conn_resp *r, struct cache_update *u)
 {
     struct event *ev = u->ev;
@@ -882,7 +1127,15 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         user_room_unref(rr->ur);
         rr->ur = user_room_ref(cr->ur);
     }
+    /* §12.1: lists with bump_event_types move only for their types. */
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        struct sync_req_list *rl = muxed_list(c, cl->key);
+        if (rl && has_bump_types(rl) && !cr->ur->invite && strv_has(&rl->bump_event_types, ev->type))
+            bump_set(cl, u->room_id, ev->ts);
+    }
     relist_room(c, r, u->room_id, joined_now);
+    if (joined_now) relist_predecessor(c, r, cr);
+    if (ev->state_key && strcmp(ev->type, "m.space.child") == 0) space_child_changed(c, r, ev);
     HASH_FIND_STR(r->rooms, u->room_id, rr);
     if ((rr && rr->snapshot) || visible(c, u->room_id)) {
         rr = resp_room_get(c, r, u->room_id);
@@ -936,8 +1189,9 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         if (cr)
             croom_set(c, cr, ur);
         else
-            croom_add(c, ur);
+            cr = croom_add(c, ur);
         relist_room(c, r, u->room_id, joined_now);
+        if (joined_now) relist_predecessor(c, r, cr);
         break;
     }
     case CU_LEAVE:
@@ -969,6 +1223,16 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         pthread_mutex_unlock(&c->q_lock);
         break;
     case CU_ACCOUNT_DATA:
+        if (cr) {
+            /* The room's tags changed (§13 tags / not_tags). */
+            struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
+            if (ur) {
+                croom_set(c, cr, ur);
+                relist_room(c, r, u->room_id, false);
+            }
+        }
+        ext_note(&c->ext, r->ext, u->kind);
+        break;
     case CU_TO_DEVICE:
     case CU_DEVICE_DATA: ext_note(&c->ext, r->ext, u->kind); break;
     }
