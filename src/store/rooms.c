@@ -261,7 +261,8 @@ int store_timelines(PGconn *c, const struct store_tl_req *reqs, int n, struct st
         db_array_elem(&a_room, reqs[i].room_id);
         buf_printf(&a_lo, "%s%lld", sep, (long long)reqs[i].from_nid);
         buf_printf(&a_hi, "%s%lld", sep, (long long)reqs[i].to_nid);
-        buf_printf(&a_lim, "%s%d", sep, reqs[i].limit);
+        /* One more than asked: finding it tells that the timeline is limited. */
+        buf_printf(&a_lim, "%s%d", sep, reqs[i].limit + 1);
     }
     for (int k = 0; k < 5; k++) buf_putc(all[k], '}');
     const char *p[] = {buf_cstr(&a_idx), buf_cstr(&a_room), buf_cstr(&a_lo), buf_cstr(&a_hi), buf_cstr(&a_lim)};
@@ -284,9 +285,18 @@ int store_timelines(PGconn *c, const struct store_tl_req *reqs, int n, struct st
         int idx = (int)db_get_i64(r, i, 0);
         if (idx < 0 || idx >= n || stopped[idx]) continue;
         struct store_tl *t = &out[idx];
+        if (t->n == reqs[idx].limit) {
+            t->limited = true; /* an older visible event exists */
+            stopped[idx] = true;
+            continue;
+        }
         t->events = xrealloc(t->events, (size_t)(t->n + 1) * sizeof *t->events);
         t->events[t->n++] = row_event(r, i, 1);
-        if (PQgetvalue(r, i, 10)[0] == 't') stopped[idx] = true;
+        if (PQgetvalue(r, i, 10)[0] == 't') {
+            /* A gap: what came before this event was never seen. */
+            stopped[idx] = true;
+            t->limited = true;
+        }
         const char *b = db_get_str(r, i, 11);
         free(t->prev_batch);
         t->prev_batch = NULL;

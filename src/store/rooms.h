@@ -80,6 +80,7 @@ struct store_tl {
     struct event **events; /* owned refs */
     int n;                 /* entries */
     char *prev_batch;      /* heap or NULL */
+    bool limited;          /* older visible events exist, or the oldest follows a gap */
 };
 
 /* Loads the newest events of several rooms in one round trip. out[i] answers

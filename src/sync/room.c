@@ -370,6 +370,8 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         if (m && m->joined_count) key_int(b, &f, "joined_count", m->joined_count);
         key_int(b, &f, "invited_count", m ? m->invited_count : 0);
         if (r->tl.prev_batch) key_str(b, &f, "prev_batch", r->tl.prev_batch);
+        /* The original never set it; clients need it to know a gap is there. */
+        if (r->tl.limited) buf_puts(b, ",\"limited\":true");
     }
     if (r->num_live) key_int(b, &f, "num_live", r->num_live);
     int64_t ts = m ? m->latest_ts : 0;

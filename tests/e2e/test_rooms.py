@@ -52,13 +52,15 @@ def test_first_request_returns_rooms(proxy, alice, bob, three_rooms):
         assert room["initial"] is True
         assert room["invited_count"] == 0
         assert "invite_state" not in room
-        assert "limited" not in room
         assert room["avatar"] is None
     # timelines: the newest event only, exactly as the homeserver sent it
     assert room1["timeline"] == t1[-1:]
     assert room2["timeline"] == t2[-1:]
     assert room3["timeline"] == t3[-1:]
     assert room1["prev_batch"] == "pb1"
+    # limited: only where older visible events exist (room2 has b1 before b2)
+    assert "limited" not in room1 and "limited" not in room3
+    assert room2["limited"] is True
     # b2 is not the first event of its chunk: no token is known that starts
     # exactly before it, and one from before b1 would skip b1 (spec §11.1).
     assert "prev_batch" not in room2

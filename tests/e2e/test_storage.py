@@ -237,6 +237,7 @@ def test_limited_timeline_marks_gap_and_snapshots_stop_there(proxy, db, alice):
     room = resp["rooms"][rid]
     assert timeline_ids(room) == [e["event_id"] for e in after], "timeline crossed the gap"
     assert room.get("prev_batch") == "p_gap"
+    assert room.get("limited") is True, "a timeline that stops at a gap is limited"
 
     # a limited chunk that starts with a known event has no gap
     more = F.message(A, "contiguous")
