@@ -98,6 +98,7 @@ void cache_update_unref(struct cache_update *u)
     free(u->room_id);
     free(u->device_id);
     event_unref(u->ev);
+    free(u->json);
     free(u);
 }
 
@@ -644,6 +645,21 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
         }
         cache_update_unref(upd);
     }
+    /* After the events, so a receipt never arrives before its event. */
+    for (int i = 0; i < ch->n_room_updates; i++) {
+        struct cache_update *upd = ch->room_updates[i];
+        struct room_entry *re = find_room(c, upd->room_id);
+        struct uset *s, *t;
+        if (re) HASH_ITER(hh, re->users, s, t)
+        {
+            struct user_entry *u = find_user(c, s->user_id);
+            struct ur_entry *e = NULL;
+            if (u) HASH_FIND_STR(u->rooms, upd->room_id, e);
+            if (e && !e->r->invite) notify(u, upd);
+        }
+        cache_update_unref(upd);
+    }
+    ch->n_room_updates = 0;
     if (poller_user) {
         for (int i = 0; i < ch->n_tags; i++) {
             struct ur_entry *e;
@@ -686,6 +702,7 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
                 if (e) user_del_room(c, poller_user, upd->room_id);
             }
             if (upd->kind == CU_UNREAD && !e) deliver = false;
+            if (upd->kind == CU_RECEIPT && (!e || e->r->invite)) deliver = false;
             if (deliver) notify(poller_user, upd);
         }
         cache_update_unref(upd);

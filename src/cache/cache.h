@@ -41,6 +41,8 @@ enum cache_update_kind {
     CU_TO_DEVICE,      /* to-device messages arrived for device_id */
     CU_DEVICE_DATA,    /* device lists / OTK counts changed for device_id */
     CU_TOKEN_EXPIRED,  /* device_id's token died: its connections end */
+    CU_TYPING,         /* a room's m.typing EDU changed (json: the EDU) */
+    CU_RECEIPT,        /* receipts of a room changed (json: the changed rows, see ingest) */
 };
 
 /* One update, shared (reference-counted) by every connection it goes to. */
@@ -52,6 +54,9 @@ struct cache_update {
     struct event *ev;           /* CU_EVENT: the event (owned ref) */
     int64_t notif, highlight;   /* CU_UNREAD: the new counts */
     int64_t nid;                /* stream position this update belongs to (0 = none) */
+    char *json;                 /* CU_TYPING: the EDU; CU_RECEIPT: the changed rows (ingest's
+                                 * acc_ephemeral form); owned, else NULL */
+    bool is_private;            /* CU_RECEIPT: m.read.private rows (the user's own) */
 };
 
 struct cache_update *cache_update_new(enum cache_update_kind kind, const char *room_id, const char *device_id);
@@ -153,6 +158,8 @@ struct cache_changes {
     int n_members;                    /* entries */
     const char **reset_rooms;         /* rooms whose state changed outside the timeline */
     int n_reset;                      /* entries */
+    struct cache_update **room_updates; /* updates for every loaded user joined to their room (ownership taken) */
+    int n_room_updates;               /* entries */
     struct cache_update **user_updates; /* updates for the polling user (ownership taken) */
     int n_user_updates;               /* entries */
     struct store_user_room *invites;  /* the polling user's invites (ownership taken) */

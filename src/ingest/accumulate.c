@@ -794,6 +794,37 @@ static int write_account_data(struct ctx *x, const char *room_id, json_t *events
     return rc;
 }
 
+/* The room's entry in the result's ephemeral changes (created on first use). */
+static struct acc_ephemeral *result_ephemeral(struct ctx *x, const char *room_id)
+{
+    struct acc_result *o = x->out;
+    if (o->n_ephemeral && strcmp(o->ephemeral[o->n_ephemeral - 1].room_id, room_id) == 0)
+        return &o->ephemeral[o->n_ephemeral - 1];
+    o->ephemeral = xrealloc(o->ephemeral, (o->n_ephemeral + 1) * sizeof *o->ephemeral);
+    o->ephemeral[o->n_ephemeral] = (struct acc_ephemeral){.room_id = xstrdup(room_id)};
+    return &o->ephemeral[o->n_ephemeral++];
+}
+
+/* Appends the rows of r (user, thread, private, event, ts) whose private flag
+ * is priv to *acc, a JSON array text (created on first use). */
+static void receipt_rows(PGresult *r, bool priv, char **acc)
+{
+    json_t *arr = *acc ? json_loads(*acc, 0, NULL) : NULL;
+    if (!arr) arr = json_array();
+    size_t before = json_array_size(arr);
+    for (int i = 0; i < PQntuples(r); i++) {
+        bool p = PQgetvalue(r, i, 2)[0] == 't';
+        if (p != priv) continue;
+        json_array_append_new(arr, json_pack("[sssI]", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                                             PQgetvalue(r, i, 3), (json_int_t)db_get_i64(r, i, 4)));
+    }
+    if (json_array_size(arr) != before) {
+        free(*acc);
+        *acc = json_dumps(arr, JSON_COMPACT);
+    }
+    json_decref(arr);
+}
+
 static int write_ephemeral(struct ctx *x, const char *room_id, json_t *events)
 {
     size_t i;
@@ -805,13 +836,26 @@ static int write_ephemeral(struct ctx *x, const char *room_id, json_t *events)
         if (strcmp(type, "m.typing") == 0) {
             char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
             const char *p[] = {room_id, s};
-            int rc = db_cmd(x->c, x->err,
-                            "INSERT INTO syncv3_typing (room_id, event) VALUES ($1, $2) "
-                            "ON CONFLICT (room_id) DO UPDATE SET event = EXCLUDED.event",
-                            2, p);
+            /* Several pollers see the same typing EDU: a byte-identical
+             * repeat is no change (internals §2.7). */
+            PGresult *r = db_exec(x->c, x->err,
+                                  "INSERT INTO syncv3_typing AS t (room_id, event) VALUES ($1, $2) "
+                                  "ON CONFLICT (room_id) DO UPDATE SET event = EXCLUDED.event "
+                                  "WHERE t.event <> EXCLUDED.event RETURNING 1",
+                                  2, p);
+            if (!r) {
+                free(s);
+                return -1;
+            }
+            if (PQntuples(r)) {
+                struct acc_ephemeral *e = result_ephemeral(x, room_id);
+                free(e->typing);
+                e->typing = s;
+                s = NULL;
+                x->out->n_typing++;
+            }
+            PQclear(r);
             free(s);
-            if (rc < 0) return -1;
-            x->out->n_typing++;
         } else if (strcmp(type, "m.receipt") == 0) {
             json_t *content = json_object_get(ev, "content");
             if (!json_is_object(content)) continue;
@@ -853,12 +897,17 @@ static int write_ephemeral(struct ctx *x, const char *room_id, json_t *events)
                     "$4::bool[], $5::text[], $6::bigint[]) WITH ORDINALITY AS x(u, t, p, e, ts, o) "
                     "ORDER BY u, t, p, o DESC "
                     "ON CONFLICT (room_id, user_id, thread_id, is_private) DO UPDATE SET event_id = "
-                    "EXCLUDED.event_id, ts = EXCLUDED.ts WHERE rc.event_id <> EXCLUDED.event_id RETURNING 1",
+                    "EXCLUDED.event_id, ts = EXCLUDED.ts WHERE rc.event_id <> EXCLUDED.event_id "
+                    "RETURNING user_id, thread_id, is_private, event_id, ts",
                     6, p);
                 if (!r)
                     rc = -1;
-                else
+                else if (PQntuples(r)) {
                     x->out->n_receipts += PQntuples(r);
+                    struct acc_ephemeral *e = result_ephemeral(x, room_id);
+                    receipt_rows(r, false, &e->receipts);
+                    receipt_rows(r, true, &e->receipts_private);
+                }
                 PQclear(r);
             }
             for (int k = 0; k < 5; k++) arr_release(all[k]);
@@ -1275,6 +1324,13 @@ void acc_result_release(struct acc_result *r)
     free(r->invites);
     for (size_t i = 0; i < r->n_leaves; i++) free(r->leaves[i]);
     free(r->leaves);
+    for (size_t i = 0; i < r->n_ephemeral; i++) {
+        free(r->ephemeral[i].room_id);
+        free(r->ephemeral[i].typing);
+        free(r->ephemeral[i].receipts);
+        free(r->ephemeral[i].receipts_private);
+    }
+    free(r->ephemeral);
     *r = (struct acc_result){0};
 }
 

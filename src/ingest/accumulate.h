@@ -54,6 +54,16 @@ struct acc_unread {
     int64_t highlight;      /* highlight_count */
 };
 
+/* Typing and receipt changes of one room (internals §2.7). Receipts are a
+ * compact JSON array of rows [user_id, thread_id ("" = unthreaded),
+ * event_id, ts], only the rows whose event changed. */
+struct acc_ephemeral {
+    char *room_id;          /* the room */
+    char *typing;           /* the new m.typing EDU (compact JSON), NULL = unchanged */
+    char *receipts;         /* changed public receipts, NULL = none */
+    char *receipts_private; /* the polling user's changed m.read.private receipts, NULL = none */
+};
+
 /* Everything a response changed, for the caches and connections. */
 struct acc_result {
     struct acc_room *rooms;     /* rooms with new events or state */
@@ -68,8 +78,10 @@ struct acc_result {
     int n_account_data;         /* account data events stored */
     bool device_data_changed;   /* otk counts, fallback types or device lists changed */
     int n_events;               /* new events stored (all rooms) */
-    int n_typing;               /* typing EDUs stored */
+    int n_typing;               /* typing EDUs that changed */
     int n_receipts;             /* receipt rows changed */
+    struct acc_ephemeral *ephemeral; /* rooms whose typing or receipts changed */
+    size_t n_ephemeral;         /* entries in ephemeral */
 };
 
 /* Last-seen E2EE values of one poller, to forward only changes. */

@@ -323,6 +323,38 @@ static void collect_tags(json_t *body, struct cache_changes *ch)
     }
 }
 
+static void add_room_update(struct cache_changes *ch, struct cache_update *u)
+{
+    ch->room_updates = xrealloc(ch->room_updates, (size_t)(ch->n_room_updates + 1) * sizeof *ch->room_updates);
+    ch->room_updates[ch->n_room_updates++] = u;
+}
+
+/* Typing and public receipts go to every joined member, private receipts
+ * only to their owner (the polling user). */
+static void add_ephemeral(struct cache_changes *ch, struct acc_result *ar)
+{
+    for (size_t i = 0; i < ar->n_ephemeral; i++) {
+        struct acc_ephemeral *e = &ar->ephemeral[i];
+        struct cache_update *u;
+        if (e->typing) {
+            u = cache_update_new(CU_TYPING, e->room_id, NULL);
+            u->json = xstrdup(e->typing);
+            add_room_update(ch, u);
+        }
+        if (e->receipts) {
+            u = cache_update_new(CU_RECEIPT, e->room_id, NULL);
+            u->json = xstrdup(e->receipts);
+            add_room_update(ch, u);
+        }
+        if (e->receipts_private) {
+            u = cache_update_new(CU_RECEIPT, e->room_id, NULL);
+            u->json = xstrdup(e->receipts_private);
+            u->is_private = true;
+            add_update(ch, u);
+        }
+    }
+}
+
 /* Reads what the caches need after a commit and applies it. */
 static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, struct acc_result *ar)
 {
@@ -402,6 +434,7 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
     }
     for (size_t i = 0; i < ar->n_leaves; i++) add_update(&ch, cache_update_new(CU_LEAVE, ar->leaves[i], NULL));
     if (ar->n_account_data) add_update(&ch, cache_update_new(CU_ACCOUNT_DATA, NULL, NULL));
+    add_ephemeral(&ch, ar);
     if (ar->n_to_device) add_update(&ch, cache_update_new(CU_TO_DEVICE, NULL, res->device_id));
     if (ar->device_data_changed) add_update(&ch, cache_update_new(CU_DEVICE_DATA, NULL, res->device_id));
     cache_apply(ing->cache, &ch);
@@ -413,6 +446,8 @@ out:
     free(ch.metas);
     for (int i = 0; i < ch.n_user_updates; i++) cache_update_unref(ch.user_updates[i]);
     free(ch.user_updates);
+    for (int i = 0; i < ch.n_room_updates; i++) cache_update_unref(ch.room_updates[i]);
+    free(ch.room_updates);
     for (int i = 0; i < ch.n_invites; i++) store_user_room_release(&ch.invites[i]);
     free(ch.invites);
     free((char *)ch.m_direct_json);

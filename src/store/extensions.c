@@ -226,3 +226,89 @@ void store_account_data_free(struct store_account_data *a, int n)
     }
     free(a);
 }
+
+/* Appends the PostgreSQL text[] literal of v to b. */
+static void text_array(struct buf *b, const char *const *v, int n)
+{
+    buf_putc(b, '{');
+    for (int i = 0; i < n; i++) {
+        if (i) buf_putc(b, ',');
+        db_array_elem(b, v[i]);
+    }
+    buf_putc(b, '}');
+}
+
+int store_typing_rooms(PGconn *c, const char *const *room_ids, int n_rooms, struct store_typing **out, int *n,
+                       char **err)
+{
+    *out = NULL;
+    *n = 0;
+    if (n_rooms == 0) return 0;
+    struct buf b = BUF_INIT;
+    text_array(&b, room_ids, n_rooms);
+    const char *p[] = {buf_cstr(&b)};
+    PGresult *r = db_exec(c, err, "SELECT room_id, event FROM syncv3_typing WHERE room_id = ANY($1::text[])", 1, p);
+    buf_release(&b);
+    if (!r) return -1;
+    int k = PQntuples(r);
+    *out = xcalloc((size_t)(k ? k : 1), sizeof **out);
+    for (int i = 0; i < k; i++)
+        (*out)[i] = (struct store_typing){xstrdup(PQgetvalue(r, i, 0)), xstrdup(PQgetvalue(r, i, 1))};
+    *n = k;
+    PQclear(r);
+    return 0;
+}
+
+void store_typing_free(struct store_typing *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(t[i].room_id);
+        free(t[i].json);
+    }
+    free(t);
+}
+
+int store_receipts_read(PGconn *c, const char *user_id, const char *const *room_ids, int n_rooms,
+                        const char *const *event_ids, int n_events, struct store_receipt **out, int *n, char **err)
+{
+    *out = NULL;
+    *n = 0;
+    if (n_rooms == 0) return 0;
+    struct buf rb = BUF_INIT, eb = BUF_INIT;
+    text_array(&rb, room_ids, n_rooms);
+    text_array(&eb, event_ids, n_events);
+    const char *p[] = {user_id, buf_cstr(&rb), buf_cstr(&eb)};
+    PGresult *r = db_exec(c, err,
+                          "SELECT room_id, user_id, thread_id, is_private, event_id, ts FROM syncv3_receipts "
+                          "WHERE room_id = ANY($2::text[]) AND (user_id = $1 OR "
+                          "(NOT is_private AND event_id = ANY($3::text[]))) ORDER BY room_id, ts",
+                          3, p);
+    buf_release(&rb);
+    buf_release(&eb);
+    if (!r) return -1;
+    int k = PQntuples(r);
+    *out = xcalloc((size_t)(k ? k : 1), sizeof **out);
+    for (int i = 0; i < k; i++)
+        (*out)[i] = (struct store_receipt){
+            .room_id = xstrdup(PQgetvalue(r, i, 0)),
+            .user_id = xstrdup(PQgetvalue(r, i, 1)),
+            .thread_id = xstrdup(PQgetvalue(r, i, 2)),
+            .is_private = PQgetvalue(r, i, 3)[0] == 't',
+            .event_id = xstrdup(PQgetvalue(r, i, 4)),
+            .ts = db_get_i64(r, i, 5),
+        };
+    *n = k;
+    PQclear(r);
+    return 0;
+}
+
+void store_receipts_free(struct store_receipt *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(r[i].room_id);
+        free(r[i].user_id);
+        free(r[i].thread_id);
+        free(r[i].event_id);
+    }
+    free(r);
+}

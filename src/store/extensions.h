@@ -1,6 +1,6 @@
 /* Storage of the per-device and per-user streams the sliding-sync extensions
  * serve (client-api §16, internals §3.2): to-device messages, E2EE device data
- * and device-list buckets, account data.
+ * and device-list buckets, account data, typing and receipts.
  *
  * Every function takes a connection from the caller's db_acquire and returns
  * 0 or -1 with *err (heap). Results are heap arrays the caller frees with the
@@ -75,5 +75,33 @@ int store_account_data_after(PGconn *c, const char *user_id, int64_t after, stru
 int store_account_data_rooms(PGconn *c, const char *user_id, const char *const *room_ids, int n_rooms,
                              struct store_account_data **out, int *n, char **err);
 void store_account_data_free(struct store_account_data *a, int n);
+
+/* A room's latest typing EDU. */
+struct store_typing {
+    char *room_id; /* the room (heap) */
+    char *json;    /* the m.typing EDU as received (heap) */
+};
+
+/* The latest typing EDU of each of the rooms that has one. */
+int store_typing_rooms(PGconn *c, const char *const *room_ids, int n_rooms, struct store_typing **out, int *n,
+                       char **err);
+void store_typing_free(struct store_typing *t, int n);
+
+/* One stored receipt. */
+struct store_receipt {
+    char *room_id;   /* the room (heap) */
+    char *user_id;   /* whose receipt (heap) */
+    char *thread_id; /* "" = unthreaded (heap) */
+    char *event_id;  /* the event read (heap) */
+    bool is_private; /* m.read.private */
+    int64_t ts;      /* its timestamp */
+};
+
+/* The receipts of the rooms a response shows (client-api §16.5): every
+ * receipt of user_id (public and private), and the public receipts of anyone
+ * on one of event_ids. */
+int store_receipts_read(PGconn *c, const char *user_id, const char *const *room_ids, int n_rooms,
+                        const char *const *event_ids, int n_events, struct store_receipt **out, int *n, char **err);
+void store_receipts_free(struct store_receipt *r, int n);
 
 #endif

@@ -1235,6 +1235,12 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         break;
     case CU_TO_DEVICE:
     case CU_DEVICE_DATA: ext_note(&c->ext, r->ext, u->kind); break;
+    case CU_TYPING:
+    case CU_RECEIPT: {
+        struct ext_env env = ext_env_of(c, r);
+        ext_note_room(&env, &c->ext, r->ext, u);
+        break;
+    }
     }
 }
 
@@ -1300,12 +1306,21 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         if (rc < 0) return NULL;
     }
     {
-        size_t n = HASH_COUNT(resp->rooms), k = 0;
-        const char **ids = xcalloc(n ? n : 1, sizeof *ids);
-        for (rr = resp->rooms; rr; rr = rr->hh.next) ids[k++] = rr->room_id;
+        /* The extensions see each room with its timeline events in this
+         * response (receipts on them, §16.5). */
+        size_t n = HASH_COUNT(resp->rooms), k = 0, n_ev = 0;
+        for (rr = resp->rooms; rr; rr = rr->hh.next) n_ev += (size_t)rr->tl.n + rr->n_live;
+        struct ext_room *rooms = xcalloc(n ? n : 1, sizeof *rooms);
+        const char **evs = xcalloc(n_ev ? n_ev : 1, sizeof *evs), **ev = evs;
+        for (rr = resp->rooms; rr; rr = rr->hh.next) {
+            rooms[k++] = (struct ext_room){rr->room_id, ev, rr->tl.n + (int)rr->n_live};
+            for (int i = 0; i < rr->tl.n; i++) *ev++ = rr->tl.events[i]->event_id;
+            for (size_t i = 0; i < rr->n_live; i++) *ev++ = rr->live[i]->event_id;
+        }
         struct ext_env env = ext_env_of(c, resp);
-        int rc = ext_finish(&env, &c->ext, resp->ext, ids, (int)k, err);
-        free(ids);
+        int rc = ext_finish(&env, &c->ext, resp->ext, rooms, (int)k, err);
+        free(rooms);
+        free(evs);
         if (rc < 0) return NULL;
     }
     struct buf b = BUF_INIT;

@@ -117,6 +117,8 @@ void ext_state_release(struct ext_state *s)
     params_release(&s->to_device);
     params_release(&s->e2ee);
     params_release(&s->account_data);
+    params_release(&s->typing);
+    params_release(&s->receipts);
     free(s->td_since);
     *s = (struct ext_state){0};
 }
@@ -161,6 +163,8 @@ void ext_apply_request(struct ext_state *s, json_t *extensions)
     }
     merge_common(&s->e2ee, extensions, "e2ee");
     merge_common(&s->account_data, extensions, "account_data");
+    merge_common(&s->typing, extensions, "typing");
+    merge_common(&s->receipts, extensions, "receipts");
 }
 
 /* ---- one response's data ---- */
@@ -176,6 +180,30 @@ struct ad_room {
     struct ad_type *types; /* its events */
     bool full;             /* every row of the room was read for this response */
     UT_hash_handle hh;     /* in ext_resp.ad, insertion order */
+};
+
+struct ty_room {
+    char *room_id;     /* key */
+    char *json;        /* the room's latest typing EDU, NULL = none stored */
+    UT_hash_handle hh; /* in ext_resp.ty */
+};
+
+/* A receipt position: the newest one of (user, thread, private) wins. */
+struct rc_row {
+    char *key;         /* "user\x1fthread\x1f0|1" */
+    char *user_id;     /* whose */
+    char *thread_id;   /* "" = unthreaded */
+    bool priv;         /* m.read.private */
+    char *event_id;    /* the event read */
+    int64_t ts;        /* when */
+    UT_hash_handle hh; /* in rc_room.rows, insertion order */
+};
+
+struct rc_room {
+    char *room_id;       /* key */
+    struct rc_row *rows; /* its receipts */
+    bool read;           /* the stored receipts were read for this response */
+    UT_hash_handle hh;   /* in ext_resp.rc */
 };
 
 struct ext_resp {
@@ -195,6 +223,10 @@ struct ext_resp {
     bool ad_dirty;                 /* account data changed since the last read */
     int64_t ad_hwm;                /* highest id read for this response */
     struct ad_room *ad;            /* room -> events */
+    /* typing */
+    struct ty_room *ty;            /* room -> EDU */
+    /* receipts */
+    struct rc_room *rc;            /* room -> receipts */
 };
 
 struct ext_resp *ext_resp_new(void)
@@ -221,6 +253,31 @@ void ext_resp_free(struct ext_resp *r)
         HASH_DEL(r->ad, ar);
         free(ar->room_id);
         free(ar);
+    }
+    struct ty_room *ty, *tyt;
+    HASH_ITER(hh, r->ty, ty, tyt)
+    {
+        HASH_DEL(r->ty, ty);
+        free(ty->room_id);
+        free(ty->json);
+        free(ty);
+    }
+    struct rc_room *rc, *rct;
+    HASH_ITER(hh, r->rc, rc, rct)
+    {
+        struct rc_row *w, *wt;
+        HASH_ITER(hh, rc->rows, w, wt)
+        {
+            HASH_DEL(rc->rows, w);
+            free(w->key);
+            free(w->user_id);
+            free(w->thread_id);
+            free(w->event_id);
+            free(w);
+        }
+        HASH_DEL(r->rc, rc);
+        free(rc->room_id);
+        free(rc);
     }
     free(r);
 }
@@ -255,6 +312,72 @@ static void ad_add(struct ext_resp *r, const struct store_account_data *a)
     HASH_ADD_KEYPTR(hh, ar->types, t->type, strlen(t->type), t);
 }
 
+/* Sets a room's typing EDU (json may be NULL: read, nothing stored). */
+static void ty_put(struct ext_resp *r, const char *room_id, const char *json)
+{
+    struct ty_room *t;
+    HASH_FIND_STR(r->ty, room_id, t);
+    if (!t) {
+        t = xcalloc(1, sizeof *t);
+        t->room_id = xstrdup(room_id);
+        HASH_ADD_KEYPTR(hh, r->ty, t->room_id, strlen(t->room_id), t);
+    }
+    free(t->json);
+    t->json = json ? xstrdup(json) : NULL;
+}
+
+static struct rc_room *rc_room_get(struct ext_resp *r, const char *room_id)
+{
+    struct rc_room *rr;
+    HASH_FIND_STR(r->rc, room_id, rr);
+    if (!rr) {
+        rr = xcalloc(1, sizeof *rr);
+        rr->room_id = xstrdup(room_id);
+        HASH_ADD_KEYPTR(hh, r->rc, rr->room_id, strlen(rr->room_id), rr);
+    }
+    return rr;
+}
+
+/* Records a receipt position, replacing an older one of the same user,
+ * thread and kind (it moved on). */
+static void rc_put(struct ext_resp *r, const char *room_id, const char *user_id, const char *thread_id, bool priv,
+                   const char *event_id, int64_t ts)
+{
+    struct rc_room *rr = rc_room_get(r, room_id);
+    char *key = xasprintf("%s\x1f%s\x1f%d", user_id, thread_id, priv ? 1 : 0);
+    struct rc_row *w;
+    HASH_FIND_STR(rr->rows, key, w);
+    if (w) {
+        free(key);
+        free(w->event_id);
+        w->event_id = xstrdup(event_id);
+        w->ts = ts;
+        return;
+    }
+    w = xcalloc(1, sizeof *w);
+    w->key = key;
+    w->user_id = xstrdup(user_id);
+    w->thread_id = xstrdup(thread_id);
+    w->priv = priv;
+    w->event_id = xstrdup(event_id);
+    w->ts = ts;
+    HASH_ADD_KEYPTR(hh, rr->rows, w->key, strlen(w->key), w);
+}
+
+static bool ty_has_data(const struct ext_resp *r)
+{
+    for (struct ty_room *t = r->ty; t; t = t->hh.next)
+        if (t->json) return true;
+    return false;
+}
+
+static bool rc_has_data(const struct ext_resp *r)
+{
+    for (struct rc_room *rr = r->rc; rr; rr = rr->hh.next)
+        if (rr->rows) return true;
+    return false;
+}
+
 static bool e2ee_has_data(const struct ext_resp *r)
 {
     return r->e2ee.otk_counts || r->e2ee.fallback_types || r->e2ee.n_lists;
@@ -269,7 +392,25 @@ static bool ad_has_data(const struct ext_resp *r)
 
 bool ext_resp_counts(const struct ext_resp *r)
 {
-    return r->td_n > 0 || e2ee_has_data(r) || ad_has_data(r);
+    return r->td_n > 0 || e2ee_has_data(r) || ad_has_data(r) || ty_has_data(r) || rc_has_data(r);
+}
+
+/* Adds the receipt rows of a CU_RECEIPT update ([[user, thread, event, ts], ...]). */
+static void rc_note(struct ext_resp *r, const struct cache_update *u)
+{
+    json_t *rows = json_loads(u->json, 0, NULL);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        const char *user = json_string_value(json_array_get(row, 0));
+        const char *thread = json_string_value(json_array_get(row, 1));
+        const char *event = json_string_value(json_array_get(row, 2));
+        json_t *ts = json_array_get(row, 3);
+        if (!user || !thread || !event) continue;
+        rc_put(r, u->room_id, user, thread, u->is_private, event, json_is_integer(ts) ? json_integer_value(ts) : 0);
+    }
+    json_decref(rows);
 }
 
 void ext_note(struct ext_state *s, struct ext_resp *r, enum cache_update_kind kind)
@@ -279,6 +420,21 @@ void ext_note(struct ext_state *s, struct ext_resp *r, enum cache_update_kind ki
     case CU_TO_DEVICE: r->td_dirty = true; break;
     case CU_DEVICE_DATA: r->e2ee_dirty = true; break;
     case CU_ACCOUNT_DATA: r->ad_dirty = true; break;
+    default: break;
+    }
+}
+
+void ext_note_room(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct cache_update *u)
+{
+    switch (u->kind) {
+    case CU_TYPING:
+        if (s->typing.enabled && u->room_id && u->json && env->in_scope(env->ud, &s->typing, u->room_id))
+            ty_put(r, u->room_id, u->json);
+        break;
+    case CU_RECEIPT:
+        if (s->receipts.enabled && u->room_id && u->json && env->in_scope(env->ud, &s->receipts, u->room_id))
+            rc_note(r, u);
+        break;
     default: break;
     }
 }
@@ -443,31 +599,24 @@ int ext_refresh(const struct ext_env *env, struct ext_state *s, struct ext_resp 
     return rc;
 }
 
-int ext_finish(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const char *const *room_ids,
-               int n_rooms, char **err)
+/* Every in-scope room of the response carries all its room account data. */
+static int ad_rooms(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
+                    int n_rooms, PGconn **pg, char **err)
 {
-    if (ext_refresh(env, s, r, err) < 0) return -1;
-    if (!ad_on(s) || !n_rooms) return 0;
-    /* Every in-scope room of the response carries all its room account data. */
     const char **want = xcalloc((size_t)n_rooms, sizeof *want);
     int n_want = 0;
     for (int i = 0; i < n_rooms; i++) {
         struct ad_room *ar;
-        HASH_FIND_STR(r->ad, room_ids[i], ar);
+        HASH_FIND_STR(r->ad, rooms[i].room_id, ar);
         if (ar && ar->full) continue;
-        if (env->in_scope(env->ud, &s->account_data, room_ids[i])) want[n_want++] = room_ids[i];
+        if (env->in_scope(env->ud, &s->account_data, rooms[i].room_id)) want[n_want++] = rooms[i].room_id;
     }
     int rc = 0;
     if (n_want) {
-        PGconn *pg = db_acquire(env->db, 5000, err);
         struct store_account_data *rows = NULL;
         int n = 0;
-        if (!pg) {
-            rc = -1;
-        } else {
-            rc = store_account_data_rooms(pg, env->user_id, want, n_want, &rows, &n, err);
-            db_release(env->db, pg);
-        }
+        if (!*pg) *pg = db_acquire(env->db, 5000, err);
+        rc = *pg ? store_account_data_rooms(*pg, env->user_id, want, n_want, &rows, &n, err) : -1;
         if (rc == 0) {
             for (int i = 0; i < n_want; i++) ad_room_get(r, want[i])->full = true;
             for (int i = 0; i < n; i++) ad_add(r, &rows[i]);
@@ -475,6 +624,89 @@ int ext_finish(const struct ext_env *env, struct ext_state *s, struct ext_resp *
         store_account_data_free(rows, n);
     }
     free(want);
+    return rc;
+}
+
+/* The current typing EDU of every in-scope room of the response that has
+ * none yet (§16.4: on snapshots and on rooms with live updates). */
+static int ty_rooms(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
+                    int n_rooms, PGconn **pg, char **err)
+{
+    const char **want = xcalloc((size_t)n_rooms, sizeof *want);
+    int n_want = 0;
+    for (int i = 0; i < n_rooms; i++) {
+        struct ty_room *t;
+        HASH_FIND_STR(r->ty, rooms[i].room_id, t);
+        if (!t && env->in_scope(env->ud, &s->typing, rooms[i].room_id)) want[n_want++] = rooms[i].room_id;
+    }
+    int rc = 0;
+    if (n_want) {
+        struct store_typing *rows = NULL;
+        int n = 0;
+        if (!*pg) *pg = db_acquire(env->db, 5000, err);
+        rc = *pg ? store_typing_rooms(*pg, want, n_want, &rows, &n, err) : -1;
+        if (rc == 0) {
+            for (int i = 0; i < n_want; i++) ty_put(r, want[i], NULL);
+            for (int i = 0; i < n; i++) ty_put(r, rows[i].room_id, rows[i].json);
+        }
+        store_typing_free(rows, n);
+    }
+    free(want);
+    return rc;
+}
+
+/* §16.5: for the in-scope rooms of the response, the public receipts on
+ * their timeline events in this response and all the user's own receipts. */
+static int rc_rooms(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
+                    int n_rooms, PGconn **pg, char **err)
+{
+    const char **want = xcalloc((size_t)n_rooms, sizeof *want);
+    int n_want = 0, n_ev = 0;
+    for (int i = 0; i < n_rooms; i++) {
+        struct rc_room *rr;
+        HASH_FIND_STR(r->rc, rooms[i].room_id, rr);
+        if (rr && rr->read) continue;
+        if (!env->in_scope(env->ud, &s->receipts, rooms[i].room_id)) continue;
+        want[n_want++] = rooms[i].room_id;
+        n_ev += rooms[i].n_events;
+    }
+    int rc = 0;
+    if (n_want) {
+        const char **evs = xcalloc((size_t)(n_ev ? n_ev : 1), sizeof *evs);
+        int k = 0;
+        for (int i = 0, w = 0; i < n_rooms && w < n_want; i++) {
+            if (rooms[i].room_id != want[w]) continue;
+            w++;
+            for (int j = 0; j < rooms[i].n_events; j++) evs[k++] = rooms[i].event_ids[j];
+        }
+        struct store_receipt *rows = NULL;
+        int n = 0;
+        if (!*pg) *pg = db_acquire(env->db, 5000, err);
+        rc = *pg ? store_receipts_read(*pg, env->user_id, want, n_want, evs, k, &rows, &n, err) : -1;
+        if (rc == 0) {
+            for (int i = 0; i < n_want; i++) rc_room_get(r, want[i])->read = true;
+            for (int i = 0; i < n; i++)
+                rc_put(r, rows[i].room_id, rows[i].user_id, rows[i].thread_id, rows[i].is_private, rows[i].event_id,
+                       rows[i].ts);
+        }
+        store_receipts_free(rows, n);
+        free(evs);
+    }
+    free(want);
+    return rc;
+}
+
+int ext_finish(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
+               int n_rooms, char **err)
+{
+    if (ext_refresh(env, s, r, err) < 0) return -1;
+    if (!n_rooms) return 0;
+    PGconn *pg = NULL;
+    int rc = 0;
+    if (ad_on(s)) rc = ad_rooms(env, s, r, rooms, n_rooms, &pg, err);
+    if (rc == 0 && s->typing.enabled) rc = ty_rooms(env, s, r, rooms, n_rooms, &pg, err);
+    if (rc == 0 && s->receipts.enabled) rc = rc_rooms(env, s, r, rooms, n_rooms, &pg, err);
+    if (pg) db_release(env->db, pg);
     return rc;
 }
 
@@ -491,6 +723,37 @@ static void write_users(struct buf *b, const struct store_e2ee *e, int state)
         buf_json_str(b, e->lists[i].user_id, strlen(e->lists[i].user_id));
     }
     buf_putc(b, ']');
+}
+
+/* One m.receipt EDU of a room's receipts. For one user and event an
+ * unthreaded receipt wins over a threaded one (MSC4102). */
+static void write_receipt_edu(struct buf *b, const struct rc_room *rr)
+{
+    json_t *content = json_object();
+    for (struct rc_row *w = rr->rows; w; w = w->hh.next) {
+        json_t *ev = json_object_get(content, w->event_id);
+        if (!ev) {
+            ev = json_object();
+            json_object_set_new(content, w->event_id, ev);
+        }
+        const char *type = w->priv ? "m.read.private" : "m.read";
+        json_t *users = json_object_get(ev, type);
+        if (!users) {
+            users = json_object();
+            json_object_set_new(ev, type, users);
+        }
+        json_t *old = json_object_get(users, w->user_id);
+        if (old && !json_object_get(old, "thread_id") && *w->thread_id) continue;
+        json_t *info = json_pack("{sI}", "ts", (json_int_t)w->ts);
+        if (*w->thread_id) json_object_set_new(info, "thread_id", json_string(w->thread_id));
+        json_object_set_new(users, w->user_id, info);
+    }
+    json_t *edu = json_pack("{sssO}", "type", "m.receipt", "content", content);
+    char *text = json_dumps(edu, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    buf_puts(b, text);
+    free(text);
+    json_decref(edu);
+    json_decref(content);
 }
 
 static void write_events(struct buf *b, const struct ad_room *ar)
@@ -565,6 +828,34 @@ void ext_resp_write(struct buf *b, struct ext_state *s, struct ext_resp *r)
         }
         if (any_room) buf_putc(b, '}');
         buf_putc(b, '}');
+    }
+    if (s->typing.enabled && ty_has_data(r)) {
+        buf_puts(b, first ? "\"typing\":{\"rooms\":{" : ",\"typing\":{\"rooms\":{");
+        first = false;
+        bool f2 = true;
+        for (struct ty_room *t = r->ty; t; t = t->hh.next) {
+            if (!t->json) continue;
+            if (!f2) buf_putc(b, ',');
+            f2 = false;
+            buf_json_str(b, t->room_id, strlen(t->room_id));
+            buf_putc(b, ':');
+            buf_puts(b, t->json);
+        }
+        buf_puts(b, "}}");
+    }
+    if (s->receipts.enabled && rc_has_data(r)) {
+        buf_puts(b, first ? "\"receipts\":{\"rooms\":{" : ",\"receipts\":{\"rooms\":{");
+        first = false;
+        bool f2 = true;
+        for (struct rc_room *rr = r->rc; rr; rr = rr->hh.next) {
+            if (!rr->rows) continue;
+            if (!f2) buf_putc(b, ',');
+            f2 = false;
+            buf_json_str(b, rr->room_id, strlen(rr->room_id));
+            buf_putc(b, ':');
+            write_receipt_edu(b, rr);
+        }
+        buf_puts(b, "}}");
     }
     buf_putc(b, '}');
     /* What this response delivered. */

@@ -1,12 +1,13 @@
-/* The sliding-sync extensions to_device, e2ee and account_data (client-api
- * §16, §6.3, internals §3.2): their sticky request parameters, the data each
+/* The sliding-sync extensions to_device, e2ee, account_data, typing and
+ * receipts (client-api §16, §6.3, internals §2.7, §3.2): their sticky request parameters, the data each
  * response carries, and its JSON.
  *
  * A connection keeps one struct ext_state (under its request lock); every
  * response being built has one struct ext_resp. The connection calls, in
  * order: ext_apply_request (sticky merge of a request's `extensions`),
  * ext_collect (the pass before long-polling), ext_note for each drained live
- * update of kind CU_TO_DEVICE / CU_DEVICE_DATA / CU_ACCOUNT_DATA, ext_refresh
+ * update of kind CU_TO_DEVICE / CU_DEVICE_DATA / CU_ACCOUNT_DATA (and
+ * ext_note_room for CU_TYPING / CU_RECEIPT), ext_refresh
  * after draining (re-reads what those updates touched), ext_resp_counts for
  * the long-poll decision (§5.6, §16.6), and ext_finish + ext_resp_write when
  * the response is built. Database work happens in ext_collect, ext_refresh
@@ -46,6 +47,8 @@ struct ext_state {
     struct ext_params to_device;    /* to_device's common params */
     struct ext_params e2ee;         /* e2ee's */
     struct ext_params account_data; /* account_data's */
+    struct ext_params typing;       /* typing's */
+    struct ext_params receipts;     /* receipts' */
     char *td_since;                 /* sticky to_device `since` (NULL = none) */
     int64_t td_limit;               /* sticky to_device `limit` (0 = default) */
     bool e2ee_started;              /* e2ee produced a response on this connection */
@@ -79,15 +82,28 @@ struct ext_env {
 int ext_collect(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, char **err);
 /* Records a drained live update (other kinds are ignored). */
 void ext_note(struct ext_state *s, struct ext_resp *r, enum cache_update_kind kind);
+/* Records a drained CU_TYPING / CU_RECEIPT update (other kinds are ignored),
+ * if its room is in the extension's scope in the connection's view at this
+ * point (§16.0). */
+void ext_note_room(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct cache_update *u);
 /* Re-reads what noted updates touched. On failure the work stays pending
  * (ext_finish retries it). */
 int ext_refresh(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, char **err);
 /* Whether the response has extension data that makes a long-poll return
- * (§16.6: to-device events, or any e2ee / account_data content). */
+ * (§16.6: to-device events, or any e2ee / account_data / typing / receipts
+ * content). */
 bool ext_resp_counts(const struct ext_resp *r);
-/* Completes the response: pending refreshes, and all room account data of
- * the response's rooms (room_ids) that are in scope. */
-int ext_finish(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const char *const *room_ids,
+/* A room of the response being finished. */
+struct ext_room {
+    const char *room_id;          /* the room */
+    const char *const *event_ids; /* its timeline events in this response (snapshot and live) */
+    int n_events;                 /* entries */
+};
+
+/* Completes the response: pending refreshes, and for the response's rooms
+ * that are in scope, all their room account data, their current typing EDU
+ * and their receipts (§16.3-§16.5). */
+int ext_finish(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
                int n_rooms, char **err);
 /* Appends the `extensions` object and commits what the response delivered
  * into s (call once, when the response is certainly built). */
