@@ -14,6 +14,24 @@ HTTP server the Node test drives:
   GET  /requests         -> the /sync, whoami and versions requests the proxy made
                              (for diagnostics)
 
+A second, independent user ("lister", for lists.test.mjs) has its own token and rooms, so the
+test files (run concurrently by node --test) do not see each other's rooms:
+
+  GET  /lists/scenario   -> {"user_id", "device_id", "token", "rooms": [{"room_id", "name",
+                             "kind": "dm"|"group", "timeline": [events]}...] (oldest activity
+                             first)}. Two DMs (m.direct account data, is_direct invites; no
+                             room name, the other member has a displayname) and three named
+                             rooms; "Zulu" has a topic and five timeline events.
+  POST /lists/invite     {"name"?} -> queues rooms.invite for a new room named `name`
+                             (default "Kilo") from @carol; answers {"room_id", "invite_state"}
+  POST /lists/accept     {"room_id"} -> queues rooms.join for that invite: the room's state and a
+                             timeline with the user's join; answers {"event": <the join>}
+  POST /lists/leave      {"room_id"} -> queues rooms.leave with the user's leave in the
+                             timeline; answers {"event": <the leave>}
+
+/message and /wait_idle take an optional "token" (default: the first user's); /message also
+knows the lister's rooms and then queues for the lister.
+
 When both servers listen, one JSON line {"hs_url", "control_url"} is written to
 --info FILE (atomically) and to stdout. SIGTERM/SIGINT stop it.
 """
@@ -36,6 +54,10 @@ DEVICE = "JSCLIENTDEV"
 TOKEN = "syt_jsclient_0123456789"
 ROOM_NAMES = ["Alpha", "Bravo", "Charlie", "Delta"]
 
+LISTER = "@lister:" + SERVER
+LISTER_DEVICE = "LISTERDEV"
+LISTER_TOKEN = "syt_lister_0123456789"
+
 
 class Scenario:
     def __init__(self, hs):
@@ -55,16 +77,101 @@ class Scenario:
                                       prev_batch="p_js_%d" % i)
             self.rooms.append({"room_id": rid, "name": name, "last_event": last})
         hs.queue(TOKEN, F.sync_response(join=join))
+        self._setup_lister()
 
     def describe(self):
         return {"user_id": USER, "device_id": DEVICE, "token": TOKEN, "rooms": self.rooms}
 
     def message(self, room_id, body):
-        if room_id not in {r["room_id"] for r in self.rooms}:
+        if room_id in {r["room_id"] for r in self.rooms}:
+            token = TOKEN
+        elif room_id in {r["room_id"] for r in self.lister_rooms}:
+            token = LISTER_TOKEN
+        else:
             raise KeyError(room_id)
         ev = F.message("@friend:" + SERVER, body)
-        self.hs.queue(TOKEN, F.sync_response(join={room_id: F.joined_room(timeline=[ev])}))
+        self.hs.queue(token, F.sync_response(join={room_id: F.joined_room(timeline=[ev])}))
         return ev
+
+    # ---------------------------------------------------------------- the lister
+    def _setup_lister(self):
+        hs = self.hs
+        hs.register(LISTER_TOKEN, LISTER, LISTER_DEVICE)
+        friend = "@friend:" + SERVER
+        self.lister_rooms = []
+        self.lister_invites = {}  # room_id -> {"name", "state": [full events]}
+        join = {}
+        direct = {}
+
+        def group(name, n_messages, topic=None):
+            rid = "!ls_%s:%s" % (name.lower(), SERVER)
+            st = F.room_state(LISTER, name) + [F.join(friend, displayname="Friend")]
+            if topic is not None:
+                st.append(F.topic(LISTER, topic))
+            tl = [F.message(friend if i % 2 else LISTER, "%s message %d" % (name, i + 1))
+                  for i in range(n_messages)]
+            join[rid] = F.joined_room(st, tl, prev_batch="p_ls_%s" % name.lower())
+            self.lister_rooms.append({"room_id": rid, "name": name, "kind": "group", "timeline": tl})
+
+        def dm(localpart, displayname):
+            other = "@%s:%s" % (localpart, SERVER)
+            rid = "!ls_dm_%s:%s" % (localpart, SERVER)
+            st = [F.create(LISTER), F.join(LISTER, displayname="Lister"), F.power_levels(LISTER),
+                  F.join_rules(LISTER, "invite"), F.invite(LISTER, other, is_direct=True),
+                  F.join(other, displayname=displayname)]
+            tl = [F.message(other, "hi, it's %s" % displayname)]
+            join[rid] = F.joined_room(st, tl, prev_batch="p_ls_dm_%s" % localpart)
+            direct[other] = [rid]
+            self.lister_rooms.append({"room_id": rid, "name": displayname, "kind": "dm",
+                                      "timeline": tl})
+
+        # Activity (origin_server_ts, strictly increasing in creation order):
+        # Mike < Dee (DM) < Zulu < Oscar (DM) < Echo. By name the groups are Echo, Mike, Zulu.
+        group("Mike", 2)
+        dm("dee", "Dee")
+        group("Zulu", 5, topic="the last letter")
+        dm("oscar", "Oscar")
+        group("Echo", 2)
+        hs.queue(LISTER_TOKEN, F.sync_response(
+            join=join, account_data=[F.account_data("m.direct", direct)]))
+
+    def lister_describe(self):
+        return {"user_id": LISTER, "device_id": LISTER_DEVICE, "token": LISTER_TOKEN,
+                "rooms": self.lister_rooms}
+
+    def lister_invite(self, name):
+        carol = "@carol:" + SERVER
+        rid = "!ls_inv_%s:%s" % (name.lower(), SERVER)
+        with self.lock:
+            if rid in self.lister_invites:
+                raise KeyError("room %s was already invited" % rid)
+            evs = F.invite_to(carol, LISTER, room_name=name)
+            self.lister_invites[rid] = {"name": name, "state": evs}
+        self.hs.queue(LISTER_TOKEN, F.sync_response(invite={rid: F.invited_room(evs)}))
+        return {"room_id": rid, "invite_state": [F.stripped(e) for e in evs]}
+
+    def lister_accept(self, room_id):
+        with self.lock:
+            inv = self.lister_invites.pop(room_id)  # KeyError: not invited
+        # The state before the join: the invite's events, the user's invite membership
+        # included (the join in the timeline replaces it).
+        st = list(inv["state"])
+        ev = F.join(LISTER, displayname="Lister")
+        self.hs.queue(LISTER_TOKEN, F.sync_response(
+            join={room_id: F.joined_room(st, [ev], prev_batch="p_ls_join_%s" % inv["name"].lower())}))
+        with self.lock:
+            self.lister_rooms.append({"room_id": room_id, "name": inv["name"], "kind": "group",
+                                      "timeline": [ev]})
+        return {"event": ev}
+
+    def lister_leave(self, room_id):
+        with self.lock:
+            if room_id not in {r["room_id"] for r in self.lister_rooms}:
+                raise KeyError(room_id)
+            self.lister_rooms = [r for r in self.lister_rooms if r["room_id"] != room_id]
+        ev = F.leave(LISTER)
+        self.hs.queue(LISTER_TOKEN, F.sync_response(leave={room_id: F.left_room(timeline=[ev])}))
+        return {"event": ev}
 
     def requests(self):
         out = []
@@ -99,6 +206,8 @@ def make_control(scenario):
                 return self._reply(200, scenario.describe())
             if self.path == "/requests":
                 return self._reply(200, scenario.requests())
+            if self.path == "/lists/scenario":
+                return self._reply(200, scenario.lister_describe())
             self._reply(404, {"error": "unknown path"})
 
         def do_POST(self):
@@ -114,10 +223,21 @@ def make_control(scenario):
                 return self._reply(200, {"event": ev})
             if self.path == "/wait_idle":
                 try:
-                    scenario.hs.wait_until_idle(TOKEN, float(body.get("timeout", 15)))
+                    scenario.hs.wait_until_idle(body.get("token", TOKEN), float(body.get("timeout", 15)))
+                except KeyError as e:
+                    return self._reply(400, {"error": "unknown token: %s" % e})
                 except AssertionError as e:
                     return self._reply(504, {"error": str(e)})
                 return self._reply(200, {})
+            try:
+                if self.path == "/lists/invite":
+                    return self._reply(200, scenario.lister_invite(body.get("name", "Kilo")))
+                if self.path == "/lists/accept":
+                    return self._reply(200, scenario.lister_accept(body["room_id"]))
+                if self.path == "/lists/leave":
+                    return self._reply(200, scenario.lister_leave(body["room_id"]))
+            except KeyError as e:
+                return self._reply(400, {"error": "unknown room or missing field: %s" % e})
             self._reply(404, {"error": "unknown path"})
 
     class Server(ThreadingHTTPServer):
