@@ -101,6 +101,7 @@ class _Account:
         self.queue = collections.deque()  # of (next_batch, body bytes)
         self.counter = 0                  # for automatic next_batch values
         self.issued = set()               # every next_batch handed out for this token
+        self.answers = {}                 # since -> (next_batch, body) answered with new data
         self.last_next_batch = None
         self.served = 0                   # bodies popped from the queue
         self.idle_at_served = -1          # value of `served` when a /sync found the queue empty
@@ -516,6 +517,17 @@ class FakeHomeserver:
             wait = min(wait, self.max_wait)
         deadline = time.monotonic() + wait
         with self._cond:
+            # Like a real homeserver, the same since token gets the same data
+            # again (a client that could not store a response asks again).
+            replay = acct.answers.get(req.since)
+            if replay is not None and not acct.revoked:
+                req.served_next_batch = replay[0]
+                item = replay
+            else:
+                item = None
+        if item is not None:
+            return self._answer(h, req, 200, item[1])
+        with self._cond:
             if not acct.queue:
                 acct.idle_at_served = acct.served
                 self._cond.notify_all()
@@ -534,6 +546,8 @@ class FakeHomeserver:
                 if acct.queue:
                     item = acct.queue.popleft()
                     acct.served += 1
+                    if item[0] is not None and item[0] != req.since:
+                        acct.answers[req.since] = item
                 else:
                     nb = req.since if req.since is not None else "s%d" % acct.counter
                     item = (nb, json.dumps({"next_batch": nb}).encode())

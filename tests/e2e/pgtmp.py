@@ -103,9 +103,9 @@ class TempPostgres:
             f.write(str(self.port))
         return self
 
-    def stop(self, remove=True):
+    def stop(self, remove=True, mode="immediate"):
         if os.path.exists(os.path.join(self.data, "postmaster.pid")):
-            self._run([self._tool("pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop"],
+            self._run([self._tool("pg_ctl"), "-D", self.data, "-m", mode, "-w", "stop"],
                       check=False)
         if remove:
             shutil.rmtree(self.base, ignore_errors=True)
