@@ -1116,6 +1116,18 @@ static int write_txns(struct ctx *x)
 /* Finds the polling user's own leave/ban/invite-withdrawal in a leave section. */
 static void note_leave(struct ctx *x, struct room_work *w)
 {
+    /* The user's own membership change, which the user must see even when
+     * the room itself was never stored (an invite rejected or withdrawn). */
+    struct event *ev = NULL;
+    for (size_t j = w->n_tl; j-- > 0 && !ev;) {
+        struct pev *p = &w->tl[j];
+        if (p->membership && p->state_key && strcmp(p->state_key, x->user_id) == 0 &&
+            (strcmp(p->membership, "leave") == 0 || strcmp(p->membership, "ban") == 0))
+            ev = event_new(0, p->event_id, w->room_id, p->type, p->state_key, p->sender, p->membership, p->ts,
+                           p->json, 0);
+    }
+    x->out->leave_events = xrealloc(x->out->leave_events, (x->out->n_leaves + 1) * sizeof *x->out->leave_events);
+    x->out->leave_events[x->out->n_leaves] = ev;
     push_str(&x->out->leaves, &x->out->n_leaves, w->room_id);
 }
 
@@ -1322,8 +1334,12 @@ void acc_result_release(struct acc_result *r)
     free(r->unread);
     for (size_t i = 0; i < r->n_invites; i++) free(r->invites[i]);
     free(r->invites);
-    for (size_t i = 0; i < r->n_leaves; i++) free(r->leaves[i]);
+    for (size_t i = 0; i < r->n_leaves; i++) {
+        free(r->leaves[i]);
+        event_unref(r->leave_events[i]);
+    }
     free(r->leaves);
+    free(r->leave_events);
     for (size_t i = 0; i < r->n_ephemeral; i++) {
         free(r->ephemeral[i].room_id);
         free(r->ephemeral[i].typing);

@@ -73,6 +73,7 @@ struct acc_result {
     char **invites;             /* rooms the polling user is (newly or still) invited to */
     size_t n_invites;           /* entries in invites */
     char **leaves;              /* rooms the polling user left or whose invite was rejected/withdrawn */
+    struct event **leave_events; /* per leaves entry: the user's own leave/ban event, or NULL (owned refs) */
     size_t n_leaves;            /* entries in leaves */
     int n_to_device;            /* to-device messages stored */
     int n_account_data;         /* account data events stored */

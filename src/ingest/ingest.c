@@ -432,7 +432,11 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
         }
         add_update(&ch, u);
     }
-    for (size_t i = 0; i < ar->n_leaves; i++) add_update(&ch, cache_update_new(CU_LEAVE, ar->leaves[i], NULL));
+    for (size_t i = 0; i < ar->n_leaves; i++) {
+        struct cache_update *u = cache_update_new(CU_LEAVE, ar->leaves[i], NULL);
+        if (ar->leave_events[i]) u->ev = event_ref(ar->leave_events[i]);
+        add_update(&ch, u);
+    }
     if (ar->n_account_data) add_update(&ch, cache_update_new(CU_ACCOUNT_DATA, NULL, NULL));
     add_ephemeral(&ch, ar);
     if (ar->n_to_device) add_update(&ch, cache_update_new(CU_TO_DEVICE, NULL, res->device_id));

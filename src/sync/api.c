@@ -364,6 +364,7 @@ static enum http_action finish(struct sync_api *api, struct http_req *req, struc
     char *err = NULL;
     size_t len = 0;
     char *body = conn_finish(s->conn, s->resp, s->req.txn_id, s->has_pos ? s->pos : 0, s->canonical, &len, &err);
+    if (!body) conn_abandon(s->conn); /* its drained updates would be lost otherwise */
     conn_unlock(s->conn);
     if (!body) {
         LOG_ERROR("api", "%s: building a response failed: %s", s->user_id, err ? err : "?");
@@ -475,6 +476,7 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
             if (conn_apply_request(s->conn, &s->req, s->resp, &err) == 0) {
                 conn_drain(s->conn, s->resp, DRAIN_MAX);
                 char *body = conn_finish(s->conn, s->resp, s->req.txn_id, s->pos, s->canonical, &len, &err);
+                if (!body) conn_abandon(s->conn);
                 free(body);
                 len = next ? strlen(copy) : len;
             }

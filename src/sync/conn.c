@@ -339,6 +339,11 @@ void conn_unlock(struct conn *c)
     pthread_mutex_unlock(&c->req_lock);
 }
 
+void conn_abandon(struct conn *c)
+{
+    conn_end(c);
+}
+
 bool conn_dead(struct conn *c)
 {
     pthread_mutex_lock(&c->q_lock);
@@ -1112,6 +1117,11 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
     }
     bool joined_now = !cr || (cr->ur->invite && !ur->invite);
     char *old_name = NULL, *old_avatar = NULL;
+    int64_t old_joined = -1, old_invited = -1;
+    if (cr && cr->ur->meta) {
+        old_joined = cr->ur->meta->r.joined_count;
+        old_invited = cr->ur->meta->r.invited_count;
+    }
     if (cr) {
         old_name = xstrdup(croom_name(c, cr));
         old_avatar = room_display_avatar(c->user_id, cr->ur);
@@ -1142,6 +1152,9 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
         rr->live[rr->n_live++] = event_ref(ev);
         rr->num_live++;
+        if (old_joined >= 0 && cr->ur->meta &&
+            (cr->ur->meta->r.joined_count != old_joined || cr->ur->meta->r.invited_count != old_invited))
+            rr->member_counts_changed = true;
         /* Name and avatar are sent live only when they change. */
         if (old_name && strcmp(old_name, croom_name(c, cr)) != 0) {
             free(rr->live_name);
@@ -1196,6 +1209,14 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
     }
     case CU_LEAVE:
         if (!cr) break;
+        /* Only a room the timeline never told us about (an invite rejected
+         * or withdrawn): show the user their leave once, then drop the room. */
+        if (u->ev && visible(c, u->room_id)) {
+            struct resp_room *rr = resp_room_get(c, r, u->room_id);
+            rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
+            rr->live[rr->n_live++] = event_ref(u->ev);
+            rr->num_live++;
+        }
         croom_del(c, cr);
         relist_room(c, r, u->room_id, false);
         break;

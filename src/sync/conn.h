@@ -72,6 +72,10 @@ void conn_unref(struct conn *c);
 /* ---- request processing (caller holds the connection's request lock) ---- */
 void conn_lock(struct conn *c);
 void conn_unlock(struct conn *c);
+/* Ends the connection because a response could not be built after live
+ * updates were taken from its queue: the client must start over rather than
+ * miss them. Callable with the request lock held. */
+void conn_abandon(struct conn *c);
 /* Whether the connection was ended (token expired, buffer overflow, replaced, expired). */
 bool conn_dead(struct conn *c);
 /* Response bookkeeping (§5.3). */

@@ -373,6 +373,10 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         /* The original never set it; clients need it to know a gap is there. */
         if (r->tl.limited) buf_puts(b, ",\"limited\":true");
     }
+    if (!r->snapshot && r->member_counts_changed && m) {
+        if (m->joined_count) key_int(b, &f, "joined_count", m->joined_count);
+        key_int(b, &f, "invited_count", m->invited_count);
+    }
     if (r->num_live) key_int(b, &f, "num_live", r->num_live);
     int64_t ts = m ? m->latest_ts : 0;
     if (r->ur && r->ur->join_ts > ts) ts = r->ur->join_ts;

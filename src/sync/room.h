@@ -34,6 +34,7 @@ struct resp_room {
     bool counts_changed;        /* unread counts changed */
     char *live_name;            /* live update: the room's new name (owned), NULL = unchanged */
     bool avatar_changed;        /* live update: the avatar changed (live_avatar, NULL = removed) */
+    bool member_counts_changed; /* live update: joined or invited count changed (values from ur->meta) */
     char *live_avatar;          /* the new avatar (owned) */
     struct store_tl tl;         /* snapshot timeline (filled by room_load) */
     struct store_tl state;      /* snapshot required_state (filled by room_load) */

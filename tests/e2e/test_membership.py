@@ -279,14 +279,11 @@ def test_invite_accepted(proxy, alice, bob, inviter_polls):
         assert tl_ids(quick(s["ca"]), rid) == [m["event_id"]]
 
 
-UNKNOWN_ROOM_LEAVE_BUG = pytest.mark.xfail(strict=True, reason=(
-    "server bug (client-api §15; internals §2.4 rooms.leave/OnLeftRoom): when the proxy has no state "
-    "for the room (only the invitee polls), the rejection/withdrawal arrives only in the invitee's "
-    "rooms.leave; the DELETE op is sent but the leave event never is (rooms: {})"))
+
 
 
 @pytest.mark.parametrize("inviter_polls", [
-    True, pytest.param(False, marks=UNKNOWN_ROOM_LEAVE_BUG)], ids=["inviter_polls", "inviter_not_polling"])
+    True, False], ids=["inviter_polls", "inviter_not_polling"])
 @pytest.mark.parametrize("kind", ["rejected", "withdrawn"])
 def test_invite_rejected_or_withdrawn(proxy, alice, bob, kind, inviter_polls):
     s, resp = setup_invite(proxy, alice, bob, inviter_polls)
@@ -508,9 +505,6 @@ def test_rejoin_starts_at_the_rejoin(proxy, alice, bob, own_first):
 
 # ---------------------------------------------------------------- two users, two views
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug (client-api §10 joined_count/invited_count 'live when it changed'): live room "
-    "objects never carry joined_count (src/sync/room.c writes the counts for snapshots only)"))
 def test_others_get_the_joined_count_change_live(proxy, alice, bob):
     """§10: joined_count is sent live when it changed (TestMemberCounts: "charlie leaves ->
     joined 2"), and omitted when it did not."""

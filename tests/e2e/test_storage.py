@@ -540,7 +540,7 @@ def test_to_device_messages_survive_kill9_exactly_once(proxy, db, hs, alice, whe
         assert first.since == nb, "messages stored but since not advanced (they would be re-fetched)"
     else:
         assert first.since == before, "since advanced past messages that were not stored"
-        alice.queue(body)   # the homeserver serves the same batch again
+        # the fake homeserver, like a real one, answers the repeated since with the same batch
     alice.wait_idle()
     got = rows(db, "SELECT message FROM syncv3_to_device_messages ORDER BY position")
     assert [json.loads(r["message"]) for r in got] == msgs
