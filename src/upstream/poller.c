@@ -19,6 +19,7 @@
 #define DEFAULT_BACKOFF_BASE_MS 1000
 #define DEFAULT_BACKOFF_MAX_MS 60000
 #define DEFAULT_MAX_BODY ((size_t)512 * 1024 * 1024)
+#define DEFAULT_MAX_FIRST_IN_FLIGHT 16
 #define DEFAULT_TIMEOUT_SECS 300
 #define DEFAULT_INITIAL_TIMEOUT_SECS 1800
 /* A server asking us (Retry-After) to wait longer than this is capped. */
@@ -101,6 +102,7 @@ struct poller_set {
     int heap_cap;                   /* entries allocated in heap */
     uint64_t next_gen;              /* last poller generation handed out */
     uint64_t rng;                   /* xorshift state for jitter; poller thread only */
+    int first_in_flight;            /* first polls (timeout=0 initial syncs) in flight; poller thread only */
     atomic_int num_pollers;         /* stats: devices in the hash */
     atomic_int outstanding;         /* stats: DEV_IN_FLIGHT devices */
     atomic_int awaiting;            /* stats: DEV_AWAIT_DONE devices */
@@ -265,6 +267,7 @@ static void end_transfer(struct poller_set *s, struct device *d)
         curl_easy_cleanup(d->easy);
         d->easy = NULL;
         atomic_fetch_sub(&s->outstanding, 1);
+        if (d->req_first) s->first_in_flight--;
     }
     curl_slist_free_all(d->headers);
     d->headers = NULL;
@@ -360,6 +363,7 @@ static void start_request(struct poller_set *s, struct device *d)
     }
     d->easy = e;
     atomic_fetch_add(&s->outstanding, 1);
+    if (d->req_first) s->first_in_flight++;
 }
 
 /* 401/403/M_UNKNOWN_TOKEN: reports the request's token dead; d is freed
@@ -397,6 +401,7 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
     curl_easy_cleanup(d->easy);
     d->easy = NULL;
     atomic_fetch_sub(&s->outstanding, 1);
+    if (d->req_first) s->first_in_flight--;
     curl_slist_free_all(d->headers);
     d->headers = NULL;
     json_t *json = NULL;
@@ -596,6 +601,13 @@ static void *run(void *arg)
         while (s->heap_len > 0 && s->heap[0]->deadline <= now) {
             struct device *d = s->heap[0];
             heap_remove(s, d);
+            /* First polls are whole initial syncs for the homeserver: at
+             * start-up, hundreds of devices resume at once, so only a few
+             * run together and the rest wait their turn. */
+            if (d->first && s->first_in_flight >= s->opt.max_first_in_flight) {
+                schedule(s, d, now + 100 + (int64_t)(next_random(s) % 100));
+                continue;
+            }
             start_request(s, d);
         }
         int running = 0;
@@ -643,6 +655,7 @@ int poller_set_new(struct poller_set **out, const struct config *cfg,
     if (s->opt.backoff_max_ms < s->opt.backoff_base_ms)
         s->opt.backoff_max_ms = s->opt.backoff_base_ms;
     if (s->opt.max_body == 0) s->opt.max_body = DEFAULT_MAX_BODY;
+    if (s->opt.max_first_in_flight <= 0) s->opt.max_first_in_flight = DEFAULT_MAX_FIRST_IN_FLIGHT;
     s->timeout_secs = cfg->http_timeout_secs > 0 ? cfg->http_timeout_secs : DEFAULT_TIMEOUT_SECS;
     s->initial_timeout_secs = cfg->http_initial_timeout_secs > 0 ? cfg->http_initial_timeout_secs
                                                                  : DEFAULT_INITIAL_TIMEOUT_SECS;

@@ -78,6 +78,7 @@ struct poller_options {
     int64_t backoff_base_ms; /* delay after the first failure (1000); doubles per failure */
     int64_t backoff_max_ms;  /* cap of the doubling delay (60000) */
     size_t max_body;         /* largest response body accepted, bytes (512 MiB) */
+    int max_first_in_flight; /* most first polls (initial syncs) in flight at once (16) */
 };
 
 /* Counters, read with poller_set_stats. */
