@@ -29,8 +29,18 @@ test files (run concurrently by node --test) do not see each other's rooms:
   POST /lists/leave      {"room_id"} -> queues rooms.leave with the user's leave in the
                              timeline; answers {"event": <the leave>}
 
+A third user ("crypter", for e2ee.test.mjs) has one room, and its first /sync carries one-time
+key counts ({"signed_curve25519": 50}) and unused fallback key types (["signed_curve25519"]):
+
+  GET  /e2ee/scenario    -> {"user_id", "device_id", "token", "rooms": [{"room_id", "name",
+                             "last_event"}], "otk_counts", "fallback_key_types"}
+  POST /e2ee/push        {"to_device"?: [{"sender"?, "type", "content"}...], "device_lists"?:
+                             {"changed"?, "left"?}, "otk_counts"?, "fallback_key_types"?} ->
+                             queues one v2 /sync response for the crypter carrying those
+                             top-level sections; answers {"next_batch", "to_device": [events]}
+
 /message and /wait_idle take an optional "token" (default: the first user's); /message also
-knows the lister's rooms and then queues for the lister.
+knows the lister's and the crypter's rooms and then queues for that user.
 
 When both servers listen, one JSON line {"hs_url", "control_url"} is written to
 --info FILE (atomically) and to stdout. SIGTERM/SIGINT stop it.
@@ -58,6 +68,12 @@ LISTER = "@lister:" + SERVER
 LISTER_DEVICE = "LISTERDEV"
 LISTER_TOKEN = "syt_lister_0123456789"
 
+CRYPTER = "@crypter:" + SERVER
+CRYPTER_DEVICE = "CRYPTERDEV"
+CRYPTER_TOKEN = "syt_crypter_0123456789"
+CRYPTER_OTK_COUNTS = {"signed_curve25519": 50}
+CRYPTER_FALLBACK_KEY_TYPES = ["signed_curve25519"]
+
 
 class Scenario:
     def __init__(self, hs):
@@ -78,6 +94,7 @@ class Scenario:
             self.rooms.append({"room_id": rid, "name": name, "last_event": last})
         hs.queue(TOKEN, F.sync_response(join=join))
         self._setup_lister()
+        self._setup_crypter()
 
     def describe(self):
         return {"user_id": USER, "device_id": DEVICE, "token": TOKEN, "rooms": self.rooms}
@@ -87,6 +104,8 @@ class Scenario:
             token = TOKEN
         elif room_id in {r["room_id"] for r in self.lister_rooms}:
             token = LISTER_TOKEN
+        elif room_id in {r["room_id"] for r in self.crypter_rooms}:
+            token = CRYPTER_TOKEN
         else:
             raise KeyError(room_id)
         ev = F.message("@friend:" + SERVER, body)
@@ -173,6 +192,31 @@ class Scenario:
         self.hs.queue(LISTER_TOKEN, F.sync_response(leave={room_id: F.left_room(timeline=[ev])}))
         return {"event": ev}
 
+    # ---------------------------------------------------------------- the crypter
+    def _setup_crypter(self):
+        self.hs.register(CRYPTER_TOKEN, CRYPTER, CRYPTER_DEVICE)
+        friend = "@friend:" + SERVER
+        rid = "!cr_kappa:" + SERVER
+        st = F.room_state(CRYPTER, "Kappa") + [F.join(friend)]
+        last = F.message(friend, "hello from Kappa")
+        self.crypter_rooms = [{"room_id": rid, "name": "Kappa", "last_event": last}]
+        self.hs.queue(CRYPTER_TOKEN, F.sync_response(
+            join={rid: F.joined_room(st, [last], prev_batch="p_cr_kappa")},
+            otk_counts=CRYPTER_OTK_COUNTS, fallback_key_types=CRYPTER_FALLBACK_KEY_TYPES))
+
+    def crypter_describe(self):
+        return {"user_id": CRYPTER, "device_id": CRYPTER_DEVICE, "token": CRYPTER_TOKEN,
+                "rooms": self.crypter_rooms, "otk_counts": CRYPTER_OTK_COUNTS,
+                "fallback_key_types": CRYPTER_FALLBACK_KEY_TYPES}
+
+    def crypter_push(self, body):
+        evs = [F.to_device(m.get("sender", "@friend:" + SERVER), m["type"], m.get("content", {}))
+               for m in body.get("to_device", ())]
+        nb = self.hs.queue(CRYPTER_TOKEN, F.sync_response(
+            to_device=evs, device_lists=body.get("device_lists"),
+            otk_counts=body.get("otk_counts"), fallback_key_types=body.get("fallback_key_types")))
+        return {"next_batch": nb, "to_device": evs}
+
     def requests(self):
         out = []
         for r in list(self.hs.requests):
@@ -208,6 +252,8 @@ def make_control(scenario):
                 return self._reply(200, scenario.requests())
             if self.path == "/lists/scenario":
                 return self._reply(200, scenario.lister_describe())
+            if self.path == "/e2ee/scenario":
+                return self._reply(200, scenario.crypter_describe())
             self._reply(404, {"error": "unknown path"})
 
         def do_POST(self):
@@ -236,6 +282,8 @@ def make_control(scenario):
                     return self._reply(200, scenario.lister_accept(body["room_id"]))
                 if self.path == "/lists/leave":
                     return self._reply(200, scenario.lister_leave(body["room_id"]))
+                if self.path == "/e2ee/push":
+                    return self._reply(200, scenario.crypter_push(body))
             except KeyError as e:
                 return self._reply(400, {"error": "unknown room or missing field: %s" % e})
             self._reply(404, {"error": "unknown path"})
