@@ -515,6 +515,12 @@ out:
 static void run_handler(struct http_req *req)
 {
     struct http_server *s = req->srv;
+    if (!req->counted_pending) {
+        req->counted_pending = true;
+        pthread_mutex_lock(&s->amu);
+        s->pending++;
+        pthread_mutex_unlock(&s->amu);
+    }
     for (;;) {
         pthread_mutex_lock(&req->mu);
         req->phase = PH_RUNNING;
@@ -595,9 +601,11 @@ static struct http_req *new_req(struct http_server *s, struct MHD_Connection *co
     buf_init(&req->body, s->max_body);
     buf_init(&req->logx, 1024);
     req->start_ms = clock_mono_ms();
-    req->counted_pending = true;
+    /* Counted as pending (for shutdown) only once its handler runs: a request
+     * whose body is still arriving (or never will) is not suspended and
+     * MHD_stop_daemon closes it, so shutdown need not wait for it. */
+    req->counted_pending = false;
     pthread_mutex_lock(&s->amu);
-    s->pending++;
     s->active++;
     pthread_mutex_unlock(&s->amu);
     return req;

@@ -252,6 +252,23 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
     struct conn *old;
     HASH_FIND_STR(m->conns, c->key, old);
     if (old) HASH_DEL(m->conns, old);
+    /* A device keeps at most CONN_MAX_PER_DEVICE connections: beyond that the
+     * least recently used one ends, so no client can grow memory without
+     * bound by inventing conn_ids. */
+    struct conn *evicted = NULL;
+    size_t plen = strlen(c->key) - strlen(conn_id);
+    int n = 0;
+    struct conn *oldest = NULL, *it, *tmp;
+    HASH_ITER(hh, m->conns, it, tmp)
+    {
+        if (strncmp(it->key, c->key, plen) != 0) continue;
+        n++;
+        if (!oldest || it->last_used_ms < oldest->last_used_ms) oldest = it;
+    }
+    if (n >= CONN_MAX_PER_DEVICE && oldest) {
+        HASH_DEL(m->conns, oldest);
+        evicted = oldest;
+    }
     HASH_ADD_KEYPTR(hh, m->conns, c->key, strlen(c->key), c);
     atomic_fetch_add(&c->refs, 1);
     set_gauge(m);
@@ -260,6 +277,12 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
     if (old) {
         conn_end(old);
         *replaced = old;
+    }
+    if (evicted) {
+        LOG_INFO("sync", "%s: more than %d connections; ending the least recently used", user_id,
+                 CONN_MAX_PER_DEVICE);
+        conn_end(evicted);
+        conn_unref(evicted);
     }
     return c;
 }

@@ -29,6 +29,8 @@ struct metrics;
 #define CONN_MAX_QUEUE 2000
 /* Idle connections are forgotten after this long. */
 #define CONN_IDLE_MS (30 * 60 * 1000)
+/* Most connections (conn_ids) one device keeps; more end the least recently used. */
+#define CONN_MAX_PER_DEVICE 64
 /* Most unacknowledged responses kept per connection. */
 #define CONN_MAX_BUFFERED 8
 
