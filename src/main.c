@@ -61,8 +61,9 @@ static struct expiry_fanout fanout;
 static void on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash)
 {
     struct expiry_fanout *f = ud;
-    ingest_on_token_expired(f->ingest, user_id, device_id, token_hash);
-    if (f->api) sync_api_token_expired(f->api, user_id, device_id);
+    bool current = !f->api || sync_api_is_current_token(f->api, user_id, device_id, token_hash);
+    ingest_on_token_expired(f->ingest, user_id, device_id, token_hash, current);
+    if (f->api && current) sync_api_token_expired(f->api, user_id, device_id);
 }
 
 static void on_response(void *ud, struct poller_result *res)

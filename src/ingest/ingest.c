@@ -30,6 +30,7 @@ struct job {
     char *user_id;               /* JOB_LOAD, JOB_EXPIRED */
     char *device_id;             /* JOB_EXPIRED */
     char *token_hash;            /* JOB_EXPIRED */
+    bool device_expired;         /* JOB_EXPIRED: it was the device's current token */
     struct load_wait *waiter;    /* JOB_LOAD: who to tell */
     struct job *next;            /* queue link */
 };
@@ -121,13 +122,15 @@ void ingest_on_response(void *ud, struct poller_result *res)
     push(ing, j, false);
 }
 
-void ingest_on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash)
+void ingest_on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash,
+                             bool device_expired)
 {
     struct ingest *ing = ud;
     /* Readers must see the expiry before the device's connections end. */
-    ingest_device_expire(ing, user_id, device_id);
+    if (device_expired) ingest_device_expire(ing, user_id, device_id);
     struct job *j = xcalloc(1, sizeof *j);
     j->kind = JOB_EXPIRED;
+    j->device_expired = device_expired;
     j->user_id = xstrdup(user_id);
     j->device_id = xstrdup(device_id);
     j->token_hash = xstrdup(token_hash ? token_hash : "");
@@ -563,6 +566,9 @@ static void process_expired(struct ingest *ing, struct job *j)
         LOG_ERROR("ingest", "deleting token: %s", err);
     }
     free(err);
+    /* An old token of a device that already polls with a newer one: only its
+     * row goes; the device and its connections carry on. */
+    if (!j->device_expired) return;
     pthread_mutex_lock(&ing->lock);
     get_device(ing, j->user_id, j->device_id)->state = DEV_EXPIRED;
     pthread_cond_broadcast(&ing->cond);

@@ -32,7 +32,10 @@ void ingest_free(struct ingest *ing);
 
 /* Poller callbacks (poller thread): queue work for the ingest thread. */
 void ingest_on_response(void *ud, struct poller_result *res);
-void ingest_on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash);
+/* device_expired: token_hash was the device's current token (its poller
+ * stopped); otherwise only that older token's row is forgotten. */
+void ingest_on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash,
+                             bool device_expired);
 void ingest_on_failure(void *ud, const char *user_id, const char *device_id, int http_status, int fail_count,
                        int64_t retry_ms, const char *why);
 

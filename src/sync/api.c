@@ -133,14 +133,19 @@ void sync_api_free(struct sync_api *api)
 
 /* Starts (or re-tokens) the poller of a device. since: the stored since. */
 static void ensure_polling(struct sync_api *api, const char *user_id, const char *device_id, const char *token,
-                           const char *hash, const char *since, bool startup)
+                           const char *hash, const char *since, bool startup, bool take_over)
 {
     char *key = xasprintf("%s|%s", user_id, device_id);
     pthread_mutex_lock(&api->lock);
     struct dev_entry *d;
     HASH_FIND_STR(api->devices, key, d);
     bool fresh = !d;
-    if (d && strcmp(d->hash, hash) == 0 && ingest_device_ready(api->d.ingest, user_id, device_id)) {
+    /* A working poller keeps its token when a client shows up with another
+     * one already known to us (possibly older); only a token just verified
+     * (whoami or the store) takes over. */
+    bool keep = d && ingest_device_ready(api->d.ingest, user_id, device_id) &&
+                (strcmp(d->hash, hash) == 0 || !take_over);
+    if (keep) {
         pthread_mutex_unlock(&api->lock);
         free(key);
         return;
@@ -192,7 +197,8 @@ int sync_api_resume_pollers(struct sync_api *api)
         if (!token) {
             failed++;
         } else {
-            ensure_polling(api, devs[i].user_id, devs[i].device_id, token, devs[i].token_hash, devs[i].since, true);
+            ensure_polling(api, devs[i].user_id, devs[i].device_id, token, devs[i].token_hash, devs[i].since, true,
+                           true);
             explicit_bzero(token, strlen(token));
             free(token);
             started++;
@@ -203,6 +209,19 @@ int sync_api_resume_pollers(struct sync_api *api)
     LOG_INFO("api", "resumed polling %d devices (%d tokens could not be decrypted: was SYNCV3_SECRET changed?)",
              started, failed);
     return started;
+}
+
+bool sync_api_is_current_token(struct sync_api *api, const char *user_id, const char *device_id,
+                               const char *token_hash)
+{
+    char *key = xasprintf("%s|%s", user_id, device_id);
+    pthread_mutex_lock(&api->lock);
+    struct dev_entry *d;
+    HASH_FIND_STR(api->devices, key, d);
+    bool current = !d || !token_hash || strcmp(d->hash, token_hash) == 0;
+    pthread_mutex_unlock(&api->lock);
+    free(key);
+    return current;
 }
 
 void sync_api_token_expired(struct sync_api *api, const char *user_id, const char *device_id)
@@ -243,7 +262,7 @@ static int authenticate(struct sync_api *api, struct http_req *req, const char *
     if (*user_id) {
         /* A token the homeserver rejected since must be verified again. */
         if (ingest_device_wait(api->d.ingest, *user_id, *device_id, 0) != INGEST_EXPIRED) {
-            ensure_polling(api, *user_id, *device_id, token, hash, NULL, false);
+            ensure_polling(api, *user_id, *device_id, token, hash, NULL, false, false);
             return 0;
         }
         pthread_mutex_lock(&api->lock);
@@ -328,7 +347,7 @@ static int authenticate(struct sync_api *api, struct http_req *req, const char *
         HASH_ADD_STR(api->tokens, hash, t);
     }
     pthread_mutex_unlock(&api->lock);
-    ensure_polling(api, *user_id, *device_id, token, hash, since ? since : "", false);
+    ensure_polling(api, *user_id, *device_id, token, hash, since ? since : "", false, true);
     free(since);
     return 0;
 }

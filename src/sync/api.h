@@ -3,6 +3,8 @@
 #ifndef SYNCV3_SYNC_API_H
 #define SYNCV3_SYNC_API_H
 
+#include <stdbool.h>
+
 #include "http/server.h"
 
 struct cache;
@@ -30,7 +32,11 @@ void sync_api_free(struct sync_api *api);
 /* Starts a poller for every device with a stored token (at start-up).
  * Returns how many were started. */
 int sync_api_resume_pollers(struct sync_api *api);
-/* The poller reported a dead token: end the device's connections. */
+/* Whether token_hash is the token the device's poller was started with last
+ * (a newer token for the device makes older ones irrelevant). */
+bool sync_api_is_current_token(struct sync_api *api, const char *user_id, const char *device_id,
+                               const char *token_hash);
+/* The poller reported the device's current token dead: end its connections. */
 void sync_api_token_expired(struct sync_api *api, const char *user_id, const char *device_id);
 /* Periodic housekeeping (idle connections). */
 void sync_api_tick(struct sync_api *api);
