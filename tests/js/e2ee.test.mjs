@@ -24,10 +24,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { appendFileSync } from "node:fs";
 
 import { createClient } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
+import { controlAt, httpCapture } from "./harness.mjs";
 import {
     ExtensionState,
     SlidingSync,
@@ -37,7 +37,6 @@ import {
 
 const PROXY = process.env.SYNCV3_PROXY_URL;
 const CONTROL = process.env.SYNCV3_CONTROL_URL;
-const CAPTURE = process.env.SYNCV3_JS_CAPTURE;
 const SS_PATH = "/_matrix/client/unstable/org.matrix.msc3575/sync";
 const POLL_TIMEOUT_MS = 20000; // the client's long-poll timeout (?timeout=)
 const WAIT_MS = 30000;         // generous upper bound for anything we wait for
@@ -54,80 +53,9 @@ const LISTS = {
     },
 };
 
-// ---------------------------------------------------------------- HTTP capture
-const exchanges = [];
-const httpEvents = new EventEmitter();
-let exchangeSeq = 0;
-
-function capturingFetch(resource, options = {}) {
-    const url = new URL(resource instanceof URL || typeof resource === "string" ? resource : resource.url);
-    const ex = {
-        file: "e2ee",
-        n: ++exchangeSeq,
-        method: options.method ?? "GET",
-        path: url.pathname,
-        query: Object.fromEntries(url.searchParams),
-        requestBody: parseMaybe(options.body),
-        startedAt: Date.now(),
-        status: null,
-        responseBody: null,
-        endedAt: null,
-        error: null,
-    };
-    exchanges.push(ex);
-    httpEvents.emit("change");
-    const finish = () => {
-        ex.endedAt = Date.now();
-        if (CAPTURE) appendFileSync(CAPTURE, JSON.stringify(ex) + "\n");
-        httpEvents.emit("change");
-    };
-    return fetch(resource, options).then(
-        async (res) => {
-            ex.status = res.status;
-            try {
-                ex.responseBody = parseMaybe(await res.clone().text());
-            } catch (e) {
-                ex.error = "reading body: " + e;
-            }
-            finish();
-            return res;
-        },
-        (err) => {
-            ex.error = String(err?.name ?? "") + ": " + String(err?.message ?? err);
-            finish();
-            throw err;
-        },
-    );
-}
-
-function parseMaybe(s) {
-    if (typeof s !== "string") return s ?? null;
-    try {
-        return JSON.parse(s);
-    } catch {
-        return s;
-    }
-}
-
-function lastExchanges(n = 6) {
-    return exchanges
-        .filter((e) => e.path === SS_PATH)
-        .slice(-n)
-        .map((e) => JSON.stringify(e))
-        .join("\n");
-}
-
-// ---------------------------------------------------------------- control API
-async function control(method, path, body) {
-    const res = await fetch(CONTROL + path, {
-        method,
-        headers: { "Content-Type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = await res.json();
-    if (!res.ok) throw new Error(`control ${method} ${path}: HTTP ${res.status} ${JSON.stringify(json)}`);
-    return json;
-}
+// ---------------------------------------------------------------- HTTP capture & control API
+const { exchanges, httpEvents, capturingFetch, lastExchanges } = httpCapture({ file: "e2ee", onlyPath: SS_PATH });
+const control = (method, path, body) => controlAt(CONTROL, method, path, body);
 
 // ---------------------------------------------------------------- client state
 let scenario;
