@@ -487,22 +487,22 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
     if (next && (same || s->pos != last)) {
         /* The client missed a response: send it again. A changed body is
          * still applied; its effects come in the following response. */
-        char *copy = xstrndup(next->body, next->len);
         size_t len = next->len;
+        char *copy = xstrndup(next->body, len); /* next may move when the buffer changes */
         if (!same) {
             s->resp = conn_resp_new();
             char *err = NULL;
             if (conn_apply_request(s->conn, &s->req, s->resp, &err) == 0) {
                 conn_drain(s->conn, s->resp, DRAIN_MAX);
-                char *body = conn_finish(s->conn, s->resp, s->req.txn_id, s->pos, s->canonical, &len, &err);
+                size_t blen;
+                char *body = conn_finish(s->conn, s->resp, s->req.txn_id, s->pos, s->canonical, &blen, &err);
                 if (!body) conn_abandon(s->conn);
                 free(body);
-                len = next ? strlen(copy) : len;
             }
             free(err);
         }
         conn_unlock(s->conn);
-        respond_body(req, copy, strlen(copy));
+        respond_body(req, copy, len);
         return HTTP_DONE;
     }
     if (apply(req, s) < 0) return HTTP_DONE;
