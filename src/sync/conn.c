@@ -18,10 +18,19 @@
 #include "sync/ops.h"
 #include "sync/room.h"
 
+/* A user whose member event this connection has sent for a room. */
+struct lazy_member {
+    char *user_id;         /* owned; hash key */
+    UT_hash_handle hh;     /* in croom.lazy_sent */
+};
+
 /* The connection's view of one of the user's rooms. */
 struct croom {
     struct user_room *ur;  /* the cache's view (ref); ur->room_id is the hash key */
     char *name;            /* computed name (heap), built on first use */
+    bool lazy;             /* last snapshot asked for lazy members: live senders get theirs */
+    struct lazy_member *lazy_sent; /* members already sent (never cleared, §11.2) */
+    int64_t ts;            /* timestamp last sent under bump_event_types (§11.7) */
     UT_hash_handle hh;     /* in conn.rooms */
 };
 
@@ -103,6 +112,7 @@ struct conn_resp {
 /* ---- lifecycle ---- */
 
 static void on_update(void *ud, struct cache_update *u);
+static void croom_del(struct conn *c, struct croom *cr);
 
 static struct conn *conn_new(struct sync_ctx *ctx, const char *user_id, const char *device_id, const char *conn_id)
 {
@@ -153,13 +163,7 @@ static void conn_destroy(struct conn *c)
         free(sp);
     }
     struct croom *r, *rt;
-    HASH_ITER(hh, c->rooms, r, rt)
-    {
-        HASH_DEL(c->rooms, r);
-        user_room_unref(r->ur);
-        free(r->name);
-        free(r);
-    }
+    HASH_ITER(hh, c->rooms, r, rt) croom_del(c, r);
     for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
     free(c->queue);
     for (int i = 0; i < c->n_buffered; i++) free(c->buffered[i].body);
@@ -798,7 +802,29 @@ static void croom_del(struct conn *c, struct croom *cr)
     HASH_DEL(c->rooms, cr);
     user_room_unref(cr->ur);
     free(cr->name);
+    struct lazy_member *lm, *lt;
+    HASH_ITER(hh, cr->lazy_sent, lm, lt)
+    {
+        HASH_DEL(cr->lazy_sent, lm);
+        free(lm->user_id);
+        free(lm);
+    }
     free(cr);
+}
+
+static bool lazy_sent(const struct croom *cr, const char *user_id)
+{
+    struct lazy_member *lm;
+    HASH_FIND_STR(cr->lazy_sent, user_id, lm);
+    return lm != NULL;
+}
+
+static void lazy_mark(struct croom *cr, const char *user_id)
+{
+    if (!user_id || !*user_id || lazy_sent(cr, user_id)) return;
+    struct lazy_member *lm = xcalloc(1, sizeof *lm);
+    lm->user_id = xstrdup(user_id);
+    HASH_ADD_KEYPTR(hh, cr->lazy_sent, lm->user_id, strlen(lm->user_id), lm);
 }
 
 static bool visible(struct conn *c, const char *room_id)
@@ -960,6 +986,25 @@ static bool child_event_valid(const char *json)
     return ok;
 }
 
+/* Reads the children of k spaces as of the connection's position: the state
+ * keys of their m.space.child events with an array `via`. out[i] (initialised
+ * by the caller) answers ids[i]. */
+static int read_space_children(struct conn *c, const char *const *ids, int k, struct sync_roomset *out, char **err)
+{
+    struct store_tl *st = xcalloc((size_t)k, sizeof *st);
+    const char *types[] = {"m.space.child"}, *keys[] = {"*"};
+    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    int rc = pg ? store_state_at(pg, ids, k, c->pos, types, keys, 1, st, err) : -1;
+    if (pg) db_release(c->ctx->db, pg);
+    for (int i = 0; i < k && rc == 0; i++)
+        for (int e = 0; e < st[i].n; e++)
+            if (st[i].events[e]->state_key && child_event_valid(st[i].events[e]->json))
+                sync_roomset_add(&out[i], st[i].events[e]->state_key);
+    for (int i = 0; i < k; i++) store_tl_release(&st[i]);
+    free(st);
+    return rc;
+}
+
 /* Reads the children of the spaces a list filters by that are not known yet,
  * as of the connection's position (later changes arrive as events). */
 static int load_spaces(struct conn *c, const struct sync_req_list *rl, char **err)
@@ -978,22 +1023,20 @@ static int load_spaces(struct conn *c, const struct sync_req_list *rl, char **er
     }
     int rc = 0;
     if (k) {
-        struct store_tl *out = xcalloc((size_t)k, sizeof *out);
-        const char *types[] = {"m.space.child"}, *keys[] = {"*"};
-        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
-        rc = pg ? store_state_at(pg, ids, k, c->pos, types, keys, 1, out, err) : -1;
-        if (pg) db_release(c->ctx->db, pg);
-        for (int i = 0; i < k && rc == 0; i++) {
+        struct sync_roomset *sets = xcalloc((size_t)k, sizeof *sets);
+        for (int i = 0; i < k; i++) sync_roomset_init(&sets[i]);
+        rc = read_space_children(c, ids, k, sets, err);
+        for (int i = 0; i < k; i++) {
+            if (rc < 0) {
+                sync_roomset_release(&sets[i]);
+                continue;
+            }
             struct cspace *sp = xcalloc(1, sizeof *sp);
             sp->space_id = xstrdup(ids[i]);
-            sync_roomset_init(&sp->children);
-            for (int e = 0; e < out[i].n; e++)
-                if (out[i].events[e]->state_key && child_event_valid(out[i].events[e]->json))
-                    sync_roomset_add(&sp->children, out[i].events[e]->state_key);
+            sp->children = sets[i];
             HASH_ADD_KEYPTR(hh, c->spaces, sp->space_id, strlen(sp->space_id), sp);
         }
-        for (int i = 0; i < k; i++) store_tl_release(&out[i]);
-        free(out);
+        free(sets);
     }
     free(ids);
     return rc;
@@ -1117,6 +1160,67 @@ static void space_child_changed(struct conn *c, struct conn_resp *r, const struc
     if (child) relist_room(c, r, child->ur->room_id, false);
 }
 
+/* The user joined or left a space a filter names: its children enter or
+ * leave the lists (§13: only joined spaces count). On a join the children
+ * are read again, as they came in the join's state, not as live events. */
+static void space_membership_changed(struct conn *c, struct conn_resp *r, const char *space_id, bool joined_now)
+{
+    struct cspace *sp;
+    HASH_FIND_STR(c->spaces, space_id, sp);
+    if (!sp) return;
+    struct sync_roomset affected;
+    sync_roomset_init(&affected);
+    for (struct sync_roomset_entry *e = sp->children.h; e; e = e->hh.next) sync_roomset_add(&affected, e->room_id);
+    if (joined_now) {
+        struct sync_roomset now;
+        sync_roomset_init(&now);
+        char *err = NULL;
+        const char *id = sp->space_id;
+        if (read_space_children(c, &id, 1, &now, &err) == 0) {
+            for (struct sync_roomset_entry *e = now.h; e; e = e->hh.next) sync_roomset_add(&affected, e->room_id);
+            sync_roomset_release(&sp->children);
+            sp->children = now;
+        } else {
+            LOG_WARN("sync", "%s: reading the children of %s failed: %s", c->user_id, space_id, err ? err : "?");
+            free(err);
+            sync_roomset_release(&now);
+        }
+    }
+    for (struct sync_roomset_entry *e = affected.h; e; e = e->hh.next) {
+        struct croom *child;
+        HASH_FIND_STR(c->rooms, e->room_id, child);
+        if (child) relist_room(c, r, child->ur->room_id, false);
+    }
+    sync_roomset_release(&affected);
+}
+
+/* §11.9: leaving an upgraded room's replacement brings the old room back. */
+static void relist_replaced(struct conn *c, struct conn_resp *r, const char *room_id)
+{
+    for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
+        const char *up = cr->ur->meta ? cr->ur->meta->r.upgraded : NULL;
+        if (up && strcmp(up, room_id) == 0) relist_room(c, r, cr->ur->room_id, false);
+    }
+}
+
+/* The user is no longer in the room (left, kicked, banned, invite gone). */
+static void room_gone(struct conn *c, struct conn_resp *r, struct croom *cr, const char *room_id)
+{
+    char *id = xstrdup(room_id);
+    croom_del(c, cr);
+    relist_room(c, r, id, false);
+    space_membership_changed(c, r, id, false);
+    relist_replaced(c, r, id);
+    free(id);
+}
+
+/* The user joined the room (first join, invite accepted, rejoin). */
+static void room_joined(struct conn *c, struct conn_resp *r, struct croom *cr)
+{
+    relist_predecessor(c, r, cr);
+    space_membership_changed(c, r, cr->ur->room_id, true);
+}
+
 static void live_event(struct conn *c, struct conn_resp *r, struct cache_update *u)
 {
     struct event *ev = u->ev;
@@ -1134,8 +1238,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
             rr->live[rr->n_live++] = event_ref(ev);
             rr->num_live++;
         }
-        croom_del(c, cr);
-        relist_room(c, r, u->room_id, false);
+        room_gone(c, r, cr, u->room_id);
         return;
     }
     bool joined_now = !cr || (cr->ur->invite && !ur->invite);
@@ -1167,7 +1270,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
             bump_set(cl, u->room_id, ev->ts);
     }
     relist_room(c, r, u->room_id, joined_now);
-    if (joined_now) relist_predecessor(c, r, cr);
+    if (joined_now) room_joined(c, r, cr);
     if (ev->state_key && strcmp(ev->type, "m.space.child") == 0) space_child_changed(c, r, ev);
     HASH_FIND_STR(r->rooms, u->room_id, rr);
     if ((rr && rr->snapshot) || visible(c, u->room_id)) {
@@ -1227,7 +1330,7 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         else
             cr = croom_add(c, ur);
         relist_room(c, r, u->room_id, joined_now);
-        if (joined_now) relist_predecessor(c, r, cr);
+        if (joined_now) room_joined(c, r, cr);
         break;
     }
     case CU_LEAVE:
@@ -1240,8 +1343,7 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
             rr->live[rr->n_live++] = event_ref(u->ev);
             rr->num_live++;
         }
-        croom_del(c, cr);
-        relist_room(c, r, u->room_id, false);
+        room_gone(c, r, cr, u->room_id);
         break;
     case CU_ROOM_RESET:
         if (!cr || cr->ur->invite) break;
@@ -1321,6 +1423,90 @@ void conn_drain(struct conn *c, struct conn_resp *resp, int max)
 
 /* ---- finishing ---- */
 
+/* Adds a user to what a response's room needs lazily loaded, once per
+ * connection. Returns whether it was added. */
+static bool lazy_need(struct croom *cr, struct resp_room *rr, const char *user_id)
+{
+    if (!user_id || !*user_id || lazy_sent(cr, user_id)) return false;
+    rr->lazy_need = xrealloc(rr->lazy_need, (rr->n_lazy_need + 1) * sizeof *rr->lazy_need);
+    rr->lazy_need[rr->n_lazy_need++] = xstrdup(user_id);
+    lazy_mark(cr, user_id);
+    return true;
+}
+
+struct typing_lazy {
+    struct conn *c;        /* the connection */
+    struct conn_resp *r;   /* the response */
+    bool any;              /* some member is needed */
+};
+
+static void typing_lazy_room(void *ud, const char *room_id, const char *edu)
+{
+    struct typing_lazy *tl = ud;
+    struct croom *cr;
+    HASH_FIND_STR(tl->c->rooms, room_id, cr);
+    if (!cr || !cr->lazy || cr->ur->invite) return;
+    json_t *j = json_loads(edu, 0, NULL);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(json_object_get(j, "content"), "user_ids"), i, v)
+    {
+        if (!json_is_string(v) || lazy_sent(cr, json_string_value(v))) continue;
+        tl->any |= lazy_need(cr, resp_room_get(tl->c, tl->r, room_id), json_string_value(v));
+    }
+    json_decref(j);
+}
+
+/* B of §11.7: the union of the bump_event_types of every list (the strings
+ * are borrowed from the sticky request: free only out->v). */
+static void bump_union(struct conn *c, struct sync_strv *out)
+{
+    *out = (struct sync_strv){0};
+    for (struct sync_req_list *rl = c->muxed.lists; rl; rl = rl->hh.next) {
+        if (!has_bump_types(rl)) continue;
+        for (size_t i = 0; i < rl->bump_event_types.n; i++) {
+            const char *t = rl->bump_event_types.v[i];
+            if (!t || strv_has(out, t)) continue;
+            out->v = xrealloc(out->v, (out->n + 1) * sizeof *out->v);
+            out->v[out->n++] = (char *)t;
+        }
+    }
+}
+
+/* After loading: what the connection now knows it sent (lazy members), and
+ * the room's timestamp (§11.7) — only on snapshots and on updates carrying
+ * events, never revealing activity from before the user's join. */
+static void room_settle(struct conn *c, struct resp_room *rr, bool bump)
+{
+    struct croom *cr;
+    HASH_FIND_STR(c->rooms, rr->room_id, cr);
+    if (!cr || cr->ur->invite) return;
+    if (rr->snapshot) {
+        cr->lazy = rr->lazy;
+        if (rr->lazy)
+            for (int i = 0; i < rr->tl.n; i++) lazy_mark(cr, rr->tl.events[i]->sender);
+        for (int i = 0; i < rr->state.n; i++)
+            if (strcmp(rr->state.events[i]->type, "m.room.member") == 0) lazy_mark(cr, rr->state.events[i]->state_key);
+    }
+    if (!rr->snapshot && !rr->n_live) return;
+    const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
+    int64_t ts;
+    if (bump) {
+        ts = rr->snapshot ? rr->timestamp : cr->ts;
+        for (size_t i = 0; i < rr->n_live && !rr->snapshot; i++) {
+            const struct event *ev = rr->live[i];
+            for (struct sync_req_list *rl = c->muxed.lists; rl; rl = rl->hh.next)
+                if (has_bump_types(rl) && strv_has(&rl->bump_event_types, ev->type) && ev->ts > ts) ts = ev->ts;
+        }
+    } else {
+        ts = m ? m->latest_ts : 0;
+        if (rr->n_live && rr->live[rr->n_live - 1]->ts > ts) ts = rr->live[rr->n_live - 1]->ts;
+    }
+    if (cr->ur->join_ts > ts) ts = cr->ur->join_ts;
+    cr->ts = ts;
+    rr->timestamp = ts;
+}
+
 char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, int64_t req_pos,
                   const char *canonical_body, size_t *len, char **err)
 {
@@ -1342,13 +1528,38 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
             any_snapshot = true;
         }
     }
-    if (any_snapshot) {
-        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
-        if (!pg) return NULL;
-        int rc = room_load(pg, c->user_id, c->pos, resp->rooms, err);
-        db_release(c->ctx->db, pg);
-        if (rc < 0) return NULL;
+    /* Live updates of lazily loaded rooms: members of new senders (§11.2). */
+    bool any_lazy = false;
+    for (rr = resp->rooms; rr; rr = rr->hh.next) {
+        struct croom *cr;
+        if (rr->snapshot || !rr->n_live) continue;
+        HASH_FIND_STR(c->rooms, rr->room_id, cr);
+        if (!cr || !cr->lazy) continue;
+        for (size_t i = 0; i < rr->n_live; i++) {
+            const struct event *ev = rr->live[i];
+            if (!*ev->sender || lazy_sent(cr, ev->sender)) continue;
+            /* A sender's own membership event in the timeline is their member event. */
+            if (ev->membership && ev->state_key && strcmp(ev->state_key, ev->sender) == 0) {
+                lazy_mark(cr, ev->sender);
+                continue;
+            }
+            any_lazy |= lazy_need(cr, rr, ev->sender);
+        }
     }
+    struct sync_strv bump;
+    bump_union(c, &bump);
+    if (any_snapshot || any_lazy) {
+        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        int rc = pg ? room_load(pg, c->user_id, c->pos, resp->rooms, (const char *const *)bump.v, (int)bump.n, err)
+                    : -1;
+        if (pg) db_release(c->ctx->db, pg);
+        if (rc < 0) {
+            free(bump.v);
+            return NULL;
+        }
+    }
+    for (rr = resp->rooms; rr; rr = rr->hh.next) room_settle(c, rr, bump.n > 0);
+    free(bump.v);
     {
         /* The extensions see each room with its timeline events in this
          * response (receipts on them, §16.5). */
@@ -1366,6 +1577,17 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         free(rooms);
         free(evs);
         if (rc < 0) return NULL;
+    }
+    {
+        /* §16.4: typing users of lazily loaded rooms get their member events. */
+        struct typing_lazy tl = {c, resp, false};
+        ext_resp_typing_each(resp->ext, typing_lazy_room, &tl);
+        if (tl.any) {
+            PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+            int rc = pg ? room_load_lazy(pg, c->pos, resp->rooms, err) : -1;
+            if (pg) db_release(c->ctx->db, pg);
+            if (rc < 0) return NULL;
+        }
     }
     struct buf b = BUF_INIT;
     buf_puts(&b, "{\"lists\":{");

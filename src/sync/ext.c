@@ -312,6 +312,13 @@ static void ad_add(struct ext_resp *r, const struct store_account_data *a)
     HASH_ADD_KEYPTR(hh, ar->types, t->type, strlen(t->type), t);
 }
 
+void ext_resp_typing_each(const struct ext_resp *r, void (*fn)(void *ud, const char *room_id, const char *edu),
+                          void *ud)
+{
+    for (struct ty_room *t = r->ty; t; t = t->hh.next)
+        if (t->json) fn(ud, t->room_id, t->json);
+}
+
 /* Sets a room's typing EDU (json may be NULL: read, nothing stored). */
 static void ty_put(struct ext_resp *r, const char *room_id, const char *json)
 {

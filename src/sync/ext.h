@@ -105,6 +105,10 @@ struct ext_room {
  * and their receipts (§16.3-§16.5). */
 int ext_finish(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
                int n_rooms, char **err);
+/* Calls fn for each room whose typing EDU (JSON) the response carries. */
+void ext_resp_typing_each(const struct ext_resp *r, void (*fn)(void *ud, const char *room_id, const char *edu),
+                          void *ud);
+
 /* Appends the `extensions` object and commits what the response delivered
  * into s (call once, when the response is certainly built). */
 void ext_resp_write(struct buf *b, struct ext_state *s, struct ext_resp *r);

@@ -43,6 +43,8 @@ void resp_room_free(struct resp_room *r)
     store_tl_release(&r->state);
     free(r->live_name);
     free(r->live_avatar);
+    for (size_t i = 0; i < r->n_lazy_need; i++) free(r->lazy_need[i]);
+    free(r->lazy_need);
     free(r);
 }
 
@@ -133,8 +135,103 @@ char *room_display_avatar(const char *user_id, const struct user_room *ur)
 
 /* ---- loading ---- */
 
-int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, char **err)
+/* Members for rooms with lazy loading: the current member events of the
+ * senders (and typing users) not sent yet on this connection (§11.2, §16.4),
+ * appended to the room's state; one round trip. */
+int room_load_lazy(PGconn *c, int64_t pos, struct resp_room *rooms, char **err)
 {
+    int n = 0;
+    size_t nk = 0;
+    struct resp_room *r, *tmp;
+    HASH_ITER(hh, rooms, r, tmp)
+    {
+        if (r->n_lazy_need > r->n_lazy_loaded) {
+            n++;
+            nk += r->n_lazy_need - r->n_lazy_loaded;
+        }
+    }
+    if (!n) return 0;
+    const char **ids = xcalloc((size_t)n, sizeof *ids), **types = xcalloc(nk, sizeof *types),
+               **keys = xcalloc(nk, sizeof *keys);
+    struct resp_room **order = xcalloc((size_t)n, sizeof *order);
+    struct store_tl *out = xcalloc((size_t)n, sizeof *out);
+    int k = 0;
+    size_t j = 0;
+    HASH_ITER(hh, rooms, r, tmp)
+    {
+        if (r->n_lazy_need <= r->n_lazy_loaded) continue;
+        order[k] = r;
+        ids[k++] = r->room_id;
+        for (size_t i = r->n_lazy_loaded; i < r->n_lazy_need; i++, j++) {
+            types[j] = "m.room.member";
+            keys[j] = r->lazy_need[i];
+        }
+    }
+    int rc = store_state_at(c, ids, n, pos, types, keys, (int)nk, out, err);
+    for (int i = 0; i < n && rc == 0; i++) {
+        /* The query matched the union of every room's users: keep this room's. */
+        r = order[i];
+        for (int e = 0; e < out[i].n; e++) {
+            struct event *ev = out[i].events[e];
+            bool keep = false;
+            for (size_t s = r->n_lazy_loaded; s < r->n_lazy_need && !keep; s++)
+                keep = ev->state_key && strcmp(ev->state_key, r->lazy_need[s]) == 0;
+            if (!keep) {
+                event_unref(ev);
+                continue;
+            }
+            r->state.events = xrealloc(r->state.events, (size_t)(r->state.n + 1) * sizeof *r->state.events);
+            r->state.events[r->state.n++] = ev;
+        }
+        out[i].n = 0;
+        r->n_lazy_loaded = r->n_lazy_need;
+    }
+    for (int i = 0; i < n; i++) store_tl_release(&out[i]);
+    free(out);
+    free(order);
+    free(ids);
+    free(types);
+    free(keys);
+    return rc;
+}
+
+/* §11.7: a joined snapshot's timestamp under bump_event_types. */
+static int load_timestamps(PGconn *c, int64_t pos, struct resp_room *rooms, const char *const *bump, int n_bump,
+                           char **err)
+{
+    int n = 0;
+    struct resp_room *r, *tmp;
+    HASH_ITER(hh, rooms, r, tmp)
+    {
+        if (r->snapshot && r->ur && !r->ur->invite) n++;
+    }
+    if (!n || !n_bump) return 0;
+    const char **ids = xcalloc((size_t)n, sizeof *ids);
+    int64_t *after = xcalloc((size_t)n, sizeof *after), *ts = xcalloc((size_t)n, sizeof *ts);
+    struct resp_room **order = xcalloc((size_t)n, sizeof *order);
+    int k = 0;
+    HASH_ITER(hh, rooms, r, tmp)
+    {
+        if (!(r->snapshot && r->ur && !r->ur->invite)) continue;
+        order[k] = r;
+        after[k] = r->ur->join_nid;
+        ids[k++] = r->room_id;
+    }
+    int rc = store_latest_of_types(c, ids, after, n, bump, n_bump, pos, ts, err);
+    for (int i = 0; i < n && rc == 0; i++)
+        order[i]->timestamp = ts[i] > order[i]->ur->join_ts ? ts[i] : order[i]->ur->join_ts;
+    free(ids);
+    free(after);
+    free(ts);
+    free(order);
+    return rc;
+}
+
+int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, const char *const *bump,
+              int n_bump, char **err)
+{
+    if (room_load_lazy(c, pos, rooms, err) < 0 || load_timestamps(c, pos, rooms, bump, n_bump, err) < 0)
+        return -1;
     int n = 0;
     struct resp_room *r, *tmp;
     HASH_ITER(hh, rooms, r, tmp)
@@ -178,6 +275,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     for (int i = 0; i < n; i++) {
         r = order[i];
         rs_matcher_init(&matchers[i], r->params.rs, r->params.n_rs, user_id);
+        r->lazy = matchers[i].lazy_members;
         if (!r->params.n_rs) continue;
         ids[n_ids++] = r->room_id;
         for (size_t j = 0; j < r->params.n_rs + r->tl.n; j++) {
@@ -352,6 +450,12 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
     if (!r->snapshot) {
         if (r->live_name) key_str(b, &f, "name", r->live_name);
         if (r->avatar_changed) key_str(b, &f, "avatar", r->live_avatar);
+        /* Lazily loaded members of new senders (§11.2). */
+        if (r->state.n) {
+            buf_printf(b, "%s\"required_state\":", f ? "" : ",");
+            f = false;
+            write_events(b, r->state.events, (size_t)r->state.n, NULL, 0);
+        }
     }
     /* A snapshot already holds its live events (it was loaded after them). */
     size_t n_tl = r->snapshot ? (size_t)r->tl.n : 0;
@@ -378,9 +482,6 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         key_int(b, &f, "invited_count", m->invited_count);
     }
     if (r->num_live) key_int(b, &f, "num_live", r->num_live);
-    int64_t ts = m ? m->latest_ts : 0;
-    if (r->ur && r->ur->join_ts > ts) ts = r->ur->join_ts;
-    if (!r->snapshot && r->n_live && r->live[r->n_live - 1]->ts > ts) ts = r->live[r->n_live - 1]->ts;
-    if (ts) key_int(b, &f, "timestamp", ts);
+    if (r->timestamp) key_int(b, &f, "timestamp", r->timestamp);
     buf_putc(b, '}');
 }

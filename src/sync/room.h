@@ -37,7 +37,13 @@ struct resp_room {
     bool member_counts_changed; /* live update: joined or invited count changed (values from ur->meta) */
     char *live_avatar;          /* the new avatar (owned) */
     struct store_tl tl;         /* snapshot timeline (filled by room_load) */
-    struct store_tl state;      /* snapshot required_state (filled by room_load) */
+    struct store_tl state;      /* required_state (filled by room_load): a snapshot's, or a live
+                                 * update's lazily loaded members */
+    bool lazy;                  /* snapshot built with ["m.room.member","$LAZY"] (set by room_load) */
+    char **lazy_need;           /* live update: senders whose member events to add (owned) */
+    size_t n_lazy_need;         /* entries in lazy_need */
+    size_t n_lazy_loaded;       /* of which were loaded into state already */
+    int64_t timestamp;          /* §11.7 value to send, 0 = none (see room_load) */
     UT_hash_handle hh;          /* in the response's room table */
 };
 
@@ -48,9 +54,17 @@ void room_params_release(struct room_params *p);
 void resp_room_free(struct resp_room *r);
 
 /* Loads timelines and required_state of every snapshot room in rooms (a
- * uthash table) at stream position pos, in two round trips. Returns 0 or -1
- * with *err (heap). */
-int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, char **err);
+ * uthash table) at stream position pos, in two round trips, plus the member
+ * events live updates need (lazy_need) in one more. With bump types (the
+ * union of the connection's bump_event_types), a joined snapshot's timestamp
+ * is its newest event of those types after the user's join, at least the
+ * join's time (§11.7), one more round trip. Returns 0 or -1 with *err (heap). */
+int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, const char *const *bump,
+              int n_bump, char **err);
+
+/* Loads the member events of every room's lazy_need not loaded yet,
+ * appending them to its state (one round trip). Returns 0 or -1. */
+int room_load_lazy(PGconn *c, int64_t pos, struct resp_room *rooms, char **err);
 
 /* Appends the JSON object of r to b. */
 void room_write_json(struct buf *b, const char *user_id, const struct resp_room *r);

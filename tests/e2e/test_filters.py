@@ -155,3 +155,57 @@ def test_old_rooms(proxy, alice):
     c2 = proxy.client(alice.token)
     resp = c2.sync({"conn_id": "plain", "room_subscriptions": {new: {"timeline_limit": 1}}})
     assert set(resp["rooms"]) == {new}
+
+
+def test_spaces_filter_follows_joining_and_leaving_the_space(proxy, alice, bob):
+    A, B = alice.user_id, bob.user_id
+    space, c1, c2 = (F.new_room_id(x) for x in ("jspace", "jchild1", "jchild2"))
+    space_state = F.room_state(B, "Joined later", room_type="m.space") + [F.space_child(B, c1)]
+    # bob's space lists c1; alice is in c1 and c2 but not (yet) in the space
+    bob.queue(F.sync_response(join={space: F.joined_room(space_state, [F.message(B, "space")])}))
+    proxy.client(bob.token).sync({"lists": {"a": {"ranges": [[0, 9]]}}})
+    bob.wait_idle()
+    alice.queue(F.sync_response(join={
+        c1: F.joined_room(F.room_state(A, "J1"), [F.message(A, "1")]),
+        c2: F.joined_room(F.room_state(A, "J2"), [F.message(A, "2")]),
+    }))
+    c = proxy.client(alice.token)
+    resp = c.sync({"lists": {"s": {"ranges": [[0, 9]], "filters": {"spaces": [space]}}}})
+    assert resp["lists"]["s"]["count"] == 0
+    alice.wait_idle()
+
+    # alice joins the space: its children (learnt from the join's state) enter the list
+    alice.queue(F.sync_response(join={space: F.joined_room(space_state, [F.join(A)])}))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    s = resp["lists"]["s"]
+    assert s["count"] == 1, s
+    assert {"op": "INSERT", "index": 0, "room_id": c1} in s["ops"], s
+
+    # alice leaves the space: its children leave the list
+    alice.queue(F.sync_response(leave={space: F.left_room(timeline=[F.leave(A)])}))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    s = resp["lists"]["s"]
+    assert s["count"] == 0, s
+    assert {"op": "DELETE", "index": 0} in s["ops"], s
+
+
+def test_leaving_the_replacement_brings_the_old_room_back(proxy, alice):
+    A = alice.user_id
+    old, new = F.new_room_id("old2"), F.new_room_id("new2")
+    alice.queue(F.sync_response(join={
+        old: F.joined_room(F.room_state(A, "Old"), [F.message(A, "before"), F.tombstone(A, new)]),
+        new: F.joined_room([F.create(A, predecessor=old)] + F.room_state(A, "New")[1:], [F.message(A, "after")]),
+    }))
+    c = proxy.client(alice.token)
+    resp = c.sync({"lists": {"a": {"ranges": [[0, 9]]}}})
+    assert sync_op_room_ids(resp, "a") == [new]
+    alice.wait_idle()
+    alice.queue(F.sync_response(leave={new: F.left_room(timeline=[F.leave(A)])}))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    a = resp["lists"]["a"]
+    assert a["count"] == 1, a
+    assert {"op": "INSERT", "index": 0, "room_id": old} in a["ops"], a
+    assert resp["rooms"][old].get("initial") is True
