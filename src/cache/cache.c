@@ -32,10 +32,17 @@ struct dm_entry {
     UT_hash_handle hh;       /* uthash */
 };
 
+/* A user in someone's m.ignored_user_list. */
+struct ignored_entry {
+    char *user_id;                    /* key */
+    UT_hash_handle hh;                /* uthash */
+};
+
 struct user_entry {
     char *user_id;                    /* key */
     struct ur_entry *rooms;           /* joined and invited rooms */
     struct dm_entry *dms;             /* m.direct rooms */
+    struct ignored_entry *ignored;    /* m.ignored_user_list */
     struct cache_listener *listeners; /* connections of this user */
     UT_hash_handle hh;                /* uthash */
 };
@@ -97,6 +104,7 @@ void cache_update_unref(struct cache_update *u)
     if (before != 1) return;
     free(u->room_id);
     free(u->device_id);
+    free(u->sender_device);
     event_unref(u->ev);
     free(u->json);
     free(u);
@@ -186,6 +194,17 @@ static void free_uset(struct uset **s)
     }
 }
 
+static void free_ignored(struct ignored_entry **s)
+{
+    struct ignored_entry *e, *t;
+    HASH_ITER(hh, *s, e, t)
+    {
+        HASH_DEL(*s, e);
+        free(e->user_id);
+        free(e);
+    }
+}
+
 static void free_dms(struct dm_entry **s)
 {
     struct dm_entry *e, *t;
@@ -222,6 +241,7 @@ void cache_free(struct cache *c)
             free(e);
         }
         free_dms(&ue->dms);
+        free_ignored(&ue->ignored);
         free(ue->user_id);
         free(ue);
     }
@@ -366,6 +386,35 @@ int64_t cache_position(struct cache *c)
 
 /* ---- writers (ingest thread) ---- */
 
+/* Replaces the ignored set from m.ignored_user_list JSON (may be NULL). */
+static void set_ignored(struct user_entry *u, const char *json)
+{
+    free_ignored(&u->ignored);
+    json_t *j = json ? json_loads(json, 0, NULL) : NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(json_object_get(j, "content"), "ignored_users"), key, v)
+    {
+        struct ignored_entry *e;
+        HASH_FIND_STR(u->ignored, key, e);
+        if (e) continue;
+        e = xcalloc(1, sizeof *e);
+        e->user_id = xstrdup(key);
+        HASH_ADD_KEYPTR(hh, u->ignored, e->user_id, strlen(e->user_id), e);
+    }
+    json_decref(j);
+}
+
+bool cache_user_ignores(struct cache *c, const char *user_id, const char *other)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    struct user_entry *u = find_user(c, user_id);
+    struct ignored_entry *e = NULL;
+    if (u && other) HASH_FIND_STR(u->ignored, other, e);
+    pthread_rwlock_unlock(&c->lock);
+    return e != NULL;
+}
+
 static void set_dms(struct user_entry *u, const char *m_direct_json)
 {
     free_dms(&u->dms);
@@ -476,7 +525,8 @@ static void user_del_room(struct cache *c, struct user_entry *u, const char *roo
 }
 
 void cache_install_user(struct cache *c, const char *user_id, struct store_user_room *rooms, int n_rooms,
-                        struct store_room *metas, int n_metas, const char *m_direct_json, int64_t pos)
+                        struct store_room *metas, int n_metas, const char *m_direct_json,
+                        const char *ignored_json, int64_t pos)
 {
     pthread_rwlock_wrlock(&c->lock);
     for (int i = 0; i < n_metas; i++) put_meta(c, &metas[i]);
@@ -487,6 +537,7 @@ void cache_install_user(struct cache *c, const char *user_id, struct store_user_
         HASH_ADD_KEYPTR(hh, c->users, u->user_id, strlen(u->user_id), u);
     }
     set_dms(u, m_direct_json);
+    set_ignored(u, ignored_json);
     for (int i = 0; i < n_rooms; i++) user_put_room(c, u, &rooms[i]);
     if (pos > c->pos) c->pos = pos;
     pthread_rwlock_unlock(&c->lock);
@@ -534,7 +585,7 @@ void cache_notify_user(struct cache *c, const char *user_id, struct cache_update
     cache_update_unref(u);
 }
 
-static void apply_event(struct cache *c, struct event *ev)
+static void apply_event(struct cache *c, const struct cache_changes *ch, struct event *ev)
 {
     struct room_entry *re = find_room(c, ev->room_id);
     struct user_entry *target = NULL;
@@ -562,6 +613,8 @@ static void apply_event(struct cache *c, struct event *ev)
     struct cache_update *upd = cache_update_new(CU_EVENT, ev->room_id, NULL);
     upd->ev = event_ref(ev);
     upd->nid = ev->nid;
+    if (ch->user_id && ch->device_id && strcmp(ch->user_id, ev->sender) == 0)
+        upd->sender_device = xstrdup(ch->device_id);
     if (re) {
         struct uset *s, *t;
         HASH_ITER(hh, re->users, s, t)
@@ -631,8 +684,9 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
     }
     struct user_entry *poller_user = find_user(c, ch->user_id);
     if (poller_user && ch->m_direct_json) set_dms(poller_user, ch->m_direct_json);
+    if (poller_user && ch->ignored_json) set_ignored(poller_user, ch->ignored_json);
     for (int i = 0; i < ch->n_members; i++) apply_member(c, &ch->members[i]);
-    for (int i = 0; i < ch->n_events; i++) apply_event(c, ch->events[i]);
+    for (int i = 0; i < ch->n_events; i++) apply_event(c, ch, ch->events[i]);
     for (int i = 0; i < ch->n_reset; i++) {
         struct room_entry *re = find_room(c, ch->reset_rooms[i]);
         if (!re) continue;

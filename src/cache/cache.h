@@ -43,6 +43,8 @@ enum cache_update_kind {
     CU_TOKEN_EXPIRED,  /* device_id's token died: its connections end */
     CU_TYPING,         /* a room's m.typing EDU changed (json: the EDU) */
     CU_RECEIPT,        /* receipts of a room changed (json: the changed rows, see ingest) */
+    CU_TXN,            /* device_id's upstream sync showed the user's own events (json: array of
+                        * their IDs): their transaction IDs, if any, are stored */
 };
 
 /* One update, shared (reference-counted) by every connection it goes to. */
@@ -57,6 +59,8 @@ struct cache_update {
     char *json;                 /* CU_TYPING: the EDU; CU_RECEIPT: the changed rows (ingest's
                                  * acc_ephemeral form); owned, else NULL */
     bool is_private;            /* CU_RECEIPT: m.read.private rows (the user's own) */
+    char *sender_device;        /* CU_EVENT: the device whose poller stored the event when that
+                                 * poller's user sent it (its transaction ID came with it), else NULL */
 };
 
 struct cache_update *cache_update_new(enum cache_update_kind kind, const char *room_id, const char *device_id);
@@ -122,10 +126,13 @@ int64_t cache_position(struct cache *c);
 /* ---- the ingest thread ---- */
 
 /* Installs a freshly loaded user (rooms from the store, DM set from m.direct
- * JSON, may be NULL) and the metadata of rooms not cached yet. Takes
+ * JSON and ignored users from m.ignored_user_list JSON, each may be NULL) and the metadata of rooms not cached yet. Takes
  * ownership of rooms' and metas' contents. */
 void cache_install_user(struct cache *c, const char *user_id, struct store_user_room *rooms, int n_rooms,
-                        struct store_room *metas, int n_metas, const char *m_direct_json, int64_t pos);
+                        struct store_room *metas, int n_metas, const char *m_direct_json,
+                        const char *ignored_json, int64_t pos);
+/* Whether user_id's m.ignored_user_list names other (client-api §11.1). */
+bool cache_user_ignores(struct cache *c, const char *user_id, const char *other);
 /* Rooms among ids that are not cached (heap array of borrowed pointers into ids). */
 int cache_missing_rooms(struct cache *c, const char *const *ids, int n, const char ***out);
 /* Whether any loaded user is in the room (its metadata is kept fresh). */
@@ -165,6 +172,7 @@ struct cache_changes {
     struct store_user_room *invites;  /* the polling user's invites (ownership taken) */
     int n_invites;                    /* entries */
     const char *m_direct_json;        /* new m.direct content, or NULL */
+    const char *ignored_json;         /* new m.ignored_user_list event, or NULL */
     struct cache_tags *tags;          /* the polling user's changed room tags (borrowed); each room's
                                        * listeners get a CU_ACCOUNT_DATA carrying the room ID */
     int n_tags;                       /* entries */

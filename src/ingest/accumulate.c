@@ -1216,6 +1216,16 @@ static void build_result_events(struct ctx *x)
                                                    p->sender, p->membership, p->ts, p->json, 0);
         }
     }
+    for (size_t i = 0; i < x->n_rooms; i++) {
+        struct room_work *w = &x->rooms[i];
+        if (w->skip) continue;
+        for (size_t j = 0; j < w->n_tl; j++) {
+            struct pev *p = &w->tl[j];
+            if (p->state_key || strcmp(p->sender, x->user_id) != 0) continue;
+            x->out->own_seen = xrealloc(x->out->own_seen, (x->out->n_own_seen + 1) * sizeof *x->out->own_seen);
+            x->out->own_seen[x->out->n_own_seen++] = xstrdup(p->event_id);
+        }
+    }
 }
 
 int acc_apply(PGconn *c, const char *user_id, const char *device_id, json_t *body, const char *next_batch,
@@ -1347,6 +1357,8 @@ void acc_result_release(struct acc_result *r)
         free(r->ephemeral[i].receipts_private);
     }
     free(r->ephemeral);
+    for (size_t i = 0; i < r->n_own_seen; i++) free(r->own_seen[i]);
+    free(r->own_seen);
     *r = (struct acc_result){0};
 }
 

@@ -83,6 +83,9 @@ struct acc_result {
     int n_receipts;             /* receipt rows changed */
     struct acc_ephemeral *ephemeral; /* rooms whose typing or receipts changed */
     size_t n_ephemeral;         /* entries in ephemeral */
+    char **own_seen;            /* the polling user's own message events in this response's
+                                 * timelines, new or known (their transaction IDs are stored now) */
+    size_t n_own_seen;          /* entries in own_seen */
 };
 
 /* Last-seen E2EE values of one poller, to forward only changes. */

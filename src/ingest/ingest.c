@@ -63,7 +63,12 @@ struct ingest {
     struct device *devices;      /* readiness per device */
     bool stop;                   /* the thread should exit */
     bool joined;                 /* ingest_stop joined the thread */
+    int64_t last_purge_ms;       /* monotonic time of the last transaction-ID purge (ingest thread) */
 };
+
+/* Transaction IDs only matter while the sender's clients wait for their
+ * echo: kept an hour, purged at most hourly (internals §2.9). */
+#define TXN_KEEP_MS (60 * 60 * 1000)
 
 static char *dev_key(const char *user_id, const char *device_id)
 {
@@ -259,10 +264,11 @@ static int load_user(struct ingest *ing, const char *user_id)
     const char **missing = NULL;
     const char **ids = NULL;
     int n_rooms = 0, n_metas = 0;
-    char *m_direct = NULL;
+    char *m_direct = NULL, *ignored = NULL;
     int64_t pos = 0;
     if (store_max_nid(c, &pos, &err) < 0 || store_user_rooms(c, user_id, &rooms, &n_rooms, &err) < 0 ||
-        store_account_data_get(c, user_id, "", "m.direct", &m_direct, &err) < 0)
+        store_account_data_get(c, user_id, "", "m.direct", &m_direct, &err) < 0 ||
+        store_account_data_get(c, user_id, "", "m.ignored_user_list", &ignored, &err) < 0)
         goto out;
     ids = xcalloc((size_t)(n_rooms ? n_rooms : 1), sizeof *ids);
     for (int i = 0; i < n_rooms; i++) ids[i] = rooms[i].room_id;
@@ -272,7 +278,7 @@ static int load_user(struct ingest *ing, const char *user_id)
     c = NULL;
     /* No events can be ingested between the reads above and this install:
      * this thread is the only one that ingests. */
-    cache_install_user(ing->cache, user_id, rooms, n_rooms, metas, n_metas, m_direct, pos);
+    cache_install_user(ing->cache, user_id, rooms, n_rooms, metas, n_metas, m_direct, ignored, pos);
     LOG_DEBUG("ingest", "loaded %s: %d rooms", user_id, n_rooms);
     rc = 0;
 out:
@@ -288,6 +294,7 @@ out:
     free(missing);
     free(ids);
     free(m_direct);
+    free(ignored);
     return rc;
 }
 
@@ -417,7 +424,9 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
             free(rooms);
         }
         if (ar->n_account_data &&
-            store_account_data_get(c, res->user_id, "", "m.direct", (char **)&ch.m_direct_json, &err) < 0)
+            (store_account_data_get(c, res->user_id, "", "m.direct", (char **)&ch.m_direct_json, &err) < 0 ||
+             store_account_data_get(c, res->user_id, "", "m.ignored_user_list", (char **)&ch.ignored_json,
+                                    &err) < 0))
             goto out;
         if (ar->n_account_data) collect_tags(res->body, &ch);
     }
@@ -442,6 +451,16 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
     }
     if (ar->n_account_data) add_update(&ch, cache_update_new(CU_ACCOUNT_DATA, NULL, NULL));
     add_ephemeral(&ch, ar);
+    if (ar->n_own_seen) {
+        /* Connections of this device holding back one of these events for
+         * its transaction ID can stop waiting (§11.1). */
+        json_t *ids = json_array();
+        for (size_t i = 0; i < ar->n_own_seen; i++) json_array_append_new(ids, json_string(ar->own_seen[i]));
+        struct cache_update *u = cache_update_new(CU_TXN, NULL, res->device_id);
+        u->json = json_dumps(ids, JSON_COMPACT);
+        json_decref(ids);
+        add_update(&ch, u);
+    }
     if (ar->n_to_device) add_update(&ch, cache_update_new(CU_TO_DEVICE, NULL, res->device_id));
     if (ar->device_data_changed) add_update(&ch, cache_update_new(CU_DEVICE_DATA, NULL, res->device_id));
     cache_apply(ing->cache, &ch);
@@ -458,6 +477,7 @@ out:
     for (int i = 0; i < ch.n_invites; i++) store_user_room_release(&ch.invites[i]);
     free(ch.invites);
     free((char *)ch.m_direct_json);
+    free((char *)ch.ignored_json);
     for (int i = 0; i < ch.n_tags; i++) free((char *)ch.tags[i].tags_json);
     free(ch.tags);
     free(ch.events);
@@ -576,6 +596,23 @@ static void process_expired(struct ingest *ing, struct job *j)
     cache_notify_user(ing->cache, j->user_id, cache_update_new(CU_TOKEN_EXPIRED, NULL, j->device_id));
 }
 
+static void maybe_purge(struct ingest *ing)
+{
+    int64_t now = clock_mono_ms();
+    if (ing->last_purge_ms && now - ing->last_purge_ms < TXN_KEEP_MS) return;
+    ing->last_purge_ms = now;
+    char *err = NULL;
+    PGconn *pg = db_acquire(ing->db, 5000, &err);
+    int64_t n = pg ? store_txn_ids_purge(pg, clock_wall_ms() - TXN_KEEP_MS, &err) : -1;
+    if (pg) db_release(ing->db, pg);
+    if (n < 0) {
+        LOG_WARN("ingest", "purging old transaction IDs failed (retried later): %s", err ? err : "?");
+        free(err);
+    } else if (n > 0) {
+        LOG_DEBUG("ingest", "purged %lld old transaction IDs", (long long)n);
+    }
+}
+
 static void *run(void *arg)
 {
     struct ingest *ing = arg;
@@ -596,6 +633,7 @@ static void *run(void *arg)
         case JOB_EXPIRED: process_expired(ing, j); break;
         }
         job_free(j);
+        maybe_purge(ing);
     }
     return NULL;
 }

@@ -217,6 +217,40 @@ out:
     return rc;
 }
 
+int store_txn_ids(PGconn *c, const char *user_id, const char *device_id, const char *const *event_ids, int n,
+                  char **txn_out, char **err)
+{
+    for (int i = 0; i < n; i++) txn_out[i] = NULL;
+    if (!n) return 0;
+    struct buf ids = BUF_INIT;
+    ids_array(&ids, event_ids, n);
+    const char *p[] = {user_id, device_id, buf_cstr(&ids)};
+    PGresult *r = db_exec(c, err,
+                          "SELECT u.i, t.txn_id FROM unnest($3::text[]) WITH ORDINALITY AS u(event_id, i) "
+                          "JOIN syncv3_txns t ON t.user_id = $1 AND t.device_id = $2 AND t.event_id = u.event_id",
+                          3, p);
+    buf_release(&ids);
+    if (!r) return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t idx = db_get_i64(r, i, 0) - 1;
+        if (idx >= 0 && idx < n && !txn_out[idx]) txn_out[idx] = xstrdup(PQgetvalue(r, i, 1));
+    }
+    PQclear(r);
+    return 0;
+}
+
+int64_t store_txn_ids_purge(PGconn *c, int64_t cutoff_ms, char **err)
+{
+    char cut[24];
+    snprintf(cut, sizeof cut, "%lld", (long long)cutoff_ms);
+    const char *p[] = {cut};
+    PGresult *r = db_exec(c, err, "DELETE FROM syncv3_txns WHERE ts < $1::bigint", 1, p);
+    if (!r) return -1;
+    int64_t n = atoll(PQcmdTuples(r));
+    PQclear(r);
+    return n;
+}
+
 int store_account_data_get(PGconn *c, const char *user_id, const char *room_id, const char *type, char **json,
                            char **err)
 {

@@ -63,6 +63,13 @@ int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct st
  * room_ids[i]. */
 int store_latest_of_types(PGconn *c, const char *const *room_ids, const int64_t *after_nids, int n_rooms,
                           const char *const *types, int n_types, int64_t pos, int64_t *ts_out, char **err);
+/* The transaction IDs a device's own upstream sync showed for some events:
+ * txn_out[i] (heap, or NULL when none) answers event_ids[i]. */
+int store_txn_ids(PGconn *c, const char *user_id, const char *device_id, const char *const *event_ids, int n,
+                  char **txn_out, char **err);
+/* Forgets transaction IDs recorded before cutoff_ms (wall clock); returns the
+ * number of rows removed or -1. */
+int64_t store_txn_ids_purge(PGconn *c, int64_t cutoff_ms, char **err);
 /* The user's global m.direct content (heap JSON) or NULL when none. */
 int store_account_data_get(PGconn *c, const char *user_id, const char *room_id, const char *type, char **json,
                            char **err);

@@ -407,14 +407,17 @@ static enum http_action compute(struct sync_api *api, struct http_req *req, stru
             return HTTP_DONE;
         }
         bool cancelled = s->phase == PH_PARKED && conn_cancels(s->conn) != s->cancels_at_park;
-        if (conn_resp_has_data(s->resp) || !s->has_pos || cancelled || http_req_deadline_passed(req) ||
-            http_req_shutting_down(req) || clock_mono_ms() - s->start_ms >= s->timeout_ms)
+        int64_t end = s->start_ms + s->timeout_ms, hold = conn_resp_hold_until(s->resp);
+        if (!s->has_pos || cancelled || http_req_deadline_passed(req) || http_req_shutting_down(req) ||
+            clock_mono_ms() >= end || (conn_resp_has_data(s->resp) && !hold))
             return finish(api, req, s);
+        /* With data held back for a transaction ID, wait only for that. */
+        if (hold && hold < end) end = hold;
         s->cancels_at_park = conn_cancels(s->conn);
         if (!conn_set_waiter(s->conn, req)) continue; /* updates arrived meanwhile */
         s->phase = PH_PARKED;
         conn_unlock(s->conn);
-        http_req_park(req, s->start_ms + s->timeout_ms);
+        http_req_park(req, end);
         return HTTP_PARK;
     }
 }

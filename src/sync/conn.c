@@ -102,12 +102,24 @@ struct resp_list {
     UT_hash_handle hh;             /* in conn_resp.lists */
 };
 
+/* One of the user's own events waiting for its transaction ID (§11.1). */
+struct held_txn {
+    char *event_id;                /* owned */
+    int64_t until_ms;              /* monotonic time after which the response stops waiting */
+};
+
 struct conn_resp {
     struct resp_list *lists;       /* key -> ops */
     struct resp_room *rooms;       /* room_id -> room object */
     struct ext_resp *ext;          /* extension data */
     bool initial;                  /* the connection's first request */
+    struct held_txn *held;         /* own events another poller stored first */
+    int n_held;                    /* entries */
 };
+
+/* How long a response waits for the sender device's own sync to show an
+ * event's transaction ID (internals §2.9). */
+#define CONN_TXN_WAIT_MS 1000
 
 /* ---- lifecycle ---- */
 
@@ -516,7 +528,45 @@ void conn_resp_free(struct conn_resp *r)
         HASH_DEL(r->rooms, rr);
         resp_room_free(rr);
     }
+    for (int i = 0; i < r->n_held; i++) free(r->held[i].event_id);
+    free(r->held);
     free(r);
+}
+
+int64_t conn_resp_hold_until(struct conn_resp *r)
+{
+    int64_t now = clock_mono_ms(), until = 0;
+    for (int i = 0; i < r->n_held; i++)
+        if (r->held[i].until_ms > now && r->held[i].until_ms > until) until = r->held[i].until_ms;
+    return until;
+}
+
+/* An own message event stored by a poller other than this device's carries
+ * no transaction ID yet: the response waits a little for it. */
+static void hold_for_txn(struct conn *c, struct conn_resp *r, const struct cache_update *u)
+{
+    const struct event *ev = u->ev;
+    if (r->initial || ev->state_key || strcmp(ev->sender, c->user_id) != 0) return;
+    if (u->sender_device && strcmp(u->sender_device, c->device_id) == 0) return;
+    r->held = xrealloc(r->held, (size_t)(r->n_held + 1) * sizeof *r->held);
+    r->held[r->n_held++] = (struct held_txn){xstrdup(ev->event_id), clock_mono_ms() + CONN_TXN_WAIT_MS};
+}
+
+/* This device's sync showed these own events: stop waiting for them. */
+static void release_txns(struct conn_resp *r, const char *ids_json)
+{
+    json_t *ids = json_loads(ids_json ? ids_json : "[]", 0, NULL);
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        for (int k = 0; k < r->n_held && json_is_string(v); k++) {
+            if (strcmp(r->held[k].event_id, json_string_value(v)) != 0) continue;
+            free(r->held[k].event_id);
+            r->held[k--] = r->held[--r->n_held];
+        }
+    }
+    json_decref(ids);
 }
 
 bool conn_resp_has_data(const struct conn_resp *r)
@@ -647,9 +697,39 @@ static bool space_has_child(struct conn *c, const char *space_id, const char *ro
     return sp && sync_roomset_has(&sp->children, room_id);
 }
 
+/* §11.1: message events of users the syncing user ignores are not shown
+ * (state events are). */
+static bool ignored_message(struct conn *c, const struct event *ev)
+{
+    return !ev->state_key && *ev->sender && strcmp(ev->sender, c->user_id) != 0 &&
+           cache_user_ignores(c->ctx->cache, c->user_id, ev->sender);
+}
+
+/* An invite from an ignored user is not shown at all. */
+static bool invite_ignored(struct conn *c, const struct user_room *ur)
+{
+    json_t *arr = ur->invite_state ? json_loads(ur->invite_state, 0, NULL) : NULL;
+    bool ignored = false;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(arr, i, ev)
+    {
+        json_t *t = json_object_get(ev, "type"), *sk = json_object_get(ev, "state_key"),
+               *sender = json_object_get(ev, "sender");
+        if (json_is_string(t) && strcmp(json_string_value(t), "m.room.member") == 0 && json_is_string(sk) &&
+            strcmp(json_string_value(sk), c->user_id) == 0 && json_is_string(sender)) {
+            ignored = cache_user_ignores(c->ctx->cache, c->user_id, json_string_value(sender));
+            break;
+        }
+    }
+    json_decref(arr);
+    return ignored;
+}
+
 static bool matches(struct conn *c, struct croom *cr, const struct sync_req_list *rl)
 {
     const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
+    if (cr->ur->invite && invite_ignored(c, cr->ur)) return false;
     /* §11.9: a room replaced by one the user is joined to is in no list. */
     if (m && m->upgraded && *m->upgraded && joined(c, m->upgraded)) return false;
     if (!rl->has_filters) return true;
@@ -1275,9 +1355,11 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
     HASH_FIND_STR(r->rooms, u->room_id, rr);
     if ((rr && rr->snapshot) || visible(c, u->room_id)) {
         rr = resp_room_get(c, r, u->room_id);
-        rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
-        rr->live[rr->n_live++] = event_ref(ev);
-        rr->num_live++;
+        if (!ignored_message(c, ev)) {
+            rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
+            rr->live[rr->n_live++] = event_ref(ev);
+            rr->num_live++;
+        }
         if (old_joined >= 0 && cr->ur->meta &&
             (cr->ur->meta->r.joined_count != old_joined || cr->ur->meta->r.invited_count != old_invited))
             rr->member_counts_changed = true;
@@ -1305,7 +1387,11 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
     struct croom *cr = NULL;
     if (u->room_id) HASH_FIND_STR(c->rooms, u->room_id, cr);
     switch (u->kind) {
-    case CU_EVENT: live_event(c, r, u); break;
+    case CU_EVENT:
+        live_event(c, r, u);
+        hold_for_txn(c, r, u);
+        break;
+    case CU_TXN: release_txns(r, u->json); break;
     case CU_UNREAD:
         if (!cr) break;
         {
@@ -1457,6 +1543,48 @@ static void typing_lazy_room(void *ud, const char *room_id, const char *edu)
     json_decref(j);
 }
 
+/* §11.1: the user's own timeline events carry the transaction ID this
+ * device's upstream sync showed for them (the stored copy has none). */
+static int annotate_txns(struct conn *c, struct conn_resp *resp, char **err)
+{
+    size_t n = 0;
+    struct resp_room *rr;
+    for (rr = resp->rooms; rr; rr = rr->hh.next) {
+        size_t n_tl = rr->snapshot ? (size_t)rr->tl.n : 0, n_live = rr->snapshot ? 0 : rr->n_live;
+        for (size_t i = 0; i < n_tl + n_live; i++) {
+            const struct event *ev = i < n_tl ? rr->tl.events[i] : rr->live[i - n_tl];
+            n += strcmp(ev->sender, c->user_id) == 0;
+        }
+    }
+    if (!n) return 0;
+    const char **ids = xcalloc(n, sizeof *ids);
+    struct resp_room **owner = xcalloc(n, sizeof *owner);
+    char **txns = xcalloc(n, sizeof *txns);
+    size_t k = 0;
+    for (rr = resp->rooms; rr; rr = rr->hh.next) {
+        size_t n_tl = rr->snapshot ? (size_t)rr->tl.n : 0, n_live = rr->snapshot ? 0 : rr->n_live;
+        for (size_t i = 0; i < n_tl + n_live; i++) {
+            const struct event *ev = i < n_tl ? rr->tl.events[i] : rr->live[i - n_tl];
+            if (strcmp(ev->sender, c->user_id) != 0) continue;
+            owner[k] = rr;
+            ids[k++] = ev->event_id;
+        }
+    }
+    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    int rc = pg ? store_txn_ids(pg, c->user_id, c->device_id, ids, (int)n, txns, err) : -1;
+    if (pg) db_release(c->ctx->db, pg);
+    for (size_t i = 0; i < n; i++) {
+        if (!txns[i]) continue;
+        rr = owner[i];
+        rr->txns = xrealloc(rr->txns, (rr->n_txns + 1) * sizeof *rr->txns);
+        rr->txns[rr->n_txns++] = (struct resp_txn){ids[i], txns[i]};
+    }
+    free(ids);
+    free(owner);
+    free(txns);
+    return rc;
+}
+
 /* B of §11.7: the union of the bump_event_types of every list (the strings
  * are borrowed from the sticky request: free only out->v). */
 static void bump_union(struct conn *c, struct sync_strv *out)
@@ -1558,8 +1686,20 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
             return NULL;
         }
     }
-    for (rr = resp->rooms; rr; rr = rr->hh.next) room_settle(c, rr, bump.n > 0);
+    for (rr = resp->rooms; rr; rr = rr->hh.next) {
+        /* Snapshot timelines leave out messages of ignored users (§11.1). */
+        int kept = 0;
+        for (int i = 0; i < rr->tl.n; i++) {
+            if (ignored_message(c, rr->tl.events[i]))
+                event_unref(rr->tl.events[i]);
+            else
+                rr->tl.events[kept++] = rr->tl.events[i];
+        }
+        rr->tl.n = kept;
+        room_settle(c, rr, bump.n > 0);
+    }
     free(bump.v);
+    if (annotate_txns(c, resp, err) < 0) return NULL;
     {
         /* The extensions see each room with its timeline events in this
          * response (receipts on them, §16.5). */

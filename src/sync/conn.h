@@ -90,6 +90,10 @@ bool conn_has_buffered(struct conn *c, int64_t pos);
 struct conn_resp *conn_resp_new(void);
 void conn_resp_free(struct conn_resp *r);
 bool conn_resp_has_data(const struct conn_resp *r);
+/* While the response holds one of the user's own events whose transaction
+ * ID this device's upstream sync has not shown yet (§11.1): the monotonic
+ * time until which it should wait for it; else 0. */
+int64_t conn_resp_hold_until(struct conn_resp *r);
 /* Applies a parsed request: sticky merge, first load of the user's rooms,
  * list ops, room subscriptions, and the extensions' pass before long-polling
  * (sync/ext.h). Returns 0 or -1 with *err (heap). */

@@ -43,6 +43,8 @@ void resp_room_free(struct resp_room *r)
     store_tl_release(&r->state);
     free(r->live_name);
     free(r->live_avatar);
+    for (size_t i = 0; i < r->n_txns; i++) free(r->txns[i].txn_id);
+    free(r->txns);
     for (size_t i = 0; i < r->n_lazy_need; i++) free(r->lazy_need[i]);
     free(r->lazy_need);
     free(r);
@@ -346,17 +348,44 @@ out:
 
 /* ---- JSON ---- */
 
-static void write_events(struct buf *b, struct event *const *evs, size_t n, struct event *const *more, size_t n_more)
+/* Writes an event as stored, or with unsigned.transaction_id added when the
+ * room's response has one for it (the syncing device sent it). */
+static void write_event(struct buf *b, const struct event *ev, const struct resp_room *r)
+{
+    for (size_t i = 0; r && i < r->n_txns; i++) {
+        if (strcmp(r->txns[i].event_id, ev->event_id) != 0) continue;
+        json_t *j = json_loadb(ev->json, ev->json_len, 0, NULL);
+        json_t *u = json_object_get(j, "unsigned");
+        if (j && !json_is_object(u)) {
+            u = json_object();
+            json_object_set_new(j, "unsigned", u);
+        }
+        char *out = NULL;
+        if (u && json_object_set_new(u, "transaction_id", json_string(r->txns[i].txn_id)) == 0)
+            out = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (out) {
+            buf_puts(b, out);
+            free(out);
+            return;
+        }
+        break;
+    }
+    buf_append(b, ev->json, ev->json_len);
+}
+
+static void write_events(struct buf *b, struct event *const *evs, size_t n, struct event *const *more, size_t n_more,
+                         const struct resp_room *r)
 {
     buf_putc(b, '[');
     size_t k = 0;
     for (size_t i = 0; i < n; i++, k++) {
         if (k) buf_putc(b, ',');
-        buf_append(b, evs[i]->json, evs[i]->json_len);
+        write_event(b, evs[i], r);
     }
     for (size_t i = 0; i < n_more; i++, k++) {
         if (k) buf_putc(b, ',');
-        buf_append(b, more[i]->json, more[i]->json_len);
+        write_event(b, more[i], r);
     }
     buf_putc(b, ']');
 }
@@ -444,7 +473,7 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         }
         if (r->state.n) {
             buf_puts(b, ",\"required_state\":");
-            write_events(b, r->state.events, (size_t)r->state.n, NULL, 0);
+            write_events(b, r->state.events, (size_t)r->state.n, NULL, 0, NULL);
         }
     }
     if (!r->snapshot) {
@@ -454,7 +483,7 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         if (r->state.n) {
             buf_printf(b, "%s\"required_state\":", f ? "" : ",");
             f = false;
-            write_events(b, r->state.events, (size_t)r->state.n, NULL, 0);
+            write_events(b, r->state.events, (size_t)r->state.n, NULL, 0, NULL);
         }
     }
     /* A snapshot already holds its live events (it was loaded after them). */
@@ -463,7 +492,7 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
     if (n_tl + n_live) {
         buf_printf(b, "%s\"timeline\":", f ? "" : ",");
         f = false;
-        write_events(b, r->tl.events, n_tl, r->live, n_live);
+        write_events(b, r->tl.events, n_tl, r->live, n_live, r);
     }
     int64_t notif = r->ur ? r->ur->notif : 0, highlight = r->ur ? r->ur->highlight : 0;
     key_int(b, &f, "notification_count", notif);

@@ -22,6 +22,12 @@ struct room_params {
     bool include_heroes;        /* any source asked for heroes */
 };
 
+/* A transaction ID to show on one of the user's own events (§11.1). */
+struct resp_txn {
+    const char *event_id;       /* the event (borrowed from the room's events) */
+    char *txn_id;               /* owned */
+};
+
 /* One room of a response being built. */
 struct resp_room {
     char *room_id;              /* key, owned */
@@ -44,6 +50,8 @@ struct resp_room {
     size_t n_lazy_need;         /* entries in lazy_need */
     size_t n_lazy_loaded;       /* of which were loaded into state already */
     int64_t timestamp;          /* §11.7 value to send, 0 = none (see room_load) */
+    struct resp_txn *txns;      /* this device's transaction IDs for timeline events (owned) */
+    size_t n_txns;              /* entries in txns */
     UT_hash_handle hh;          /* in the response's room table */
 };
 
