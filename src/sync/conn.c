@@ -1381,6 +1381,31 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
     free(old_avatar);
 }
 
+/* m.direct or m.ignored_user_list may have changed: rooms whose DM flag
+ * changed, and invites (their inviter may be ignored now, or no longer),
+ * are re-evaluated in every list at once. */
+static void global_account_data_changed(struct conn *c, struct conn_resp *r)
+{
+    size_t n = HASH_COUNT(c->rooms), k = 0;
+    char **ids = xcalloc(n ? n : 1, sizeof *ids);
+    for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
+        struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, cr->ur->room_id);
+        if (ur && (ur->is_dm != cr->ur->is_dm || ur->invite)) ids[k++] = xstrdup(ur->room_id);
+        user_room_unref(ur);
+    }
+    for (size_t i = 0; i < k; i++) {
+        struct croom *cr;
+        HASH_FIND_STR(c->rooms, ids[i], cr);
+        struct user_room *ur = cr ? cache_user_room(c->ctx->cache, c->user_id, ids[i]) : NULL;
+        if (ur) {
+            croom_set(c, cr, ur);
+            relist_room(c, r, ids[i], false);
+        }
+        free(ids[i]);
+    }
+    free(ids);
+}
+
 static void apply_update(struct conn *c, struct conn_resp *r, struct cache_update *u)
 {
     if (u->nid > c->pos) c->pos = u->nid;
@@ -1462,6 +1487,8 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
                 croom_set(c, cr, ur);
                 relist_room(c, r, u->room_id, false);
             }
+        } else if (!u->room_id) {
+            global_account_data_changed(c, r);
         }
         ext_note(&c->ext, r->ext, u->kind);
         break;

@@ -209,3 +209,30 @@ def test_leaving_the_replacement_brings_the_old_room_back(proxy, alice):
     assert a["count"] == 1, a
     assert {"op": "INSERT", "index": 0, "room_id": old} in a["ops"], a
     assert resp["rooms"][old].get("initial") is True
+
+
+def test_m_direct_change_moves_rooms_between_dm_lists_at_once(proxy, alice):
+    A, B = alice.user_id, "@bob:localhost"
+    r1, r2 = F.new_room_id("dm1"), F.new_room_id("dm2")
+    alice.queue(F.sync_response(join={
+        r1: F.joined_room(F.room_state(A) + [F.join(B)], [F.message(B, "1")]),
+        r2: F.joined_room(F.room_state(A, "Group") + [F.join(B)], [F.message(A, "2")]),
+    }, account_data=[F.account_data("m.direct", {B: [r1]})]))
+    c = proxy.client(alice.token)
+    resp = c.sync({"lists": {"dm": {"ranges": [[0, 9]], "filters": {"is_dm": True}},
+                             "rooms": {"ranges": [[0, 9]], "filters": {"is_dm": False}}}})
+    assert sync_op_room_ids(resp, "dm") == [r1]
+    assert sync_op_room_ids(resp, "rooms") == [r2]
+    alice.wait_idle()
+
+    # r2 becomes the DM instead of r1: both lists change in the next response
+    alice.queue(F.sync_response(account_data=[F.account_data("m.direct", {B: [r2]})]))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    dm, rooms = resp["lists"]["dm"], resp["lists"]["rooms"]
+    assert dm["count"] == 1 and rooms["count"] == 1, resp["lists"]
+    assert {"op": "INSERT", "index": 0, "room_id": r2} in dm["ops"], dm
+    assert any(o["op"] == "INSERT" and o["room_id"] == r1 for o in rooms["ops"]), rooms
+    fresh = proxy.client(alice.token).sync({"conn_id": "fresh", "lists": {
+        "dm": {"ranges": [[0, 9]], "filters": {"is_dm": True}}}})
+    assert sync_op_room_ids(fresh, "dm") == [r2]

@@ -74,3 +74,20 @@ def test_invites_from_ignored_users_are_not_shown(proxy, alice):
     # a new connection agrees
     fresh = proxy.client(alice.token).sync({"conn_id": "fresh", "lists": {"all": {"ranges": [[0, 9]]}}})
     assert set(sync_op_room_ids(fresh, "all")) == {mine, real}
+
+
+def test_unignoring_shows_the_pending_invite(proxy, alice):
+    A, N = alice.user_id, "@nigel:localhost"
+    spam = F.new_room_id("later")
+    alice.queue(F.sync_response(invite={spam: F.invited_room(F.invite_to(N, A, room_name="Later"))},
+                                account_data=[ignore(N)]))
+    c = proxy.client(alice.token)
+    resp = c.sync({"lists": {"all": {"ranges": [[0, 9]]}}})
+    assert resp["lists"]["all"]["count"] == 0
+    alice.wait_idle()
+    alice.queue(F.sync_response(account_data=[ignore()]))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    assert resp["lists"]["all"]["count"] == 1
+    assert resp["lists"]["all"]["ops"] == [{"op": "DELETE", "index": 0}, {"op": "INSERT", "index": 0, "room_id": spam}]
+    assert resp["rooms"][spam]["initial"] is True
