@@ -548,6 +548,10 @@ static void hold_for_txn(struct conn *c, struct conn_resp *r, const struct cache
     const struct event *ev = u->ev;
     if (r->initial || ev->state_key || strcmp(ev->sender, c->user_id) != 0) return;
     if (u->sender_device && strcmp(u->sender_device, c->device_id) == 0) return;
+    /* Only an event this response shows is worth waiting for. */
+    struct resp_room *rr;
+    HASH_FIND_STR(r->rooms, ev->room_id, rr);
+    if (!rr || !rr->n_live || rr->live[rr->n_live - 1] != ev) return;
     r->held = xrealloc(r->held, (size_t)(r->n_held + 1) * sizeof *r->held);
     r->held[r->n_held++] = (struct held_txn){xstrdup(ev->event_id), clock_mono_ms() + CONN_TXN_WAIT_MS};
 }
