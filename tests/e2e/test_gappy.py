@@ -515,3 +515,36 @@ def test_gappy_sync_wakes_a_parked_request_and_two_gaps_give_one_snapshot(proxy,
     assert [e["content"]["name"] for e in room["required_state"]] == ["fourth"]
     assert tl_ids(r, rid) == ids(g3), room["timeline"]
     assert room.get("prev_batch") == "g3" and room.get("limited") is True
+
+
+def test_gap_without_state_change_is_limited_on_open_connections(proxy, alice):
+    """A limited timeline whose first event follows unknown history, with no state block (nothing
+    changed): an open connection must not get the new events as if they followed what it has.
+    The room comes again as a snapshot that stops at the gap, limited, with the chunk's token."""
+    A = alice.user_id
+    st = F.room_state(A, "quiet")
+    before = [F.message(A, "before %d" % i) for i in range(3)]
+    rid = one_room(alice, st, before)
+    c = proxy.client(alice.token)
+    r = c.sync({"lists": a_list(10)})
+    assert tl_ids(r, rid) == ids(before)
+    alice.wait_idle()
+
+    after = [F.message(A, "after %d" % i) for i in range(2)]
+    alice.queue(F.sync_response(join={rid: gappy([], after, "p_gap")}))
+    alice.wait_idle()
+    r = quick(c)
+    room = r["rooms"][rid]
+    assert tl_ids(r, rid) == ids(after)
+    assert room.get("limited") is True, room
+    assert room.get("prev_batch") == "p_gap", room
+    assert room.get("initial") is True, room
+
+    # a limited chunk that starts with a known event has no gap: plain live events
+    more = F.message(A, "contiguous")
+    alice.queue(F.sync_response(join={rid: gappy([], [after[-1], more], "p_x")}))
+    alice.wait_idle()
+    r = quick(c)
+    room = r["rooms"][rid]
+    assert tl_ids(r, rid) == [more["event_id"]]
+    assert "limited" not in room and "initial" not in room, room
