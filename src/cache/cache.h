@@ -36,7 +36,7 @@ enum cache_update_kind {
     CU_INVITE,         /* the user was invited to a room */
     CU_JOIN,           /* the user is joined to a room learnt from a state block */
     CU_LEAVE,          /* the user left / was kicked / banned / the invite was rejected or withdrawn */
-    CU_ROOM_RESET,     /* a room's state changed without timeline events (gappy sync): resend it */
+    CU_ROOM_RESET,     /* a room's state changed without timeline events, or its timeline has a gap (gappy sync): resend it */
     CU_ACCOUNT_DATA,   /* the user's account data changed */
     CU_TO_DEVICE,      /* to-device messages arrived for device_id */
     CU_DEVICE_DATA,    /* device lists / OTK counts changed for device_id */
@@ -163,7 +163,7 @@ struct cache_changes {
     int n_events;                     /* entries */
     struct cache_member *members;     /* memberships learnt from state blocks (borrowed) */
     int n_members;                    /* entries */
-    const char **reset_rooms;         /* rooms whose state changed outside the timeline */
+    const char **reset_rooms;         /* rooms whose state changed outside the timeline, or whose timeline has a gap */
     int n_reset;                      /* entries */
     struct cache_update **room_updates; /* updates for every loaded user joined to their room (ownership taken) */
     int n_room_updates;               /* entries */

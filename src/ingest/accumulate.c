@@ -1208,6 +1208,8 @@ static void build_result_events(struct ctx *x)
         struct room_work *w = &x->rooms[i];
         if (w->skip || w->tl_keep_from >= w->n_tl) continue;
         struct acc_room *ar = result_room(x, w);
+        /* Connections hold the history before the gap: they must be told. */
+        if (w->known_room && w->tl[w->tl_keep_from].missing_previous) ar->gap = true;
         size_t n = w->n_tl - w->tl_keep_from;
         ar->events = xcalloc(n, sizeof *ar->events);
         for (size_t j = w->tl_keep_from; j < w->n_tl; j++) {

@@ -42,6 +42,7 @@ struct acc_room {
     size_t n_events;        /* entries in events */
     bool state_changed;     /* current state changed (metadata must be reloaded) */
     bool state_reset;       /* a state block changed state of a room already known (gappy sync) */
+    bool gap;               /* a room already known got a timeline that starts after unknown history */
     bool is_new;            /* the room was first stored by this response */
 };
 

@@ -398,7 +398,7 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
                                                                r->members[j].membership, r->members[j].nid,
                                                                r->members[j].ts};
         for (size_t j = 0; j < r->n_events; j++) ch.events[ch.n_events++] = r->events[j];
-        if (r->state_reset) ch.reset_rooms[ch.n_reset++] = r->room_id;
+        if (r->state_reset || r->gap) ch.reset_rooms[ch.n_reset++] = r->room_id;
     }
     qsort(ch.events, (size_t)ch.n_events, sizeof *ch.events, cmp_event_nid);
     ch.pos = ch.n_events ? ch.events[ch.n_events - 1]->nid : 0;
