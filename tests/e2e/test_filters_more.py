@@ -498,3 +498,36 @@ def test_rebuilding_a_list_never_brings_back_a_left_room(proxy, alice):
                                  {"op": "SYNC", "range": [0, 0], "room_ids": [stay]}]
     fresh = proxy.client(alice.token).sync({"conn_id": "fresh", "lists": {"a": {"ranges": [[0, 9]]}}})
     assert sync_op_room_ids(fresh, "a") == [stay]
+
+
+def test_bump_event_types_set_on_an_existing_list_apply_from_then_on(proxy, alice):
+    A = alice.user_id
+    rooms, join = {}, {}
+    for nm in ("Oldest", "Middle", "Newest"):
+        rooms[nm] = F.new_room_id(nm.lower())
+        join[rooms[nm]] = F.joined_room(F.room_state(A, nm), [F.message(A, nm)])
+    alice.queue(F.sync_response(join=join))
+    old, mid, new = rooms["Oldest"], rooms["Middle"], rooms["Newest"]
+    c = proxy.client(alice.token)
+    resp = c.sync({"lists": {"a": {"ranges": [[0, 9]]}}})
+    assert sync_op_room_ids(resp, "a") == [new, mid, old]
+    alice.wait_idle()
+    resp = c.sync({"lists": {"a": {"bump_event_types": ["m.room.message"]}}}, timeout=100)
+    assert not ops_of(resp, "a")
+
+    # a reaction no longer moves a room, a message does
+    alice.queue(F.sync_response(join={old: F.joined_room(timeline=[F.event("m.reaction", A, {})])}))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    assert not ops_of(resp, "a")
+    alice.queue(F.sync_response(join={mid: F.joined_room(timeline=[F.message(A, "up")])}))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": mid}]
+
+    # without bump types again, the latest event of any type counts
+    resp = c.sync({"lists": {"a": {"bump_event_types": []}}}, timeout=100)
+    alice.queue(F.sync_response(join={old: F.joined_room(timeline=[F.event("m.reaction", A, {})])}))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 0, "room_id": old}]
