@@ -218,12 +218,12 @@ def test_a_new_filters_object_replaces_the_old_one(proxy, alice):
     resp = c.sync({"lists": {"a": {"filters": {"room_name_like": "y"}}}})
     assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 1]},
                                  {"op": "SYNC", "range": [0, 2], "room_ids": [plain_y, enc_y, enc_x]}]
-    # an empty body keeps the filters
+    # a request without filters keeps them
     resp = c.sync({"lists": {"a": {"ranges": [[0, 9]]}}}, timeout=100)
     assert resp["lists"]["a"]["count"] == 3 and not ops_of(resp, "a")
-    # an empty filters object filters nothing any more, but is a change
     resp = c.sync({"lists": {"a": {"filters": {"room_name_like": "yo"}}}})
     assert sync_op_room_ids(resp, "a") == [enc_y]
+    # an empty filters object filters nothing any more, and is a change
     resp = c.sync({"lists": {"a": {"filters": {}}}})
     assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 0]},
                                  {"op": "SYNC", "range": [0, 2], "room_ids": [plain_y, enc_y, enc_x]}]
