@@ -835,6 +835,31 @@ static struct sync_list_keys keys_of(struct conn *c, struct clist *cl, struct cr
     };
 }
 
+/* §6.4: changing an existing list's bump_event_types changes only future
+ * ordering. Every joined room keeps the recency it has now (its place in the
+ * list, or its latest activity); without this a room would be frozen only
+ * when it is next re-listed, i.e. after the event that re-lists it, so an
+ * event of an unlisted type would still move it. Bump types removed: the
+ * frozen values go, so a later change freezes afresh. */
+static void bump_refreeze(struct conn *c, struct clist *cl, const struct sync_req_list *rl)
+{
+    struct bump_ts *b, *bt;
+    HASH_ITER(hh, cl->bump, b, bt)
+    {
+        HASH_DEL(cl->bump, b);
+        free(b->room_id);
+        free(b);
+    }
+    if (!has_bump_types(rl)) return;
+    for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
+        if (cr->ur->invite) continue;
+        const struct sync_list_room *lr = sync_list_get(cl->l, cr->ur->room_id);
+        const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
+        int64_t ts = lr ? lr->recency : (m ? m->latest_ts : 0);
+        bump_set(cl, cr->ur->room_id, ts > cr->ur->join_ts ? ts : cr->ur->join_ts);
+    }
+}
+
 static struct sync_req_list *muxed_list(struct conn *c, const char *key)
 {
     return sync_req_find_list(&c->muxed, key);
@@ -1178,6 +1203,7 @@ int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_r
         } else if (d->ranges_changed && !rl->slow_get_all_rooms) {
             sync_ops_ranges_changed(ops, cl->l, &d->old_ranges, &rl->ranges, &snaps);
         }
+        if (d->bump_event_types_changed && !d->created) bump_refreeze(c, cl, rl);
         if ((d->timeline_limit_changed || d->required_state_changed) && !d->created) {
             /* Resend the joined rooms of the window with the new parameters;
              * unlike the original we send both timeline and required_state,
