@@ -434,20 +434,30 @@ def test_dm_lists_follow_messages_and_m_direct(proxy, alice):
     assert not ops_of(resp, "nodm")
     assert resp["rooms"][dms[2]]["timeline"] == [ev]
 
-    # the oldest group becomes a DM too: that shows once the room is next touched
+    # the oldest group becomes a DM too: it moves between the lists at once
     direct2 = F.account_data("m.direct", {friends[0]: [dms[2], groups[2]],
                                           friends[1]: [dms[1]], friends[2]: [dms[0]]})
     alice.queue(F.sync_response(account_data=[direct2]))
     alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    assert resp["lists"]["dm"]["count"] == 4
+    dm_ops = ops_of(resp, "dm")
+    assert dm_ops[-1]["op"] == "INSERT" and dm_ops[-1]["room_id"] == groups[2], dm_ops
+    assert resp["lists"]["nodm"]["count"] == 2
+    assert ops_of(resp, "nodm") == [{"op": "DELETE", "index": 2}]
+    assert resp["rooms"][groups[2]]["initial"] is True
+    at = dm_ops[-1]["index"]
+    # a message in it then moves it to the top of the DM list only
     ev2 = F.message(A, "now a dm")
     alice.queue(F.sync_response(join={groups[2]: F.joined_room(timeline=[ev2])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert resp["lists"]["dm"]["count"] == 4
-    assert ops_of(resp, "dm") == [{"op": "DELETE", "index": 3}, {"op": "INSERT", "index": 0, "room_id": groups[2]}]
-    assert resp["lists"]["nodm"]["count"] == 2
-    assert ops_of(resp, "nodm") == [{"op": "DELETE", "index": 2}]
-    assert resp["rooms"][groups[2]]["initial"] is True
+    if at == 0:
+        assert not ops_of(resp, "dm")
+    else:
+        assert ops_of(resp, "dm") == [{"op": "DELETE", "index": at}, {"op": "INSERT", "index": 0, "room_id": groups[2]}]
+    assert not ops_of(resp, "nodm")
+    assert resp["rooms"][groups[2]]["timeline"] == [ev2]
 
 
 def apply_ops(window, ops):
