@@ -840,6 +840,21 @@ static bool visible(struct conn *c, const char *room_id)
     return false;
 }
 
+/* Whether a source that shows the room (its subscription, or a list whose
+ * window holds it) asks for heroes: include_heroes is ORed (§11.8). */
+static bool wants_heroes(struct conn *c, const char *room_id)
+{
+    struct sync_req_sub *s = sync_req_find_sub(&c->muxed, room_id);
+    if (s && s->sub.has_include_heroes && s->sub.include_heroes) return true;
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        struct sync_req_list *rl = muxed_list(c, cl->key);
+        if (!rl || !rl->sub.has_include_heroes || !rl->sub.include_heroes) continue;
+        int64_t i = sync_list_index_of(cl->l, room_id);
+        if (i >= 0 && (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i))) return true;
+    }
+    return false;
+}
+
 /* Re-evaluates one room in every list after its data changed (or it was
  * added/removed), emitting live ops and snapshots. force_snapshot: a join. */
 static void relist_room(struct conn *c, struct conn_resp *r, const char *room_id, bool force_snapshot)
@@ -1285,6 +1300,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         if (old_name && strcmp(old_name, croom_name(c, cr)) != 0) {
             free(rr->live_name);
             rr->live_name = xstrdup(croom_name(c, cr));
+            if (wants_heroes(c, u->room_id)) rr->params.include_heroes = true;
         }
         char *avatar = room_display_avatar(c->user_id, cr->ur);
         if (old_name && ((!avatar) != (!old_avatar) || (avatar && strcmp(avatar, old_avatar) != 0))) {
