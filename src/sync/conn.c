@@ -1257,6 +1257,9 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         return;
     }
     bool joined_now = !cr || (cr->ur->invite && !ur->invite);
+    /* An event that takes the room out of a window (a tombstone, a filter
+     * no longer matching) caused a DELETE: the client gets the event too. */
+    bool was_visible = cr && !cr->ur->invite && visible(c, u->room_id);
     char *old_name = NULL, *old_avatar = NULL;
     int64_t old_joined = -1, old_invited = -1;
     if (cr && cr->ur->meta) {
@@ -1288,7 +1291,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
     if (joined_now) room_joined(c, r, cr);
     if (ev->state_key && strcmp(ev->type, "m.space.child") == 0) space_child_changed(c, r, ev);
     HASH_FIND_STR(r->rooms, u->room_id, rr);
-    if ((rr && rr->snapshot) || visible(c, u->room_id)) {
+    if ((rr && rr->snapshot) || was_visible || visible(c, u->room_id)) {
         rr = resp_room_get(c, r, u->room_id);
         rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
         rr->live[rr->n_live++] = event_ref(ev);
