@@ -39,10 +39,11 @@ def invite_state(inviter, invitee, room_name, is_direct=None):
                                      F.name(inviter, room_name))] + [F.invite(inviter, invitee, is_direct=is_direct)]
 
 
-def deliver(user, c, **rooms):
+def deliver(user, c, timeout=5000, **rooms):
+    """Queues one v2 response, waits until the proxy stored it, returns c's next response."""
     user.queue(F.sync_response(**rooms))
     user.wait_idle()
-    return c.sync({}, timeout=5000)
+    return c.sync({}, timeout=timeout)
 
 
 def own_room(alice):
@@ -164,7 +165,8 @@ def test_subscription_waits_for_the_invite_to_be_accepted(proxy, alice):
     assert not resp.get("rooms")
     alice.wait_idle()
 
-    resp = deliver(alice, c, invite={rid: {"invite_state": {"events": invite_state(BOB, A, "Later")}}})
+    resp = deliver(alice, c, timeout=300,
+                   invite={rid: {"invite_state": {"events": invite_state(BOB, A, "Later")}}})
     assert rid not in (resp.get("rooms") or {}), "an invite does not activate a subscription"
 
     st = F.room_state(BOB, "Later")

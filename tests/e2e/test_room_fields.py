@@ -4,8 +4,6 @@ subscription parameters, stripped per-user fields."""
 
 import json
 
-import pytest
-
 import fakehs as F
 from helpers import sync_op_room_ids
 
@@ -567,6 +565,8 @@ def test_changing_a_subscription(proxy, alice):
                                    "timeline_limit": 1}}}, timeout=3000)
     assert rid not in resp["rooms"]
     assert other in resp["rooms"]
+    resp = c.sync({}, timeout=300)
+    assert rid not in (resp.get("rooms") or {})
 
 
 def test_request_changes_do_not_starve_live_events(proxy, alice):
