@@ -949,6 +949,21 @@ static bool visible(struct conn *c, const char *room_id)
     return false;
 }
 
+/* Whether a source that shows the room (its subscription, or a list whose
+ * window holds it) asks for heroes: include_heroes is ORed (§11.8). */
+static bool wants_heroes(struct conn *c, const char *room_id)
+{
+    struct sync_req_sub *s = sync_req_find_sub(&c->muxed, room_id);
+    if (s && s->sub.has_include_heroes && s->sub.include_heroes) return true;
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        struct sync_req_list *rl = muxed_list(c, cl->key);
+        if (!rl || !rl->sub.has_include_heroes || !rl->sub.include_heroes) continue;
+        int64_t i = sync_list_index_of(cl->l, room_id);
+        if (i >= 0 && (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i))) return true;
+    }
+    return false;
+}
+
 /* Re-evaluates one room in every list after its data changed (or it was
  * added/removed), emitting live ops and snapshots. force_snapshot: a join. */
 static void relist_room(struct conn *c, struct conn_resp *r, const char *room_id, bool force_snapshot)
@@ -1352,6 +1367,9 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         return;
     }
     bool joined_now = !cr || (cr->ur->invite && !ur->invite);
+    /* An event that takes the room out of a window (a tombstone, a filter
+     * no longer matching) caused a DELETE: the client gets the event too. */
+    bool was_visible = cr && !cr->ur->invite && visible(c, u->room_id);
     char *old_name = NULL, *old_avatar = NULL;
     int64_t old_joined = -1, old_invited = -1;
     if (cr && cr->ur->meta) {
@@ -1383,7 +1401,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
     if (joined_now) room_joined(c, r, cr);
     if (ev->state_key && strcmp(ev->type, "m.space.child") == 0) space_child_changed(c, r, ev);
     HASH_FIND_STR(r->rooms, u->room_id, rr);
-    if ((rr && rr->snapshot) || visible(c, u->room_id)) {
+    if ((rr && rr->snapshot) || was_visible || visible(c, u->room_id)) {
         rr = resp_room_get(c, r, u->room_id);
         if (!ignored_message(c, ev)) {
             rr->live = xrealloc(rr->live, (rr->n_live + 1) * sizeof *rr->live);
@@ -1397,6 +1415,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         if (old_name && strcmp(old_name, croom_name(c, cr)) != 0) {
             free(rr->live_name);
             rr->live_name = xstrdup(croom_name(c, cr));
+            if (wants_heroes(c, u->room_id)) rr->params.include_heroes = true;
         }
         char *avatar = room_display_avatar(c->user_id, cr->ur);
         if (old_name && ((!avatar) != (!old_avatar) || (avatar && strcmp(avatar, old_avatar) != 0))) {

@@ -416,6 +416,21 @@ static void write_hero(struct buf *b, bool first, const char *uid, const char *d
     buf_putc(b, '}');
 }
 
+/* ,"heroes":[...] of a joined room whose name comes from its members (never
+ * the user themself); nothing when it has a name or alias or no other hero. */
+static void write_heroes(struct buf *b, const char *user_id, const struct store_room *m)
+{
+    if (m->name || m->canonical_alias) return;
+    bool first = true;
+    for (int i = 0; i < m->n_heroes; i++) {
+        if (strcmp(m->heroes[i].user_id, user_id) == 0) continue;
+        buf_puts(b, first ? ",\"heroes\":[" : "");
+        write_hero(b, first, m->heroes[i].user_id, m->heroes[i].displayname, m->heroes[i].avatar_url);
+        first = false;
+    }
+    if (!first) buf_putc(b, ']');
+}
+
 static void write_invite(struct buf *b, const char *user_id, const struct resp_room *r)
 {
     struct invite_info ii;
@@ -456,21 +471,10 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         char *name = room_display_name(user_id, r->ur);
         key_str(b, &f, "name", name);
         free(name);
-        int others = 0;
-        for (int i = 0; i < m->n_heroes; i++) others += strcmp(m->heroes[i].user_id, user_id) != 0;
         char *avatar = room_display_avatar(user_id, r->ur);
         key_str(b, &f, "avatar", avatar);
         free(avatar);
-        if (r->params.include_heroes && !m->name && !m->canonical_alias && others) {
-            buf_puts(b, ",\"heroes\":[");
-            bool first = true;
-            for (int i = 0; i < m->n_heroes; i++) {
-                if (strcmp(m->heroes[i].user_id, user_id) == 0) continue;
-                write_hero(b, first, m->heroes[i].user_id, m->heroes[i].displayname, m->heroes[i].avatar_url);
-                first = false;
-            }
-            buf_putc(b, ']');
-        }
+        if (r->params.include_heroes) write_heroes(b, user_id, m);
         if (r->state.n) {
             buf_puts(b, ",\"required_state\":");
             write_events(b, r->state.events, (size_t)r->state.n, NULL, 0, NULL);
@@ -478,6 +482,8 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
     }
     if (!r->snapshot) {
         if (r->live_name) key_str(b, &f, "name", r->live_name);
+        /* Heroes go along with a name change (§10). */
+        if (r->live_name && r->params.include_heroes && m) write_heroes(b, user_id, m);
         if (r->avatar_changed) key_str(b, &f, "avatar", r->live_avatar);
         /* Lazily loaded members of new senders (§11.2). */
         if (r->state.n) {
