@@ -274,13 +274,18 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
     struct conn *evicted = NULL;
     size_t plen = strlen(c->key) - strlen(conn_id);
     int n = 0;
-    struct conn *oldest = NULL, *it, *tmp;
+    struct conn *oldest = NULL, *oldest_idle = NULL, *it, *tmp;
     HASH_ITER(hh, m->conns, it, tmp)
     {
         if (strncmp(it->key, c->key, plen) != 0) continue;
         n++;
         if (!oldest || it->last_used_ms < oldest->last_used_ms) oldest = it;
+        /* Only the map holds an idle one: no request of it is in flight. */
+        if (atomic_load(&it->refs) == 1 && (!oldest_idle || it->last_used_ms < oldest_idle->last_used_ms))
+            oldest_idle = it;
     }
+    /* Never cut a request short when an idle connection can go instead. */
+    if (oldest_idle) oldest = oldest_idle;
     if (n >= CONN_MAX_PER_DEVICE && oldest) {
         HASH_DEL(m->conns, oldest);
         evicted = oldest;
