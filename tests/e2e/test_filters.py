@@ -1,6 +1,8 @@
 """List filters tags / not_tags / spaces (client-api §13), bump_event_types (§12.1) and old
 rooms (§11.9)."""
 
+import json
+
 from helpers import sync_op_room_ids
 import fakehs as F
 
@@ -236,3 +238,39 @@ def test_m_direct_change_moves_rooms_between_dm_lists_at_once(proxy, alice):
     fresh = proxy.client(alice.token).sync({"conn_id": "fresh", "lists": {
         "dm": {"ranges": [[0, 9]], "filters": {"is_dm": True}}}})
     assert sync_op_room_ids(fresh, "dm") == [r2]
+
+
+def test_space_child_the_user_is_not_in_leaks_nothing(proxy, alice, bob):
+    A, B = alice.user_id, bob.user_id
+    parent, secret = F.new_room_id("parent"), F.new_room_id("secret")
+    pst = F.room_state(B, "Parent", room_type="m.space") + [F.join(A)]
+    bob.queue(F.sync_response(join={parent: F.joined_room(pst, [F.message(B, "welcome")])}))
+    alice.queue(F.sync_response(join={parent: F.joined_room(pst, [F.message(B, "welcome")])}))
+    proxy.client(bob.token).sync({"lists": {"a": {"ranges": [[0, 9]]}}})
+    c = proxy.client(alice.token)
+    resp = c.sync({"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 1},
+                             "kids": {"ranges": [[0, 9]], "filters": {"spaces": [parent]}}}})
+    assert resp["lists"]["kids"]["count"] == 0
+    alice.wait_idle()
+    bob.wait_idle()
+
+    # bob makes a room alice is not in and adds it to the space
+    child = F.space_child(B, secret)
+    bob.queue(F.sync_response(join={
+        secret: F.joined_room(F.room_state(B, "Top secret plans", encrypted=True), [F.message(B, "psst")]),
+        parent: F.joined_room(timeline=[child]),
+    }))
+    bob.wait_idle()
+    alice.queue(F.sync_response(join={parent: F.joined_room(timeline=[child])}))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=5000)
+    assert set(resp["rooms"]) == {parent}
+    assert [e["event_id"] for e in resp["rooms"][parent]["timeline"]] == [child["event_id"]]
+    assert resp["lists"]["kids"]["count"] == 0
+    assert resp["lists"]["all"]["count"] == 1
+    text = json.dumps(resp)
+    assert "Top secret plans" not in text and "psst" not in text
+    fresh = proxy.client(alice.token).sync({"conn_id": "fresh", "lists": {
+        "kids": {"ranges": [[0, 9]], "filters": {"spaces": [parent]}}}})
+    assert fresh["lists"]["kids"]["count"] == 0
+    assert secret not in fresh.get("rooms", {})
