@@ -81,21 +81,43 @@ void sync_list_free(struct sync_list *l)
  * line of slots and then the entry, and sync_list_upsert_many sizes the
  * table once instead of rehashing as it grows. */
 
-/* FNV-1a (32 bits) of the len bytes of s. */
+/* Hash of the len bytes of s, eight at a time (room IDs are 20-60 bytes),
+ * with a final mix so that the low bits, which pick the slot, depend on
+ * every byte. */
 static uint32_t hash_id(const char *s, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    const uint64_t mul = 0xff51afd7ed558ccdu;
+    uint64_t h = 0x9e3779b97f4a7c15u ^ len;
+    for (; len >= 8; s += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * mul;
+        h ^= h >> 32;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, len);
+    h = (h ^ w) * mul;
+    h ^= h >> 33;
+    h *= mul;
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+/* The entry for id (hash h), or NULL with *free_slot (if not NULL) = the
+ * free slot where it would go. The index must have slots. */
+static struct sync_list_room *index_lookup(const struct sync_list *l, const char *id, uint32_t h,
+                                           size_t *free_slot)
+{
+    size_t mask = l->n_slots - 1, i = h & mask;
+    for (; l->slots[i]; i = (i + 1) & mask)
+        if (l->slots[i]->hash == h && strcmp(l->slots[i]->room_id, id) == 0) return l->slots[i];
+    if (free_slot) *free_slot = i;
+    return NULL;
 }
 
 static struct sync_list_room *index_find(const struct sync_list *l, const char *id, uint32_t h)
 {
-    if (!l->n_slots) return NULL;
-    size_t mask = l->n_slots - 1;
-    for (size_t i = h & mask; l->slots[i]; i = (i + 1) & mask)
-        if (l->slots[i]->hash == h && strcmp(l->slots[i]->room_id, id) == 0) return l->slots[i];
-    return NULL;
+    return l->n_slots ? index_lookup(l, id, h, NULL) : NULL;
 }
 
 /* Puts r into the slots (there is room, r is not there yet). */
@@ -337,9 +359,10 @@ static void take_out(struct sync_list *l, size_t i)
 void sync_list_upsert(struct sync_list *l, const struct sync_list_keys *k, int64_t *from,
                       int64_t *to)
 {
-    size_t len = strlen(k->room_id);
+    size_t len = strlen(k->room_id), slot;
     uint32_t h = hash_id(k->room_id, len);
-    struct sync_list_room *r = index_find(l, k->room_id, h);
+    index_reserve(l, l->n + 1);
+    struct sync_list_room *r = index_lookup(l, k->room_id, h, &slot);
     int64_t f = -1;
     size_t lo, hi;
     if (r) {
@@ -356,8 +379,7 @@ void sync_list_upsert(struct sync_list *l, const struct sync_list_keys *k, int64
         memcpy(r->room_id, k->room_id, len);
         r->hash = h;
         set_keys(r, k);
-        index_reserve(l, l->n + 1);
-        index_put(l->slots, l->n_slots, r);
+        l->slots[slot] = r;
         lo = insert_sorted(l, r);
         hi = l->n;
     }
@@ -399,13 +421,14 @@ void sync_list_upsert_many(struct sync_list *l, const struct sync_list_keys *k, 
     reserve_v(l, l->n + n);
     for (size_t i = 0; i < n; i++) {
         uint32_t h = hash_id(k[i].room_id, lens[i]);
-        struct sync_list_room *r = l->n ? index_find(l, k[i].room_id, h) : NULL;
+        size_t slot;
+        struct sync_list_room *r = index_lookup(l, k[i].room_id, h, &slot);
         if (!r) {
             r = &b->rooms[used++];
             memcpy(ids, k[i].room_id, lens[i] + 1);
             *r = (struct sync_list_room){.room_id = ids, .hash = h, .in_block = true};
             ids += lens[i] + 1;
-            index_put(l->slots, l->n_slots, r);
+            l->slots[slot] = r;
             l->v[l->n++] = r;
         }
         set_keys(r, &k[i]);
