@@ -421,13 +421,18 @@ int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, int64_t 
     int rc = -1;
     PGresult *r = db_exec(
         c, err,
+        /* LATERAL: the state rows are looked up room by room through the
+         * (room_id, ...) indexes. As a plain join the planner hashed the
+         * rooms and scanned the whole state table whenever the table had no
+         * statistics yet (right after a large account's first sync), ~20,000
+         * rows for 21 rooms at 4,000 rooms. */
         "SELECT u.i, e.event_nid, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.membership, "
         "e.origin_server_ts, e.event FROM unnest($1::int[], $2::text[]) AS u(i, room_id) "
-        "JOIN syncv3_room_state s ON s.room_id = u.room_id AND s.start_nid <= $3::bigint AND "
-        "(s.end_nid IS NULL OR s.end_nid > $3::bigint) "
-        "JOIN syncv3_events e ON e.event_nid = s.event_nid "
-        "WHERE EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS p(t, k) WHERE (p.t = '*' OR "
-        "p.t = s.event_type) AND (p.k = '*' OR p.k = s.state_key)) ORDER BY u.i, s.start_nid",
+        "CROSS JOIN LATERAL (SELECT s.event_nid, s.start_nid FROM syncv3_room_state s "
+        "WHERE s.room_id = u.room_id AND s.start_nid <= $3::bigint AND (s.end_nid IS NULL OR s.end_nid > $3::bigint) "
+        "AND EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[]) AS p(t, k) WHERE (p.t = '*' OR "
+        "p.t = s.event_type) AND (p.k = '*' OR p.k = s.state_key))) s "
+        "JOIN syncv3_events e ON e.event_nid = s.event_nid ORDER BY u.i, s.start_nid",
         5, p);
     if (!r) goto out;
     for (int i = 0; i < PQntuples(r); i++) {

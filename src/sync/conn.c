@@ -31,6 +31,7 @@ struct croom {
     bool lazy;             /* last snapshot asked for lazy members: live senders get theirs */
     struct lazy_member *lazy_sent; /* members already sent (never cleared, §11.2) */
     int64_t ts;            /* timestamp last sent under bump_event_types (§11.7) */
+    bool in_block;         /* part of conn.room_block, not allocated alone */
     UT_hash_handle hh;     /* in conn.rooms */
 };
 
@@ -70,6 +71,7 @@ struct conn {
     struct ext_state ext;          /* the extensions' sticky state */
     struct clist *lists;           /* key -> sorted rooms */
     struct croom *rooms;           /* room_id -> view */
+    struct croom *room_block;      /* the views load_rooms made, one allocation */
     struct cspace *spaces;         /* spaces named by filters -> their children, kept live */
     int64_t pos;                   /* stream position the view reflects */
     int64_t next_pos;              /* last pos handed out */
@@ -176,6 +178,7 @@ static void conn_destroy(struct conn *c)
     }
     struct croom *r, *rt;
     HASH_ITER(hh, c->rooms, r, rt) croom_del(c, r);
+    free(c->room_block);
     for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
     free(c->queue);
     for (int i = 0; i < c->n_buffered; i++) free(c->buffered[i].body);
@@ -875,7 +878,7 @@ static void rebuild_list(struct conn *c, struct clist *cl, const struct sync_req
     sync_list_clear(cl->l);
     sync_list_set_sort(cl->l, rl->sort, rl->n_sort);
     size_t n = HASH_COUNT(c->rooms), k = 0;
-    struct sync_list_keys *keys = xcalloc(n ? n : 1, sizeof *keys);
+    struct sync_list_keys *keys = xmalloc((n ? n : 1) * sizeof *keys);
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next)
         if (matches(c, cr, rl)) keys[k++] = keys_of(c, cl, cr, rl);
     sync_list_upsert_many(cl->l, keys, k);
@@ -923,7 +926,7 @@ static void croom_del(struct conn *c, struct croom *cr)
         free(lm->user_id);
         free(lm);
     }
-    free(cr);
+    if (!cr->in_block) free(cr);
 }
 
 static bool lazy_sent(const struct croom *cr, const char *user_id)
@@ -1066,7 +1069,13 @@ static int load_rooms(struct conn *c, char **err)
         *err = xstrdup("the user's rooms are not loaded");
         return -1;
     }
-    for (int i = 0; i < n; i++) croom_add(c, rooms[i]);
+    /* One allocation for all views: a first request of a large account
+     * otherwise spends much of its time in malloc, and freeing them again. */
+    c->room_block = xcalloc(n ? (size_t)n : 1, sizeof *c->room_block);
+    for (int i = 0; i < n; i++) {
+        c->room_block[i].in_block = true;
+        croom_set(c, &c->room_block[i], rooms[i]);
+    }
     free(rooms);
     c->pos = pos;
     c->loaded = true;

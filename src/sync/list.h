@@ -19,8 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <uthash.h>
-
 /* Known sort names (spec §12). */
 enum sync_sort {
     SYNC_SORT_BY_RECENCY,              /* "by_recency": newest activity first */
@@ -50,21 +48,26 @@ struct sync_list_keys {
 
 /* One room in the list; owned by the list. */
 struct sync_list_room {
-    char *room_id;              /* the room, owned */
+    char *room_id;              /* the room: stored with the entry or in its block, owned by the list */
     int64_t recency;            /* by_recency key */
     char *name_key;             /* by_name key: roomname_sort_key() of the name, owned */
     int64_t notification_count; /* by_notification_count / level key */
     int64_t highlight_count;    /* by_highlight_count / level key */
-    bool encrypted;             /* by_notification_level key */
     size_t index;               /* current position in the list */
-    UT_hash_handle hh;          /* entry in sync_list.by_id */
+    uint32_t hash;              /* hash of room_id: its place in the index */
+    bool encrypted;             /* by_notification_level key */
+    bool in_block;              /* allocated in a block of sync_list_upsert_many, not on its own */
 };
+
+struct sync_list_block;
 
 struct sync_list {
     struct sync_list_room **v;               /* rooms in sort order, owned */
     size_t n;                                /* number of rooms */
     size_t cap;                              /* allocated slots in v */
-    struct sync_list_room *by_id;            /* uthash index by room_id */
+    struct sync_list_room **slots;           /* index by room_id: open addressing, linear probing, NULL = free */
+    size_t n_slots;                          /* size of slots: 0 or a power of two, at least 2 * n */
+    struct sync_list_block *blocks;          /* the bulk allocations of sync_list_upsert_many */
     enum sync_sort sort[SYNC_LIST_MAX_SORT]; /* criteria, most significant first */
     size_t n_sort;                           /* used entries of sort */
 };
@@ -98,7 +101,9 @@ void sync_list_upsert(struct sync_list *l, const struct sync_list_keys *k, int64
 /* Removes the room. Returns 0 with *from = its former index (may be NULL),
  * or -1 if it was not in the list. */
 int sync_list_remove(struct sync_list *l, const char *room_id, int64_t *from);
-/* Adds/updates many rooms and sorts once: for building a list. */
+/* Adds/updates many rooms and sorts once: for building a list. The new
+ * rooms share one allocation, released when the list is cleared or freed
+ * (a room removed before that keeps its bytes until then). */
 void sync_list_upsert_many(struct sync_list *l, const struct sync_list_keys *k, size_t n);
 
 #endif

@@ -15,6 +15,7 @@
 #include "sync/list.h"
 #include "sync/ops.h"
 #include "sync/ranges.h"
+#include "sync/roomname.h"
 
 /* ---- helpers ---- */
 
@@ -224,6 +225,137 @@ static void test_list_sorts(void **state)
     assert_string_equal(sync_list_get(l, "!b")->name_key, "alpha");
     sync_list_free(l);
     sync_list_free(NULL);
+}
+
+/* A list of many rooms against a plain model: random upserts, removals,
+ * bulk upserts (also onto a non-empty list, with repeated IDs), clears and
+ * sort changes. After every step each room's index must agree with the
+ * model, and neighbours must be in the order the criteria define. Enough
+ * rooms that the index grows several times and its probe runs wrap. */
+#define M_POOL 1500
+#define M_STEPS 3000
+
+struct m_room {
+    char id[24];       /* room ID */
+    char name[16];     /* room name */
+    bool in;           /* in the list */
+    int64_t recency;   /* keys last given */
+    int64_t notif;     /* notification count */
+    int64_t highlight; /* highlight count */
+    bool encrypted;    /* encrypted */
+};
+
+static int m_level(const struct m_room *r)
+{
+    if (r->highlight > 0) return 1;
+    if (r->notif > 0) return r->encrypted ? 2 : 3;
+    return 4;
+}
+
+static int m_desc(int64_t a, int64_t b) { return a > b ? -1 : a < b ? 1 : 0; }
+
+static int m_cmp(const enum sync_sort *sort, size_t n_sort, const struct m_room *a, const struct m_room *b)
+{
+    for (size_t i = 0; i < n_sort; i++) {
+        int c = 0;
+        switch (sort[i]) {
+        case SYNC_SORT_BY_RECENCY: c = m_desc(a->recency, b->recency); break;
+        case SYNC_SORT_BY_NAME: {
+            char *ka = roomname_sort_key(a->name), *kb = roomname_sort_key(b->name);
+            c = strcmp(ka, kb);
+            free(ka);
+            free(kb);
+            break;
+        }
+        case SYNC_SORT_BY_NOTIFICATION_LEVEL: c = m_level(a) - m_level(b); break;
+        case SYNC_SORT_BY_NOTIFICATION_COUNT: c = m_desc(a->notif, b->notif); break;
+        case SYNC_SORT_BY_HIGHLIGHT_COUNT: c = m_desc(a->highlight, b->highlight); break;
+        }
+        if (c) return c;
+    }
+    return strcmp(a->id, b->id);
+}
+
+static struct sync_list_keys m_keys(struct m_room *r)
+{
+    /* Few distinct values, so ties reach the later criteria and the room ID. */
+    r->recency = rand() % 4 == 0 ? INT64_MIN + rand() % 2 : rand() % 40;
+    r->notif = rand() % 3;
+    r->highlight = rand() % 5 == 0;
+    r->encrypted = rand() % 2;
+    return (struct sync_list_keys){.room_id = r->id, .recency = r->recency, .name = r->name,
+                                   .notification_count = r->notif, .highlight_count = r->highlight,
+                                   .encrypted = r->encrypted};
+}
+
+static void test_list_model(void **state)
+{
+    srand(7);
+    static struct m_room pool[M_POOL];
+    for (int i = 0; i < M_POOL; i++) {
+        pool[i] = (struct m_room){0};
+        snprintf(pool[i].id, sizeof pool[i].id, "!r%d:hs", i * 7919 % 100003);
+        snprintf(pool[i].name, sizeof pool[i].name, "Room %d", rand() % 50);
+    }
+    enum sync_sort sort[3] = {SYNC_SORT_BY_RECENCY};
+    size_t n_sort = 1;
+    struct sync_list *l = sync_list_new();
+    static struct sync_list_keys ks[2 * M_POOL];
+    for (int step = 0; step < M_STEPS; step++) {
+        int action = rand() % 100;
+        if (action < 40) {
+            struct m_room *r = &pool[rand() % M_POOL];
+            struct sync_list_keys k = m_keys(r);
+            int64_t before = sync_list_index_of(l, r->id), f, t;
+            sync_list_upsert(l, &k, &f, &t);
+            assert_int_equal(f, before);
+            r->in = true;
+            assert_int_equal(t, sync_list_index_of(l, r->id));
+        } else if (action < 75) {
+            struct m_room *r = &pool[rand() % M_POOL];
+            int64_t before = sync_list_index_of(l, r->id), f = -2;
+            assert_int_equal(sync_list_remove(l, r->id, &f), r->in ? 0 : -1);
+            if (r->in) assert_int_equal(f, before);
+            r->in = false;
+        } else if (action < 93) {
+            /* Bulk: a random subset, some rooms twice (the later keys win). */
+            if (rand() % 2) {
+                sync_list_clear(l);
+                for (int i = 0; i < M_POOL; i++) pool[i].in = false;
+            }
+            size_t nk = 0;
+            int share = 1 + rand() % 4;
+            for (int i = 0; i < M_POOL; i++)
+                if (rand() % share == 0) {
+                    ks[nk++] = m_keys(&pool[i]);
+                    if (rand() % 50 == 0) ks[nk++] = m_keys(&pool[i]);
+                    pool[i].in = true;
+                }
+            sync_list_upsert_many(l, ks, nk);
+        } else {
+            n_sort = (size_t)(rand() % 4);
+            for (size_t i = 0; i < n_sort; i++) sort[i] = (enum sync_sort)(rand() % 5);
+            sync_list_set_sort(l, sort, n_sort);
+            if (n_sort == 0) sort[0] = SYNC_SORT_BY_RECENCY, n_sort = 1;
+        }
+        static const struct m_room *at[M_POOL];
+        size_t count = 0;
+        for (int i = 0; i < M_POOL; i++) {
+            int64_t idx = sync_list_index_of(l, pool[i].id);
+            assert_int_equal(idx >= 0, pool[i].in);
+            if (idx < 0) continue;
+            count++;
+            assert_true(idx < M_POOL);
+            assert_string_equal(sync_list_room_at(l, idx), pool[i].id);
+            assert_int_equal(sync_list_get(l, pool[i].id)->recency, pool[i].recency);
+            at[idx] = &pool[i];
+        }
+        assert_int_equal(sync_list_count(l), count);
+        /* Neighbours in the order the criteria define. */
+        for (size_t i = 0; i < l->n; i++) assert_int_equal(l->v[i]->index, i);
+        for (size_t i = 0; i + 1 < l->n; i++) assert_true(m_cmp(sort, n_sort, at[i], at[i + 1]) < 0);
+    }
+    sync_list_free(l);
 }
 
 static void test_sort_names(void **state)
@@ -903,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_ranges_validate),
         cmocka_unit_test(test_ranges_subtract),
         cmocka_unit_test(test_list_sorts),
+        cmocka_unit_test(test_list_model),
         cmocka_unit_test(test_sort_names),
         cmocka_unit_test(test_new_list_sync),
         cmocka_unit_test(test_sort_change),
