@@ -104,7 +104,6 @@ void cache_update_unref(struct cache_update *u)
     if (before != 1) return;
     free(u->room_id);
     free(u->device_id);
-    free(u->sender_device);
     event_unref(u->ev);
     free(u->json);
     free(u);
@@ -585,7 +584,7 @@ void cache_notify_user(struct cache *c, const char *user_id, struct cache_update
     cache_update_unref(u);
 }
 
-static void apply_event(struct cache *c, const struct cache_changes *ch, struct event *ev)
+static void apply_event(struct cache *c, struct event *ev)
 {
     struct room_entry *re = find_room(c, ev->room_id);
     struct user_entry *target = NULL;
@@ -613,8 +612,6 @@ static void apply_event(struct cache *c, const struct cache_changes *ch, struct 
     struct cache_update *upd = cache_update_new(CU_EVENT, ev->room_id, NULL);
     upd->ev = event_ref(ev);
     upd->nid = ev->nid;
-    if (ch->user_id && ch->device_id && strcmp(ch->user_id, ev->sender) == 0)
-        upd->sender_device = xstrdup(ch->device_id);
     if (re) {
         struct uset *s, *t;
         HASH_ITER(hh, re->users, s, t)
@@ -686,7 +683,7 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
     if (poller_user && ch->m_direct_json) set_dms(poller_user, ch->m_direct_json);
     if (poller_user && ch->ignored_json) set_ignored(poller_user, ch->ignored_json);
     for (int i = 0; i < ch->n_members; i++) apply_member(c, &ch->members[i]);
-    for (int i = 0; i < ch->n_events; i++) apply_event(c, ch, ch->events[i]);
+    for (int i = 0; i < ch->n_events; i++) apply_event(c, ch->events[i]);
     for (int i = 0; i < ch->n_reset; i++) {
         struct room_entry *re = find_room(c, ch->reset_rooms[i]);
         if (!re) continue;

@@ -43,8 +43,8 @@ enum cache_update_kind {
     CU_TOKEN_EXPIRED,  /* device_id's token died: its connections end */
     CU_TYPING,         /* a room's m.typing EDU changed (json: the EDU) */
     CU_RECEIPT,        /* receipts of a room changed (json: the changed rows, see ingest) */
-    CU_TXN,            /* device_id's upstream sync showed the user's own events (json: array of
-                        * their IDs): their transaction IDs, if any, are stored */
+    CU_TXN,            /* device_id's upstream sync showed the user's own message events (json:
+                        * array of [event ID, transaction ID or null]) */
 };
 
 /* One update, shared (reference-counted) by every connection it goes to. */
@@ -59,8 +59,6 @@ struct cache_update {
     char *json;                 /* CU_TYPING: the EDU; CU_RECEIPT: the changed rows (ingest's
                                  * acc_ephemeral form); owned, else NULL */
     bool is_private;            /* CU_RECEIPT: m.read.private rows (the user's own) */
-    char *sender_device;        /* CU_EVENT: the device whose poller stored the event when that
-                                 * poller's user sent it (its transaction ID came with it), else NULL */
 };
 
 struct cache_update *cache_update_new(enum cache_update_kind kind, const char *room_id, const char *device_id);

@@ -1225,7 +1225,8 @@ static void build_result_events(struct ctx *x)
             struct pev *p = &w->tl[j];
             if (p->state_key || strcmp(p->sender, x->user_id) != 0) continue;
             x->out->own_seen = xrealloc(x->out->own_seen, (x->out->n_own_seen + 1) * sizeof *x->out->own_seen);
-            x->out->own_seen[x->out->n_own_seen++] = xstrdup(p->event_id);
+            x->out->own_seen[x->out->n_own_seen++] =
+                (struct acc_own){xstrdup(p->event_id), p->txn_id ? xstrdup(p->txn_id) : NULL};
         }
     }
 }
@@ -1359,7 +1360,10 @@ void acc_result_release(struct acc_result *r)
         free(r->ephemeral[i].receipts_private);
     }
     free(r->ephemeral);
-    for (size_t i = 0; i < r->n_own_seen; i++) free(r->own_seen[i]);
+    for (size_t i = 0; i < r->n_own_seen; i++) {
+        free(r->own_seen[i].event_id);
+        free(r->own_seen[i].txn_id);
+    }
     free(r->own_seen);
     *r = (struct acc_result){0};
 }

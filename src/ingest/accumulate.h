@@ -66,6 +66,12 @@ struct acc_ephemeral {
 };
 
 /* Everything a response changed, for the caches and connections. */
+/* One of the polling user's own message events as this device's sync showed it. */
+struct acc_own {
+    char *event_id;             /* owned */
+    char *txn_id;               /* unsigned.transaction_id (owned), or NULL: sent from elsewhere */
+};
+
 struct acc_result {
     struct acc_room *rooms;     /* rooms with new events or state */
     size_t n_rooms;             /* entries in rooms */
@@ -84,8 +90,8 @@ struct acc_result {
     int n_receipts;             /* receipt rows changed */
     struct acc_ephemeral *ephemeral; /* rooms whose typing or receipts changed */
     size_t n_ephemeral;         /* entries in ephemeral */
-    char **own_seen;            /* the polling user's own message events in this response's
-                                 * timelines, new or known (their transaction IDs are stored now) */
+    struct acc_own *own_seen;   /* the polling user's own message events in this response's
+                                 * timelines, new or known, with their transaction IDs */
     size_t n_own_seen;          /* entries in own_seen */
 };
 

@@ -455,7 +455,10 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
         /* Connections of this device holding back one of these events for
          * its transaction ID can stop waiting (§11.1). */
         json_t *ids = json_array();
-        for (size_t i = 0; i < ar->n_own_seen; i++) json_array_append_new(ids, json_string(ar->own_seen[i]));
+        for (size_t i = 0; i < ar->n_own_seen; i++) {
+            const struct acc_own *o = &ar->own_seen[i];
+            json_array_append_new(ids, json_pack("[s,s?]", o->event_id, o->txn_id));
+        }
         struct cache_update *u = cache_update_new(CU_TXN, NULL, res->device_id);
         u->json = json_dumps(ids, JSON_COMPACT);
         json_decref(ids);

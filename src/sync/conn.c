@@ -110,13 +110,21 @@ struct held_txn {
     int64_t until_ms;              /* monotonic time after which the response stops waiting */
 };
 
+/* An own event this device's upstream sync showed, and its transaction ID. */
+struct txn_seen {
+    char *event_id;                /* owned; hash key */
+    char *txn_id;                  /* owned, or NULL: sent from another device */
+    UT_hash_handle hh;             /* in conn_resp.txns */
+};
+
 struct conn_resp {
     struct resp_list *lists;       /* key -> ops */
     struct resp_room *rooms;       /* room_id -> room object */
     struct ext_resp *ext;          /* extension data */
     bool initial;                  /* the connection's first request */
-    struct held_txn *held;         /* own events another poller stored first */
+    struct held_txn *held;         /* own events this device's sync has not shown yet */
     int n_held;                    /* entries */
+    struct txn_seen *txns;         /* own events this device's sync showed (CU_TXN) */
 };
 
 /* How long a response waits for the sender device's own sync to show an
@@ -538,6 +546,14 @@ void conn_resp_free(struct conn_resp *r)
     }
     for (int i = 0; i < r->n_held; i++) free(r->held[i].event_id);
     free(r->held);
+    struct txn_seen *t, *tt;
+    HASH_ITER(hh, r->txns, t, tt)
+    {
+        HASH_DEL(r->txns, t);
+        free(t->event_id);
+        free(t->txn_id);
+        free(t);
+    }
     free(r);
 }
 
@@ -549,13 +565,17 @@ int64_t conn_resp_hold_until(struct conn_resp *r)
     return until;
 }
 
-/* An own message event stored by a poller other than this device's carries
- * no transaction ID yet: the response waits a little for it. */
+/* An own message event is shown with its transaction ID once this device's
+ * upstream sync has shown it (a CU_TXN, right after the event when this
+ * device's poller stored it; later when another poller did): until then the
+ * response waits, at most CONN_TXN_WAIT_MS. */
 static void hold_for_txn(struct conn *c, struct conn_resp *r, const struct cache_update *u)
 {
     const struct event *ev = u->ev;
     if (r->initial || ev->state_key || strcmp(ev->sender, c->user_id) != 0) return;
-    if (u->sender_device && strcmp(u->sender_device, c->device_id) == 0) return;
+    struct txn_seen *t;
+    HASH_FIND_STR(r->txns, ev->event_id, t);
+    if (t) return;
     /* Only an event this response shows is worth waiting for. */
     struct resp_room *rr;
     HASH_FIND_STR(r->rooms, ev->room_id, rr);
@@ -564,21 +584,36 @@ static void hold_for_txn(struct conn *c, struct conn_resp *r, const struct cache
     r->held[r->n_held++] = (struct held_txn){xstrdup(ev->event_id), clock_mono_ms() + CONN_TXN_WAIT_MS};
 }
 
-/* This device's sync showed these own events: stop waiting for them. */
-static void release_txns(struct conn_resp *r, const char *ids_json)
+/* This device's sync showed these own events ([event ID, transaction ID or
+ * null] pairs): remember their IDs and stop waiting for them. */
+static void record_txns(struct conn_resp *r, const char *json)
 {
-    json_t *ids = json_loads(ids_json ? ids_json : "[]", 0, NULL);
+    json_t *pairs = json_loads(json ? json : "[]", 0, NULL);
     size_t i;
     json_t *v;
-    json_array_foreach(ids, i, v)
+    json_array_foreach(pairs, i, v)
     {
-        for (int k = 0; k < r->n_held && json_is_string(v); k++) {
-            if (strcmp(r->held[k].event_id, json_string_value(v)) != 0) continue;
+        json_t *id = json_array_get(v, 0), *txn = json_array_get(v, 1);
+        if (!json_is_string(id)) continue;
+        const char *eid = json_string_value(id);
+        struct txn_seen *t;
+        HASH_FIND_STR(r->txns, eid, t);
+        if (!t) {
+            t = xcalloc(1, sizeof *t);
+            t->event_id = xstrdup(eid);
+            HASH_ADD_KEYPTR(hh, r->txns, t->event_id, strlen(t->event_id), t);
+        }
+        if (json_is_string(txn)) {
+            free(t->txn_id);
+            t->txn_id = xstrdup(json_string_value(txn));
+        }
+        for (int k = 0; k < r->n_held; k++) {
+            if (strcmp(r->held[k].event_id, eid) != 0) continue;
             free(r->held[k].event_id);
             r->held[k--] = r->held[--r->n_held];
         }
     }
-    json_decref(ids);
+    json_decref(pairs);
 }
 
 bool conn_resp_has_data(const struct conn_resp *r)
@@ -1479,7 +1514,7 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         live_event(c, r, u);
         hold_for_txn(c, r, u);
         break;
-    case CU_TXN: release_txns(r, u->json); break;
+    case CU_TXN: record_txns(r, u->json); break;
     case CU_UNREAD:
         if (!cr) break;
         {
@@ -1633,45 +1668,54 @@ static void typing_lazy_room(void *ud, const char *room_id, const char *edu)
     json_decref(j);
 }
 
-/* §11.1: the user's own timeline events carry the transaction ID this
- * device's upstream sync showed for them (the stored copy has none). */
+/* §11.1: the user's own message events carry the transaction ID this
+ * device's upstream sync showed for them (the stored copy has none). Live
+ * events take it from the CU_TXN updates drained with them; snapshot
+ * timelines (older events) from the store, in one query. */
+static void add_txn(struct resp_room *rr, const char *event_id, char *txn_id)
+{
+    rr->txns = xrealloc(rr->txns, (rr->n_txns + 1) * sizeof *rr->txns);
+    rr->txns[rr->n_txns++] = (struct resp_txn){event_id, txn_id};
+}
+
 static int annotate_txns(struct conn *c, struct conn_resp *resp, char **err)
 {
-    size_t n = 0;
-    struct resp_room *rr;
-    for (rr = resp->rooms; rr; rr = rr->hh.next) {
+    size_t n = 0, cap = 0;
+    const char **ids = NULL;
+    struct resp_room **owner = NULL;
+    for (struct resp_room *rr = resp->rooms; rr; rr = rr->hh.next) {
         size_t n_tl = rr->snapshot ? (size_t)rr->tl.n : 0, n_live = rr->snapshot ? 0 : rr->n_live;
         for (size_t i = 0; i < n_tl + n_live; i++) {
             const struct event *ev = i < n_tl ? rr->tl.events[i] : rr->live[i - n_tl];
-            n += strcmp(ev->sender, c->user_id) == 0;
+            if (ev->state_key || strcmp(ev->sender, c->user_id) != 0) continue;
+            struct txn_seen *t;
+            HASH_FIND_STR(resp->txns, ev->event_id, t);
+            if (t) {
+                if (t->txn_id) add_txn(rr, ev->event_id, xstrdup(t->txn_id));
+                continue;
+            }
+            if (i >= n_tl) continue; /* live, and this device's sync never showed it */
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                ids = xrealloc(ids, cap * sizeof *ids);
+                owner = xrealloc(owner, cap * sizeof *owner);
+            }
+            owner[n] = rr;
+            ids[n++] = ev->event_id;
         }
     }
-    if (!n) return 0;
-    const char **ids = xcalloc(n, sizeof *ids);
-    struct resp_room **owner = xcalloc(n, sizeof *owner);
-    char **txns = xcalloc(n, sizeof *txns);
-    size_t k = 0;
-    for (rr = resp->rooms; rr; rr = rr->hh.next) {
-        size_t n_tl = rr->snapshot ? (size_t)rr->tl.n : 0, n_live = rr->snapshot ? 0 : rr->n_live;
-        for (size_t i = 0; i < n_tl + n_live; i++) {
-            const struct event *ev = i < n_tl ? rr->tl.events[i] : rr->live[i - n_tl];
-            if (strcmp(ev->sender, c->user_id) != 0) continue;
-            owner[k] = rr;
-            ids[k++] = ev->event_id;
-        }
-    }
-    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
-    int rc = pg ? store_txn_ids(pg, c->user_id, c->device_id, ids, (int)n, txns, err) : -1;
-    if (pg) db_release(c->ctx->db, pg);
-    for (size_t i = 0; i < n; i++) {
-        if (!txns[i]) continue;
-        rr = owner[i];
-        rr->txns = xrealloc(rr->txns, (rr->n_txns + 1) * sizeof *rr->txns);
-        rr->txns[rr->n_txns++] = (struct resp_txn){ids[i], txns[i]};
+    int rc = 0;
+    if (n) {
+        char **txns = xcalloc(n, sizeof *txns);
+        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        rc = pg ? store_txn_ids(pg, c->user_id, c->device_id, ids, (int)n, txns, err) : -1;
+        if (pg) db_release(c->ctx->db, pg);
+        for (size_t i = 0; i < n; i++)
+            if (txns[i]) add_txn(owner[i], ids[i], txns[i]);
+        free(txns);
     }
     free(ids);
     free(owner);
-    free(txns);
     return rc;
 }
 
