@@ -633,3 +633,41 @@ def test_an_integer_too_big_for_64_bits_does_not_block_the_device(proxy, alice):
     assert ev["event_id"] == big["event_id"]
     assert ev["content"]["body"] == "huge"
     assert float(ev["content"]["n"]) > 1e29
+
+
+# ---------------------------------------------------------------- malformed events
+
+def _malformed(A):
+    no_id = F.message(A, "no id")
+    del no_id["event_id"]
+    return [{}, {"type": 5}, dict(F.message(A, "empty id"), event_id=""), no_id]
+
+
+def test_malformed_timeline_events_are_skipped(proxy, alice):
+    A = alice.user_id
+    rid = F.new_room_id("malformed_tl")
+    odd = F.state("", "", A, {"odd": True})
+    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(A, "Odd"), [odd] + _malformed(A))}))
+    resp = snapshot(proxy, alice, "c0", limit=1)
+    room = resp["rooms"][rid]
+    assert room["joined_count"] == 1
+    assert [e["event_id"] for e in room["timeline"]] == [odd["event_id"]]
+    # polling went on: a later message arrives
+    alice.wait_idle()
+    later = F.message(A, "still polling")
+    alice.queue(F.sync_response(join={rid: F.joined_room(timeline=[later])}))
+    alice.wait_idle()
+    resp = snapshot(proxy, alice, "c1", limit=1)
+    assert [e["event_id"] for e in resp["rooms"][rid]["timeline"]] == [later["event_id"]]
+
+
+def test_malformed_state_events_are_skipped(proxy, alice):
+    A = alice.user_id
+    rid = F.new_room_id("malformed_st")
+    odd = F.state("", "", A, {"odd": True})
+    msg = F.message(A, "fine")
+    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(A, "Odd") + [odd] + _malformed(A), [msg])}))
+    resp = snapshot(proxy, alice, "c0", limit=1, required_state=[["", ""]])
+    room = resp["rooms"][rid]
+    assert [e["event_id"] for e in room["timeline"]] == [msg["event_id"]]
+    assert [e["event_id"] for e in room["required_state"]] == [odd["event_id"]]
