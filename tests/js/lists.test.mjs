@@ -69,6 +69,7 @@ const SUBSCRIPTION = {
     required_state: [
         ["m.room.topic", ""],
         ["m.room.name", ""],
+        ["m.room.member", "$LAZY"],
     ],
 };
 
@@ -351,6 +352,17 @@ test("room subscription: its own timeline_limit and required_state, then live ev
     assert.equal(live.timeline.find((e) => e.event_id === event.event_id).content.body, "news in Zulu");
     zulu.timeline.push(event);
     await waitForLists({ dms: ["Oscar", "Dee"], rooms: ["Echo", "Mike", "Zulu"], invites: [] }, "after the message in Zulu");
+    // The friend's member event came with the snapshot ($LAZY), so it is not repeated.
+    assert.ok(!(live.required_state ?? []).some((e) => e.type === "m.room.member"), "a known sender's member event repeated");
+
+    // Someone who never spoke writes: their member event comes along, so the client can name them.
+    const quiet = `@quiet:${scenario.user_id.split(":")[1]}`;
+    const seq3 = await settle();
+    const { event: q } = await control("POST", "/message", { room_id: zulu.room_id, body: "hello, I'm new here", sender: quiet, token: scenario.token });
+    const qd = await waitForRoomData(seq3, zulu.room_id, hasEvent(q.event_id), "a first message from Quiet");
+    const member = (qd.required_state ?? []).find((e) => e.type === "m.room.member" && e.state_key === quiet);
+    assert.equal(member?.content?.displayname, "Quiet", `Quiet's member event with the message: ${JSON.stringify(qd.required_state)}`);
+    zulu.timeline.push(q);
     assert.deepEqual(clientErrors, [], "the client saw request errors");
     passed.add("subscription");
 });

@@ -7,8 +7,9 @@ HTTP server the Node test drives:
 
   GET  /scenario         -> {"user_id", "device_id", "token", "rooms": [{"room_id", "name",
                              "last_event"}...] (oldest activity first)}
-  POST /message          {"room_id", "body"} -> queues a v2 /sync response carrying a new
-                             m.room.message in that room; answers {"event": <the event>}
+  POST /message          {"room_id", "body", "sender"?} -> queues a v2 /sync response carrying
+                             a new m.room.message in that room (from @friend, or from the given
+                             user ID); answers {"event": <the event>}
   POST /wait_idle        {"timeout"?: seconds} -> 200 once the proxy processed everything
                              queued and polled again; 504 on timeout
   GET  /requests         -> the /sync, whoami and versions requests the proxy made
@@ -21,7 +22,8 @@ test files (run concurrently by node --test) do not see each other's rooms:
                              "kind": "dm"|"group", "timeline": [events]}...] (oldest activity
                              first)}. Two DMs (m.direct account data, is_direct invites; no
                              room name, the other member has a displayname) and three named
-                             rooms; "Zulu" has a topic and five timeline events.
+                             rooms; "Zulu" has a topic, five timeline events and a member who
+                             never spoke (@quiet, displayname "Quiet").
   POST /lists/invite     {"name"?} -> queues rooms.invite for a new room named `name`
                              (default "Kilo") from @carol; answers {"room_id", "invite_state"}
   POST /lists/accept     {"room_id"} -> queues rooms.join for that invite: the room's state and a
@@ -99,7 +101,7 @@ class Scenario:
     def describe(self):
         return {"user_id": USER, "device_id": DEVICE, "token": TOKEN, "rooms": self.rooms}
 
-    def message(self, room_id, body):
+    def message(self, room_id, body, sender=None):
         if room_id in {r["room_id"] for r in self.rooms}:
             token = TOKEN
         elif room_id in {r["room_id"] for r in self.lister_rooms}:
@@ -108,7 +110,7 @@ class Scenario:
             token = CRYPTER_TOKEN
         else:
             raise KeyError(room_id)
-        ev = F.message("@friend:" + SERVER, body)
+        ev = F.message(sender or "@friend:" + SERVER, body)
         self.hs.queue(token, F.sync_response(join={room_id: F.joined_room(timeline=[ev])}))
         return ev
 
@@ -122,9 +124,10 @@ class Scenario:
         join = {}
         direct = {}
 
-        def group(name, n_messages, topic=None):
+        def group(name, n_messages, topic=None, members=()):
             rid = "!ls_%s:%s" % (name.lower(), SERVER)
             st = F.room_state(LISTER, name) + [F.join(friend, displayname="Friend")]
+            st += [F.join("@%s:%s" % (m.lower(), SERVER), displayname=m) for m in members]
             if topic is not None:
                 st.append(F.topic(LISTER, topic))
             tl = [F.message(friend if i % 2 else LISTER, "%s message %d" % (name, i + 1))
@@ -148,7 +151,7 @@ class Scenario:
         # Mike < Dee (DM) < Zulu < Oscar (DM) < Echo. By name the groups are Echo, Mike, Zulu.
         group("Mike", 2)
         dm("dee", "Dee")
-        group("Zulu", 5, topic="the last letter")
+        group("Zulu", 5, topic="the last letter", members=["Quiet"])
         dm("oscar", "Oscar")
         group("Echo", 2)
         hs.queue(LISTER_TOKEN, F.sync_response(
@@ -263,7 +266,7 @@ def make_control(scenario):
                 return self._reply(400, {"error": "body is not JSON"})
             if self.path == "/message":
                 try:
-                    ev = scenario.message(body["room_id"], body.get("body", "ping"))
+                    ev = scenario.message(body["room_id"], body.get("body", "ping"), body.get("sender"))
                 except KeyError as e:
                     return self._reply(400, {"error": "unknown room or missing field: %s" % e})
                 return self._reply(200, {"event": ev})
