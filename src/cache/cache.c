@@ -414,6 +414,15 @@ bool cache_user_ignores(struct cache *c, const char *user_id, const char *other)
     return e != NULL;
 }
 
+bool cache_user_ignores_anyone(struct cache *c, const char *user_id)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    struct user_entry *u = find_user(c, user_id);
+    bool any = u && u->ignored;
+    pthread_rwlock_unlock(&c->lock);
+    return any;
+}
+
 static void set_dms(struct user_entry *u, const char *m_direct_json)
 {
     free_dms(&u->dms);

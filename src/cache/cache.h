@@ -131,6 +131,8 @@ void cache_install_user(struct cache *c, const char *user_id, struct store_user_
                         const char *ignored_json, int64_t pos);
 /* Whether user_id's m.ignored_user_list names other (client-api §11.1). */
 bool cache_user_ignores(struct cache *c, const char *user_id, const char *other);
+/* Whether user_id's m.ignored_user_list names anyone (one check before many). */
+bool cache_user_ignores_anyone(struct cache *c, const char *user_id);
 /* Rooms among ids that are not cached (heap array of borrowed pointers into ids). */
 int cache_missing_rooms(struct cache *c, const char *const *ids, int n, const char ***out);
 /* Whether any loaded user is in the room (its metadata is kept fresh). */

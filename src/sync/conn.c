@@ -154,7 +154,8 @@ static struct conn *conn_new(struct sync_ctx *ctx, const char *user_id, const ch
     return c;
 }
 
-static void clist_free(struct clist *l)
+/* Forgets a list's per-room recency under bump_event_types. */
+static void bump_clear(struct clist *l)
 {
     struct bump_ts *b, *bt;
     HASH_ITER(hh, l->bump, b, bt)
@@ -163,6 +164,11 @@ static void clist_free(struct clist *l)
         free(b->room_id);
         free(b);
     }
+}
+
+static void clist_free(struct clist *l)
+{
+    bump_clear(l);
     sync_list_free(l->l);
     free(l->key);
     free(l);
@@ -755,6 +761,7 @@ static bool ignored_message(struct conn *c, const struct event *ev)
 /* An invite from an ignored user is not shown at all. */
 static bool invite_ignored(struct conn *c, const struct user_room *ur)
 {
+    if (!cache_user_ignores_anyone(c->ctx->cache, c->user_id)) return false;
     json_t *arr = ur->invite_state ? json_loads(ur->invite_state, 0, NULL) : NULL;
     bool ignored = false;
     size_t i;
@@ -886,13 +893,7 @@ static struct sync_list_keys keys_of(struct conn *c, struct clist *cl, struct cr
  * frozen values go, so a later change freezes afresh. */
 static void bump_refreeze(struct conn *c, struct clist *cl, const struct sync_req_list *rl)
 {
-    struct bump_ts *b, *bt;
-    HASH_ITER(hh, cl->bump, b, bt)
-    {
-        HASH_DEL(cl->bump, b);
-        free(b->room_id);
-        free(b);
-    }
+    bump_clear(cl);
     if (!has_bump_types(rl)) return;
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
         if (cr->ur->invite) continue;
@@ -979,16 +980,20 @@ static void lazy_mark(struct croom *cr, const char *user_id)
     HASH_ADD_KEYPTR(hh, cr->lazy_sent, lm->user_id, strlen(lm->user_id), lm);
 }
 
+/* Whether the room is inside a window of the list (every room is, for
+ * slow_get_all_rooms). rl may be NULL (a list being deleted). */
+static bool in_window(const struct clist *cl, const struct sync_req_list *rl, const char *room_id)
+{
+    if (!rl) return false;
+    int64_t i = sync_list_index_of(cl->l, room_id);
+    return i >= 0 && (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i));
+}
+
 static bool visible(struct conn *c, const char *room_id)
 {
     if (sync_req_find_sub(&c->muxed, room_id)) return true;
-    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
-        struct sync_req_list *rl = muxed_list(c, cl->key);
-        if (!rl) continue;
-        int64_t i = sync_list_index_of(cl->l, room_id);
-        if (i < 0) continue;
-        if (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i)) return true;
-    }
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next)
+        if (in_window(cl, muxed_list(c, cl->key), room_id)) return true;
     return false;
 }
 
@@ -1000,9 +1005,7 @@ static bool wants_heroes(struct conn *c, const char *room_id)
     if (s && s->sub.has_include_heroes && s->sub.include_heroes) return true;
     for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
         struct sync_req_list *rl = muxed_list(c, cl->key);
-        if (!rl || !rl->sub.has_include_heroes || !rl->sub.include_heroes) continue;
-        int64_t i = sync_list_index_of(cl->l, room_id);
-        if (i >= 0 && (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i))) return true;
+        if (rl && rl->sub.has_include_heroes && rl->sub.include_heroes && in_window(cl, rl, room_id)) return true;
     }
     return false;
 }
@@ -1071,11 +1074,7 @@ static bool ext_in_scope(void *ud, const struct ext_params *p, const char *room_
     if (!p->lists.n) return false;
     bool all = strcmp(p->lists.v[0], "*") == 0;
     for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
-        if (!all && !strv_has(&p->lists, cl->key)) continue;
-        struct sync_req_list *rl = muxed_list(c, cl->key);
-        if (!rl) continue;
-        int64_t i = sync_list_index_of(cl->l, room_id);
-        if (i >= 0 && (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i))) return true;
+        if ((all || strv_has(&p->lists, cl->key)) && in_window(cl, muxed_list(c, cl->key), room_id)) return true;
     }
     return false;
 }
@@ -1565,9 +1564,7 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
             struct sync_req_sub *s = sync_req_find_sub(&c->muxed, u->room_id);
             for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
                 struct sync_req_list *rl = muxed_list(c, cl->key);
-                int64_t i = rl ? sync_list_index_of(cl->l, u->room_id) : -1;
-                if (i >= 0 && (rl->slow_get_all_rooms || sync_ranges_contains(&rl->ranges, i)))
-                    add_snapshot(c, r, u->room_id, &rl->sub);
+                if (in_window(cl, rl, u->room_id)) add_snapshot(c, r, u->room_id, &rl->sub);
             }
             if (s) add_snapshot(c, r, u->room_id, &s->sub);
         }
@@ -1820,11 +1817,12 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
             return NULL;
         }
     }
+    bool ignores = cache_user_ignores_anyone(c->ctx->cache, c->user_id);
     for (rr = resp->rooms; rr; rr = rr->hh.next) {
         /* Snapshot timelines leave out messages of ignored users (§11.1). */
         int kept = 0;
         for (int i = 0; i < rr->tl.n; i++) {
-            if (ignored_message(c, rr->tl.events[i]))
+            if (ignores && ignored_message(c, rr->tl.events[i]))
                 event_unref(rr->tl.events[i]);
             else
                 rr->tl.events[kept++] = rr->tl.events[i];
