@@ -333,6 +333,42 @@ def list_ops(resp, key):
     return (resp.get("lists", {}).get(key) or {}).get("ops") or []
 
 
+class Window:
+    """The client's copy of one list (one range starting at 0), updated by applying each
+    response's ops in order, as a client does."""
+
+    def __init__(self, key="a"):
+        self.key = key
+        self.rooms = []
+        self.count = None
+
+    def apply(self, resp):
+        lst = resp["lists"][self.key]
+        for op in lst.get("ops") or []:
+            if op["op"] == "SYNC":
+                assert op["range"][0] == 0, op
+                self.rooms = list(op.get("room_ids", []))
+            elif op["op"] == "DELETE":
+                if op["index"] < len(self.rooms):
+                    del self.rooms[op["index"]]
+            elif op["op"] == "INSERT":
+                self.rooms.insert(op["index"], op["room_id"])
+            elif op["op"] == "INVALIDATE":
+                self.rooms = []
+        self.count = lst["count"]
+        return self.rooms
+
+
+def ids(events):
+    """The event IDs of events, in order."""
+    return [e["event_id"] for e in events]
+
+
+def tl_ids(resp, rid):
+    """The event IDs of room rid's timeline in a response (empty when absent)."""
+    return ids(((resp.get("rooms") or {}).get(rid) or {}).get("timeline") or [])
+
+
 def sync_op_room_ids(resp, key):
     """room_ids of the SYNC ops of list `key`, concatenated in op order."""
     out = []

@@ -6,12 +6,8 @@ import time
 
 import pytest
 
-from helpers import sync_op_room_ids
+from helpers import list_ops, sync_op_room_ids
 import fakehs as F
-
-
-def ops_of(resp, key):
-    return (resp["lists"].get(key) or {}).get("ops")
 
 
 def ids_of(resp, key):
@@ -54,13 +50,13 @@ def test_is_encrypted(proxy, alice):
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     assert resp["lists"]["enc"]["count"] == 2
-    assert ops_of(resp, "enc") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": plain}]
+    assert list_ops(resp, "enc") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": plain}]
     assert resp["lists"]["noenc"]["count"] == 0
-    assert ops_of(resp, "noenc") == [{"op": "DELETE", "index": 0}]
+    assert list_ops(resp, "noenc") == [{"op": "DELETE", "index": 0}]
 
     fresh = proxy.client(alice.token).sync({"conn_id": "fresh", "lists": {
         "enc": {"ranges": [[0, 1]], "filters": {"is_encrypted": True}}}})
-    assert ops_of(fresh, "enc") == [{"op": "SYNC", "range": [0, 1], "room_ids": [plain, enc]}]
+    assert list_ops(fresh, "enc") == [{"op": "SYNC", "range": [0, 1], "room_ids": [plain, enc]}]
 
 
 def test_is_encrypted_for_invites_reads_the_invite_state(proxy, alice):
@@ -94,8 +90,8 @@ def test_multiple_lists_and_a_second_window(proxy, alice):
     assert sync_op_room_ids(resp, "enc") == enc_ids[:2]
     assert sync_op_room_ids(resp, "plain") == plain_ids[:2]
     resp = c.sync({"lists": {"enc": {"ranges": [[0, 1], [2, 3]]}}})
-    assert ops_of(resp, "enc") == [{"op": "SYNC", "range": [2, 3], "room_ids": enc_ids[2:4]}]
-    assert not ops_of(resp, "plain")
+    assert list_ops(resp, "enc") == [{"op": "SYNC", "range": [2, 3], "room_ids": enc_ids[2:4]}]
+    assert not list_ops(resp, "plain")
     assert set(resp["rooms"]) == set(enc_ids[2:4])
 
 
@@ -120,13 +116,13 @@ def test_room_name_like(proxy, alice, bob):
                              "bob": {"ranges": [[0, 9]], "filters": {"room_name_like": "BOBBY"}},
                              "all": {"ranges": [[0, 9]], "filters": {"room_name_like": ""}}}})
     assert resp["lists"]["a"]["count"] == 5
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [0, 4], "room_ids": with_a}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [0, 4], "room_ids": with_a}]
     assert sync_op_room_ids(resp, "bob") == [dm]
     assert sync_op_room_ids(resp, "all") == by_recency
 
     resp = c.sync({"lists": {"a": {"filters": {"room_name_like": "aN"}}}})
     assert resp["lists"]["a"]["count"] == 2
-    assert ops_of(resp, "a") == [
+    assert list_ops(resp, "a") == [
         {"op": "INVALIDATE", "range": [0, 4]},
         {"op": "SYNC", "range": [0, 1], "room_ids": [ids["bAnAnA"], ids["mango"]]},
     ]
@@ -138,7 +134,7 @@ def test_room_name_like(proxy, alice, bob):
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     assert resp["lists"]["a"]["count"] == 3
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 2},
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 2},
                                  {"op": "INSERT", "index": 0, "room_id": ids["plum"]}]
     assert resp["rooms"][ids["plum"]]["name"] == "Plantain"
 
@@ -197,7 +193,7 @@ def test_is_tombstoned(proxy, alice):
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     assert resp["lists"]["yes"]["count"] == 2
-    assert ops_of(resp, "yes") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": alive}]
+    assert list_ops(resp, "yes") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": alive}]
     assert resp["lists"]["no"]["count"] == 1
 
 
@@ -216,16 +212,16 @@ def test_a_new_filters_object_replaces_the_old_one(proxy, alice):
     assert sync_op_room_ids(resp, "a") == [enc_y, enc_x]   # "xylophone" has a y too
     # only room_name_like now: is_encrypted is gone, not merged
     resp = c.sync({"lists": {"a": {"filters": {"room_name_like": "y"}}}})
-    assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 1]},
+    assert list_ops(resp, "a") == [{"op": "INVALIDATE", "range": [0, 1]},
                                  {"op": "SYNC", "range": [0, 2], "room_ids": [plain_y, enc_y, enc_x]}]
     # a request without filters keeps them
     resp = c.sync({"lists": {"a": {"ranges": [[0, 9]]}}}, timeout=100)
-    assert resp["lists"]["a"]["count"] == 3 and not ops_of(resp, "a")
+    assert resp["lists"]["a"]["count"] == 3 and not list_ops(resp, "a")
     resp = c.sync({"lists": {"a": {"filters": {"room_name_like": "yo"}}}})
     assert sync_op_room_ids(resp, "a") == [enc_y]
     # an empty filters object filters nothing any more, and is a change
     resp = c.sync({"lists": {"a": {"filters": {}}}})
-    assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 0]},
+    assert list_ops(resp, "a") == [{"op": "INVALIDATE", "range": [0, 0]},
                                  {"op": "SYNC", "range": [0, 2], "room_ids": [plain_y, enc_y, enc_x]}]
 
 
@@ -257,13 +253,13 @@ def test_spaces_filter_changes(proxy, alice):
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     assert resp["lists"]["a"]["count"] == 1
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 0}]
-    assert ops_of(resp, "ad") == [{"op": "DELETE", "index": 1}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 0}]
+    assert list_ops(resp, "ad") == [{"op": "DELETE", "index": 1}]
     alice.queue(F.sync_response(join={sa: F.joined_room(timeline=[F.space_child(A, c2)])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     assert resp["lists"]["a"]["count"] == 2
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": c2}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": c2}]
 
     # a child that is no room alice knows: fine, and the event is in the space's timeline
     ev = F.space_child(A, unknown)
@@ -276,7 +272,7 @@ def test_spaces_filter_changes(proxy, alice):
 
     # switching the space on pos
     resp = c.sync({"lists": {"a": {"filters": {"spaces": [sd]}}}})
-    assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 1]},
+    assert list_ops(resp, "a") == [{"op": "INVALIDATE", "range": [0, 1]},
                                  {"op": "SYNC", "range": [0, 0], "room_ids": [c3]}]
     assert resp["lists"]["a"]["count"] == 1
 
@@ -325,7 +321,7 @@ def test_bump_event_types_reveal_nothing_from_before_the_join(proxy, alice, bob,
         floor = sec2["origin_server_ts"] + 1
     bob.queue(body)
     resp = proxy.client(bob.token).sync({"lists": {"a": {"ranges": [[0, 1]], "bump_event_types": [SECRET]}}})
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [0, 1], "room_ids": [r1, r2]}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [0, 1], "room_ids": [r1, r2]}]
     assert resp["rooms"][r1]["timestamp"] >= floor
     assert resp["rooms"][r2]["timestamp"] == sec2["origin_server_ts"]
 
@@ -378,10 +374,10 @@ def test_bump_event_types_live(proxy, alice):
     alice.queue(F.sync_response(join={s1: F.joined_room(timeline=[cjoin])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert not ops_of(resp, "msgs")
+    assert not list_ops(resp, "msgs")
     moved = [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": s1}]
-    assert ops_of(resp, "members") == moved
-    assert ops_of(resp, "plain") == moved
+    assert list_ops(resp, "members") == moved
+    assert list_ops(resp, "plain") == moved
     assert resp["rooms"][s1]["timeline"] == [cjoin]
 
     # counts and receipts move nothing, in any list
@@ -389,9 +385,9 @@ def test_bump_event_types_live(proxy, alice):
     alice.queue(F.sync_response(join={s2: F.joined_room(timeline=[mine])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert not ops_of(resp, "msgs")
-    assert ops_of(resp, "plain") == moved[:1] + [{"op": "INSERT", "index": 0, "room_id": s2}]
-    assert not ops_of(resp, "members")
+    assert not list_ops(resp, "msgs")
+    assert list_ops(resp, "plain") == moved[:1] + [{"op": "INSERT", "index": 0, "room_id": s2}]
+    assert not list_ops(resp, "members")
     alice.queue(F.sync_response(join={
         s1: F.joined_room(notification_count=3, highlight_count=1,
                           ephemeral=[F.receipt(cjoin["event_id"], charlie)])}))
@@ -399,7 +395,7 @@ def test_bump_event_types_live(proxy, alice):
     resp = c.sync({}, timeout=5000)
     assert resp["rooms"][s1]["notification_count"] == 3
     for key in ("msgs", "members", "plain"):
-        assert not ops_of(resp, key), key
+        assert not list_ops(resp, key), key
 
 
 # ---------------------------------------------------------------- is_dm
@@ -429,9 +425,9 @@ def test_dm_lists_follow_messages_and_m_direct(proxy, alice):
     alice.queue(F.sync_response(join={dms[2]: F.joined_room(timeline=[ev])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "dm") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 0, "room_id": dms[2]}]
+    assert list_ops(resp, "dm") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 0, "room_id": dms[2]}]
     assert resp["lists"]["nodm"]["count"] == 3
-    assert not ops_of(resp, "nodm")
+    assert not list_ops(resp, "nodm")
     assert resp["rooms"][dms[2]]["timeline"] == [ev]
 
     # the oldest group becomes a DM too: it moves between the lists at once
@@ -441,10 +437,10 @@ def test_dm_lists_follow_messages_and_m_direct(proxy, alice):
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     assert resp["lists"]["dm"]["count"] == 4
-    dm_ops = ops_of(resp, "dm")
+    dm_ops = list_ops(resp, "dm")
     assert dm_ops[-1]["op"] == "INSERT" and dm_ops[-1]["room_id"] == groups[2], dm_ops
     assert resp["lists"]["nodm"]["count"] == 2
-    assert ops_of(resp, "nodm") == [{"op": "DELETE", "index": 2}]
+    assert list_ops(resp, "nodm") == [{"op": "DELETE", "index": 2}]
     assert resp["rooms"][groups[2]]["initial"] is True
     at = dm_ops[-1]["index"]
     # a message in it then moves it to the top of the DM list only
@@ -453,10 +449,10 @@ def test_dm_lists_follow_messages_and_m_direct(proxy, alice):
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     if at == 0:
-        assert not ops_of(resp, "dm")
+        assert not list_ops(resp, "dm")
     else:
-        assert ops_of(resp, "dm") == [{"op": "DELETE", "index": at}, {"op": "INSERT", "index": 0, "room_id": groups[2]}]
-    assert not ops_of(resp, "nodm")
+        assert list_ops(resp, "dm") == [{"op": "DELETE", "index": at}, {"op": "INSERT", "index": 0, "room_id": groups[2]}]
+    assert not list_ops(resp, "nodm")
     assert resp["rooms"][groups[2]]["timeline"] == [ev2]
 
 
@@ -495,16 +491,16 @@ def test_rebuilding_a_list_never_brings_back_a_left_room(proxy, alice):
     alice.wait_idle()
     resp = c.sync({"lists": {"a": {"filters": {"room_name_like": "a"}}}})
     assert resp["lists"]["a"]["count"] == 1
-    assert apply_ops([stay], ops_of(resp, "a")) == [stay]
+    assert apply_ops([stay], list_ops(resp, "a")) == [stay]
     assert (resp["rooms"].get(go) or {}).get("initial") is None
 
     # later rebuilds (the leave long processed) never list it again
     resp = c.sync({"lists": {"a": {"filters": {"room_name_like": ""}}}})
-    assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 0]},
+    assert list_ops(resp, "a") == [{"op": "INVALIDATE", "range": [0, 0]},
                                  {"op": "SYNC", "range": [0, 0], "room_ids": [stay]}]
     assert set(resp["rooms"]) == {stay}
     resp = c.sync({"lists": {"a": {"sort": ["by_name"], "filters": {}}}})
-    assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 0]},
+    assert list_ops(resp, "a") == [{"op": "INVALIDATE", "range": [0, 0]},
                                  {"op": "SYNC", "range": [0, 0], "room_ids": [stay]}]
     fresh = proxy.client(alice.token).sync({"conn_id": "fresh", "lists": {"a": {"ranges": [[0, 9]]}}})
     assert sync_op_room_ids(fresh, "a") == [stay]
@@ -523,21 +519,21 @@ def test_bump_event_types_set_on_an_existing_list_apply_from_then_on(proxy, alic
     assert sync_op_room_ids(resp, "a") == [new, mid, old]
     alice.wait_idle()
     resp = c.sync({"lists": {"a": {"bump_event_types": ["m.room.message"]}}}, timeout=100)
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
 
     # a reaction no longer moves a room, a message does
     alice.queue(F.sync_response(join={old: F.joined_room(timeline=[F.event("m.reaction", A, {})])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     alice.queue(F.sync_response(join={mid: F.joined_room(timeline=[F.message(A, "up")])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": mid}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": mid}]
 
     # without bump types again, the latest event of any type counts
     resp = c.sync({"lists": {"a": {"bump_event_types": []}}}, timeout=100)
     alice.queue(F.sync_response(join={old: F.joined_room(timeline=[F.event("m.reaction", A, {})])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 0, "room_id": old}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 0, "room_id": old}]

@@ -19,21 +19,13 @@ import time
 import pytest
 
 import fakehs as F
-from helpers import User, list_ops, run_in_thread, sync_op_room_ids
+from helpers import User, ids, list_ops, run_in_thread, sync_op_room_ids, tl_ids
 from test_storage import events_of
 
 SECRET = "SECRET"
 
 
 # ---------------------------------------------------------------- helpers
-
-def ids(events):
-    return [e["event_id"] for e in events]
-
-
-def tl_ids(resp, rid):
-    return ids(((resp.get("rooms") or {}).get(rid) or {}).get("timeline") or [])
-
 
 def text(resp):
     return json.dumps(resp)

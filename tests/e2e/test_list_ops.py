@@ -5,7 +5,7 @@ notification sorts (client-api §6.3, §6.4, §8, §9, §11.8, §11.10, §12).""
 
 import pytest
 
-from helpers import sync_op_room_ids
+from helpers import list_ops, sync_op_room_ids
 import fakehs as F
 
 
@@ -32,10 +32,6 @@ def send(user, rid, text="ping", **counts):
     return ev
 
 
-def ops_of(resp, key):
-    return (resp["lists"].get(key) or {}).get("ops")
-
-
 def pairs(events):
     return {(e["type"], e["state_key"]) for e in events or []}
 
@@ -48,13 +44,13 @@ def test_sort_change_invalidates_and_resyncs_the_window(proxy, alice):
     quince, damson, yuzu, medlar = order
     c = proxy.client(alice.token)
     resp = c.sync({"lists": {"a": {"ranges": [[0, 20]], "sort": ["by_recency"]}}})
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [0, 3], "room_ids": order}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [0, 3], "room_ids": order}]
     alice.wait_idle()
 
     resp = c.sync({"txn_id": "sorted", "lists": {"a": {"sort": ["by_name"]}}})
     assert resp["txn_id"] == "sorted"
     assert resp["lists"]["a"]["count"] == 4
-    assert ops_of(resp, "a") == [
+    assert list_ops(resp, "a") == [
         {"op": "INVALIDATE", "range": [0, 3]},
         {"op": "SYNC", "range": [0, 3], "room_ids": [damson, medlar, quince, yuzu]},
     ]
@@ -63,7 +59,7 @@ def test_sort_change_invalidates_and_resyncs_the_window(proxy, alice):
 
     # the same sort again: nothing
     resp = c.sync({"lists": {"a": {"sort": ["by_name"]}}}, timeout=100)
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert not resp.get("rooms")
 
 
@@ -73,15 +69,15 @@ def test_sort_change_with_a_range_beyond_the_end(proxy, alice):
     c = proxy.client(alice.token)
     resp = c.sync({"lists": {"a": {"ranges": [[0, 1], [8, 9]], "sort": ["by_name"], "timeline_limit": 1}}})
     # by_name puts "Alder" first (the newest room) and "Birch" second
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [0, 1], "room_ids": [alder, birch]}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [0, 1], "room_ids": [alder, birch]}]
     alice.wait_idle()
     send(alice, cedar, "cedar wakes up")
     resp = c.sync({}, timeout=100)
-    assert not ops_of(resp, "a"), "cedar (by_name index 2) is outside every window"
+    assert not list_ops(resp, "a"), "cedar (by_name index 2) is outside every window"
     assert not resp.get("rooms")
 
     resp = c.sync({"lists": {"a": {"sort": ["by_recency"]}}})
-    assert ops_of(resp, "a") == [
+    assert list_ops(resp, "a") == [
         {"op": "INVALIDATE", "range": [0, 1]},
         {"op": "SYNC", "range": [0, 1], "room_ids": [cedar, alder]},
     ]
@@ -95,7 +91,7 @@ def test_empty_sort_on_an_existing_list_resorts_by_recency(proxy, alice):
     resp = c.sync({"lists": {"a": {"ranges": [[0, 9]], "sort": ["by_name"]}}})
     assert sync_op_room_ids(resp, "a") == [ash, elm, oak]
     resp = c.sync({"lists": {"a": {"sort": []}}})
-    assert ops_of(resp, "a") == [
+    assert list_ops(resp, "a") == [
         {"op": "INVALIDATE", "range": [0, 2]},
         {"op": "SYNC", "range": [0, 2], "room_ids": [elm, oak, ash]},
     ]
@@ -119,20 +115,20 @@ def test_shrinking_and_growing_ranges(proxy, alice):
 
     resp = c.sync({"lists": {"a": {"ranges": [[2, 6]]}}})
     assert resp["lists"]["a"]["count"] == 10
-    assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 1]},
+    assert list_ops(resp, "a") == [{"op": "INVALIDATE", "range": [0, 1]},
                                  {"op": "INVALIDATE", "range": [7, 9]}]
     assert not resp.get("rooms")
 
     # growing back over [0,1] and [7,9]: SYNC of exactly the new indexes
     resp = c.sync({"lists": {"a": {"ranges": [[0, 10]]}}})
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [0, 1], "room_ids": order[0:2]},
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [0, 1], "room_ids": order[0:2]},
                                  {"op": "SYNC", "range": [7, 9], "room_ids": order[7:10]}]
     assert set(resp["rooms"]) == set(order[0:2] + order[7:10])
 
     # past the end of the list: nothing new to say
     resp = c.sync({"lists": {"a": {"ranges": [[0, 20]]}}})
     assert resp["lists"]["a"]["count"] == 10
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert not resp.get("rooms")
 
 
@@ -143,8 +139,8 @@ def test_two_lists_over_the_same_rooms_change_ranges_independently(proxy, alice)
     assert sync_op_room_ids(resp, "one") == order
     assert sync_op_room_ids(resp, "two") == order
     resp = c.sync({"lists": {"one": {"ranges": [[2, 15]]}, "two": {"ranges": [[0, 20]]}}})
-    assert ops_of(resp, "one") == [{"op": "INVALIDATE", "range": [0, 1]}]
-    assert not ops_of(resp, "two")
+    assert list_ops(resp, "one") == [{"op": "INVALIDATE", "range": [0, 1]}]
+    assert not list_ops(resp, "two")
     assert resp["lists"]["one"]["count"] == resp["lists"]["two"]["count"] == 16
     assert not resp.get("rooms")
 
@@ -155,7 +151,7 @@ def test_sliding_the_window(proxy, alice):
     resp = c.sync({"lists": {"a": {"ranges": [[0, 20]], "timeline_limit": 1}}})
     assert sync_op_room_ids(resp, "a") == order[:21]
     resp = c.sync({"lists": {"a": {"ranges": [[5, 25]]}}})
-    assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 4]},
+    assert list_ops(resp, "a") == [{"op": "INVALIDATE", "range": [0, 4]},
                                  {"op": "SYNC", "range": [21, 25], "room_ids": order[21:26]}]
     assert set(resp["rooms"]) == set(order[21:26])
     assert all(resp["rooms"][r]["initial"] is True for r in order[21:26])
@@ -168,12 +164,12 @@ def test_empty_ranges_clear_the_window(proxy, alice):
     assert sync_op_room_ids(resp, "a") == order
     alice.wait_idle()
     resp = c.sync({"lists": {"a": {"ranges": []}}})
-    assert ops_of(resp, "a") == [{"op": "INVALIDATE", "range": [0, 2]}]
+    assert list_ops(resp, "a") == [{"op": "INVALIDATE", "range": [0, 2]}]
     # with no window a bump is counted but neither shown nor sent
     send(alice, order[2], "unseen")
     resp = c.sync({}, timeout=100)
     assert resp["lists"]["a"]["count"] == 3
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert not resp.get("rooms")
 
 
@@ -183,7 +179,7 @@ def test_adding_a_second_window(proxy, alice):
     resp = c.sync({"lists": {"a": {"ranges": [[0, 2]]}}})
     assert sync_op_room_ids(resp, "a") == order[:3]
     resp = c.sync({"lists": {"a": {"ranges": [[0, 2], [3, 5]]}}})
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [3, 5], "room_ids": order[3:6]}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [3, 5], "room_ids": order[3:6]}]
     assert set(resp["rooms"]) == set(order[3:6])
 
 
@@ -193,7 +189,7 @@ def test_a_bump_across_three_windows(proxy, alice):
     order, _ = make_rooms(alice, ["X%02d" % i for i in range(20)])
     c = proxy.client(alice.token)
     resp = c.sync({"lists": {"a": {"ranges": [[0, 2], [10, 12], [17, 19]], "timeline_limit": 1}}})
-    assert ops_of(resp, "a") == [
+    assert list_ops(resp, "a") == [
         {"op": "SYNC", "range": [0, 2], "room_ids": order[0:3]},
         {"op": "SYNC", "range": [10, 12], "room_ids": order[10:13]},
         {"op": "SYNC", "range": [17, 19], "room_ids": order[17:20]},
@@ -202,7 +198,7 @@ def test_a_bump_across_three_windows(proxy, alice):
     moved = order[18]
     ev = send(alice, moved, "from the bottom window to the top")
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [
+    assert list_ops(resp, "a") == [
         {"op": "DELETE", "index": 18}, {"op": "INSERT", "index": 17, "room_id": order[16]},
         {"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 0, "room_id": moved},
         {"op": "DELETE", "index": 12}, {"op": "INSERT", "index": 10, "room_id": order[9]},
@@ -218,7 +214,7 @@ def test_middle_window_with_no_timeline(proxy, alice):
     order, _ = make_rooms(alice, ["Y%02d" % i for i in range(20)])
     c = proxy.client(alice.token)
     resp = c.sync({"lists": {"a": {"ranges": [[5, 10]], "timeline_limit": 0}}})
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [5, 10], "room_ids": order[5:11]}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [5, 10], "room_ids": order[5:11]}]
     assert set(resp["rooms"]) == set(order[5:11])
     for i in range(5, 11):
         room = resp["rooms"][order[i]]
@@ -227,7 +223,7 @@ def test_middle_window_with_no_timeline(proxy, alice):
     alice.wait_idle()
     send(alice, order[15], "jumps over the window")
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 10},
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 10},
                                  {"op": "INSERT", "index": 5, "room_id": order[4]}]
     assert set(resp["rooms"]) == {order[4]}
     room = resp["rooms"][order[4]]
@@ -247,7 +243,7 @@ def test_lists_added_and_deleted_mid_connection(proxy, alice):
 
     resp = c.sync({"lists": {"a": {"ranges": [[0, 2]], "timeline_limit": 1}}})
     assert resp["lists"]["a"]["count"] == 4
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [0, 2], "room_ids": order[:3]}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [0, 2], "room_ids": order[:3]}]
     assert set(resp["rooms"]) == set(order[:3])
     for r in order[:3]:
         assert resp["rooms"][r]["initial"] is True
@@ -256,7 +252,7 @@ def test_lists_added_and_deleted_mid_connection(proxy, alice):
     # omitting "a" keeps it; a second list comes and goes
     resp = c.sync({"lists": {"b": {"ranges": [[0, 0]], "sort": ["by_name"]}}})
     assert set(resp["lists"]) == {"a", "b"}
-    assert ops_of(resp, "b") == [{"op": "SYNC", "range": [0, 0], "room_ids": [order[3]]}]
+    assert list_ops(resp, "b") == [{"op": "SYNC", "range": [0, 0], "room_ids": [order[3]]}]
     resp = c.sync({})
     assert set(resp["lists"]) == {"a", "b"} and resp["lists"]["a"]["count"] == 4
 
@@ -269,14 +265,14 @@ def test_lists_added_and_deleted_mid_connection(proxy, alice):
     # a deleted list's key can be used again: a new list, synced from scratch
     resp = c.sync({"lists": {"a": {"ranges": [[0, 0]]}}})
     assert set(resp["lists"]) == {"a", "b"}
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [0, 0], "room_ids": [order[0]]}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [0, 0], "room_ids": [order[0]]}]
     # live events no longer produce ops for a deleted list
     resp = c.sync({"lists": {"b": {"deleted": True}}})
     assert set(resp["lists"]) == {"a"}
     send(alice, order[3], "bottom room bumps")
     resp = c.sync({}, timeout=5000)
     assert set(resp["lists"]) == {"a"}
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 0},
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 0},
                                  {"op": "INSERT", "index": 0, "room_id": order[3]}]
 
 
@@ -288,14 +284,14 @@ def test_timeline_and_required_state_changes_resend_the_window(proxy, alice):
     c = proxy.client(alice.token)
     resp = c.sync({"lists": {"a": {"ranges": [[0, 2]], "timeline_limit": 1,
                                    "required_state": [["m.room.create", ""]]}}})
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [0, 2], "room_ids": order[:3]}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [0, 2], "room_ids": order[:3]}]
     for r in order[:3]:
         assert resp["rooms"][r]["timeline"] == timelines[r][-1:]
         assert pairs(resp["rooms"][r]["required_state"]) == {("m.room.create", "")}
 
     # a longer timeline: no ops, the window's rooms again, complete
     resp = c.sync({"lists": {"a": {"timeline_limit": 3}}})
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert set(resp["rooms"]) == set(order[:3])
     for r in order[:3]:
         room = resp["rooms"][r]
@@ -305,7 +301,7 @@ def test_timeline_and_required_state_changes_resend_the_window(proxy, alice):
 
     # more required_state: again with the timeline
     resp = c.sync({"lists": {"a": {"required_state": [["m.room.create", ""], ["m.room.member", "$ME"]]}}})
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert set(resp["rooms"]) == set(order[:3])
     for r in order[:3]:
         room = resp["rooms"][r]
@@ -317,7 +313,7 @@ def test_timeline_and_required_state_changes_resend_the_window(proxy, alice):
     resp = c.sync({"lists": {"a": {"timeline_limit": 0}}}, timeout=100)
     assert not resp.get("rooms")
     resp = c.sync({"lists": {"a": {"ranges": [[0, 3]]}}})
-    assert ops_of(resp, "a") == [{"op": "SYNC", "range": [3, 3], "room_ids": [order[3]]}]
+    assert list_ops(resp, "a") == [{"op": "SYNC", "range": [3, 3], "room_ids": [order[3]]}]
     assert resp["rooms"][order[3]]["timeline"] == timelines[order[3]][-3:]
 
     # same values again: nothing
@@ -336,7 +332,7 @@ def test_timeline_limit_raised_from_zero(proxy, alice):
         assert "timeline" not in resp["rooms"][r]
         assert "required_state" not in resp["rooms"][r]
     resp = c.sync({"lists": {"a": {"timeline_limit": 1}}})
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert set(resp["rooms"]) == set(order[:2])
     for r in order[:2]:
         assert resp["rooms"][r]["initial"] is True
@@ -398,9 +394,9 @@ def test_slow_get_all_rooms(proxy, alice):
     resp = c.sync({"lists": {"all": {"slow_get_all_rooms": True, "ranges": [[0, 3]], "timeline_limit": 3},
                              "none": {"slow_get_all_rooms": True, "filters": {"room_types": ["m.space"]}}}})
     assert resp["lists"]["all"]["count"] == 20
-    assert ops_of(resp, "all") == [{"op": "SYNC", "range": [0, 19], "room_ids": order}]
+    assert list_ops(resp, "all") == [{"op": "SYNC", "range": [0, 19], "room_ids": order}]
     assert resp["lists"]["none"]["count"] == 0
-    assert ops_of(resp, "none") == [{"op": "SYNC", "range": [0, -1]}]
+    assert list_ops(resp, "none") == [{"op": "SYNC", "range": [0, -1]}]
     assert set(resp["rooms"]) == set(order)
     for r in order:
         assert resp["rooms"][r]["initial"] is True
@@ -412,7 +408,7 @@ def test_slow_get_all_rooms(proxy, alice):
     assert len(ones) == 11
     resp = c.sync({"lists": {"all": {"filters": {"room_name_like": "slow room 1"}}}})
     assert resp["lists"]["all"]["count"] == 11
-    assert ops_of(resp, "all") == [{"op": "SYNC", "range": [0, 10], "room_ids": ones}]
+    assert list_ops(resp, "all") == [{"op": "SYNC", "range": [0, 10], "room_ids": ones}]
     assert set(resp["rooms"]) == set(ones)
 
     # a new matching room: counted and sent as a snapshot, but no ops
@@ -422,14 +418,14 @@ def test_slow_get_all_rooms(proxy, alice):
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     assert resp["lists"]["all"]["count"] == 12
-    assert not ops_of(resp, "all")
+    assert not list_ops(resp, "all")
     assert set(resp["rooms"]) == {fresh}
     assert resp["rooms"][fresh]["initial"] is True
 
     # a message in a listed room: a plain update, no ops
     ev = send(alice, ones[-1], "old room speaks")
     resp = c.sync({}, timeout=5000)
-    assert not ops_of(resp, "all")
+    assert not list_ops(resp, "all")
     assert set(resp["rooms"]) == {ones[-1]}
     assert "initial" not in resp["rooms"][ones[-1]]
     assert resp["rooms"][ones[-1]]["timeline"] == [ev]
@@ -439,7 +435,7 @@ def test_slow_get_all_rooms(proxy, alice):
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
     assert resp["lists"]["all"]["count"] == 11
-    assert not ops_of(resp, "all")
+    assert not list_ops(resp, "all")
 
     # adding lists while rooms arrive keeps working
     for i in range(3):
@@ -467,14 +463,14 @@ def test_by_notification_level_puts_highlights_on_top(proxy, alice):
     alice.queue(F.sync_response(join={bing: F.joined_room(highlight_count=1, notification_count=1)}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": bing}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": bing}]
     assert set(resp["rooms"]) == {bing}
     assert resp["rooms"][bing]["highlight_count"] == 1
 
     # newer activity without a notification does not beat a highlight
     send(alice, nobing, "quiet chatter", notification_count=0, highlight_count=0)
     resp = c.sync({}, timeout=5000)
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert set(resp["rooms"]) == {nobing}
 
 
@@ -494,26 +490,26 @@ def test_by_notification_level_follows_count_changes(proxy, alice):
     alice.wait_idle()
     send(alice, rc, "c moves above b")
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 1, "room_id": rc}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 1, "room_id": rc}]
 
     # C notifies: it joins A's group and, being newer, goes first
     alice.queue(F.sync_response(join={rc: F.joined_room(notification_count=1)}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": rc}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 1}, {"op": "INSERT", "index": 0, "room_id": rc}]
     assert set(resp["rooms"]) == {rc}
     # a B message dated as B's old one moves nothing
     late = F.message(A, "late", ts=tb[0]["origin_server_ts"])
     alice.queue(F.sync_response(join={rb: F.joined_room(timeline=[late])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert resp["rooms"][rb]["timeline"] == [late]
     # C is read: back below A, still above B
     alice.queue(F.sync_response(join={rc: F.joined_room(notification_count=0)}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 0}, {"op": "INSERT", "index": 1, "room_id": rc}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 0}, {"op": "INSERT", "index": 1, "room_id": rc}]
     # a fresh connection agrees
     resp = proxy.client(alice.token).sync({"conn_id": "fresh", "lists": {
         "a": {"ranges": [[0, 9]], "sort": ["by_notification_level", "by_recency"]}}})
@@ -559,12 +555,12 @@ def test_a_rename_moves_a_room_in_a_by_name_list(proxy, alice):
     alice.queue(F.sync_response(join={elder: F.joined_room(timeline=[F.name(A, "Banana")])}))
     alice.wait_idle()
     resp = c.sync({}, timeout=5000)
-    assert ops_of(resp, "a") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 1, "room_id": elder}]
+    assert list_ops(resp, "a") == [{"op": "DELETE", "index": 2}, {"op": "INSERT", "index": 1, "room_id": elder}]
     assert resp["rooms"][elder]["name"] == "Banana"
     # a message moves nothing in a by_name list
     send(alice, apricot, "hello")
     resp = c.sync({}, timeout=5000)
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
 
 
 def test_timeline_change_resends_joined_rooms_only(proxy, alice):
@@ -577,7 +573,7 @@ def test_timeline_change_resends_joined_rooms_only(proxy, alice):
     assert resp["lists"]["a"]["count"] == 3
     assert set(sync_op_room_ids(resp, "a")) == set(order) | {inv}
     resp = c.sync({"lists": {"a": {"timeline_limit": 2}}})
-    assert not ops_of(resp, "a")
+    assert not list_ops(resp, "a")
     assert set(resp["rooms"]) == set(order)
     for r in order:
         assert resp["rooms"][r]["timeline"] == timelines[r][-2:]

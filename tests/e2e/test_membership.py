@@ -12,7 +12,7 @@ import json
 import pytest
 
 import fakehs as F
-from helpers import list_ops, sync_op_room_ids
+from helpers import Window, ids, list_ops, sync_op_room_ids, tl_ids
 
 SECRET = "SECRET"
 CAROL = "@carol:localhost"
@@ -27,42 +27,8 @@ def list_body(timeline_limit=10, **kw):
                        "required_state": [["m.room.create", ""], ["m.room.name", ""]]}, **kw)}
 
 
-class Window:
-    """The client's copy of list "a" (one range starting at 0), updated by applying each
-    response's ops in order, as a client does."""
-
-    def __init__(self, key="a"):
-        self.key = key
-        self.rooms = []
-        self.count = None
-
-    def apply(self, resp):
-        lst = resp["lists"][self.key]
-        for op in lst.get("ops") or []:
-            if op["op"] == "SYNC":
-                assert op["range"][0] == 0, op
-                self.rooms = list(op.get("room_ids", []))
-            elif op["op"] == "DELETE":
-                if op["index"] < len(self.rooms):
-                    del self.rooms[op["index"]]
-            elif op["op"] == "INSERT":
-                self.rooms.insert(op["index"], op["room_id"])
-            elif op["op"] == "INVALIDATE":
-                self.rooms = []
-        self.count = lst["count"]
-        return self.rooms
-
-
 def text(resp):
     return json.dumps(resp)
-
-
-def ids(events):
-    return [e["event_id"] for e in events]
-
-
-def tl_ids(resp, rid):
-    return ids(((resp.get("rooms") or {}).get(rid) or {}).get("timeline") or [])
 
 
 def quick(c, body=None):

@@ -3,40 +3,10 @@ several invites rejected or accepted in one response, a subscription waiting for
 be accepted."""
 
 import fakehs as F
-from helpers import sync_op_room_ids
+from helpers import Window, sync_op_room_ids
 
 BOB = "@bob:localhost"
 CAROL = "@carol:localhost"
-
-
-class Window:
-    """A client's copy of one list whose single range starts at 0."""
-
-    def __init__(self, key):
-        self.key = key
-        self.rooms = []
-        self.count = None
-
-    def apply(self, resp):
-        lst = resp["lists"][self.key]
-        for op in lst.get("ops") or []:
-            if op["op"] == "SYNC":
-                assert op["range"][0] == 0, op
-                self.rooms = list(op.get("room_ids", []))
-            elif op["op"] == "DELETE":
-                if op["index"] < len(self.rooms):
-                    del self.rooms[op["index"]]
-            elif op["op"] == "INSERT":
-                self.rooms.insert(op["index"], op["room_id"])
-            else:
-                raise AssertionError("unexpected op %r" % op)
-        self.count = lst["count"]
-        return self.rooms
-
-
-def invite_state(inviter, invitee, room_name, is_direct=None):
-    return [F.stripped(e) for e in (F.create(inviter), F.join(inviter), F.join_rules(inviter, "invite"),
-                                     F.name(inviter, room_name))] + [F.invite(inviter, invitee, is_direct=is_direct)]
 
 
 def deliver(user, c, timeout=5000, **rooms):
@@ -62,10 +32,10 @@ def test_invite_rejected_then_sent_again(proxy, alice):
     alice.wait_idle()
 
     rid = F.new_room_id("twice")
-    first = invite_state(BOB, A, "Try again")
-    resp = deliver(alice, c, invite={rid: {"invite_state": {"events": first}}})
+    first = F.invited_room(F.invite_to(BOB, A, room_name="Try again"))
+    resp = deliver(alice, c, invite={rid: first})
     assert w.apply(resp) == [rid, own]
-    assert resp["rooms"][rid]["invite_state"] == first
+    assert resp["rooms"][rid]["invite_state"] == first["invite_state"]["events"]
 
     reject = F.leave(A)
     resp = deliver(alice, c, leave={rid: F.left_room([reject])})
@@ -75,18 +45,18 @@ def test_invite_rejected_then_sent_again(proxy, alice):
     assert rid not in (resp.get("rooms") or {})
 
     # bob invites her again: the same room is listed again, as a fresh invite
-    second = invite_state(BOB, A, "Try again")
-    resp = deliver(alice, c, invite={rid: {"invite_state": {"events": second}}})
+    second = F.invited_room(F.invite_to(BOB, A, room_name="Try again"))
+    resp = deliver(alice, c, invite={rid: second})
     assert w.apply(resp) == [rid, own]
     assert w.count == 2
     room = resp["rooms"][rid]
     assert room["initial"] is True
-    assert room["invite_state"] == second
+    assert room["invite_state"] == second["invite_state"]["events"]
     assert (room["name"], room["invited_count"], room["joined_count"]) == ("Try again", 1, 1)
     # and a new connection sees it too
     fresh = proxy.client(alice.token).sync({"conn_id": "f", "lists": {"a": {"ranges": [[0, 9]]}}})
     assert sync_op_room_ids(fresh, "a") == [rid, own]
-    assert fresh["rooms"][rid]["invite_state"] == second
+    assert fresh["rooms"][rid]["invite_state"] == second["invite_state"]["events"]
 
 
 def test_two_invites_rejected_in_one_response(proxy, alice):
@@ -100,9 +70,9 @@ def test_two_invites_rejected_in_one_response(proxy, alice):
     assert (wi.apply(resp), wa.apply(resp)) == ([], [own])
     alice.wait_idle()
     r1, r2 = F.new_room_id("inv1"), F.new_room_id("inv2")
-    resp = deliver(alice, c, invite={r1: {"invite_state": {"events": invite_state(BOB, A, "One")}}})
+    resp = deliver(alice, c, invite={r1: F.invited_room(F.invite_to(BOB, A, room_name="One"))})
     wi.apply(resp), wa.apply(resp)
-    resp = deliver(alice, c, invite={r2: {"invite_state": {"events": invite_state(CAROL, A, "Two")}}})
+    resp = deliver(alice, c, invite={r2: F.invited_room(F.invite_to(CAROL, A, room_name="Two"))})
     assert wi.apply(resp) == [r2, r1]
     assert wa.apply(resp) == [r2, r1, own]
 
@@ -134,8 +104,8 @@ def test_two_invites_accepted_in_one_response(proxy, alice):
     alice.wait_idle()
     r1, r2 = F.new_room_id("acc1"), F.new_room_id("acc2")
     resp = deliver(alice, c, invite={
-        r1: {"invite_state": {"events": invite_state(BOB, A, "First")}},
-        r2: {"invite_state": {"events": invite_state(CAROL, A, "Second")}}})
+        r1: F.invited_room(F.invite_to(BOB, A, room_name="First")),
+        r2: F.invited_room(F.invite_to(CAROL, A, room_name="Second"))})
     wi.apply(resp), wj.apply(resp)
     assert sorted(wi.rooms) == sorted([r1, r2])
 
@@ -166,7 +136,7 @@ def test_subscription_waits_for_the_invite_to_be_accepted(proxy, alice):
     alice.wait_idle()
 
     resp = deliver(alice, c, timeout=300,
-                   invite={rid: {"invite_state": {"events": invite_state(BOB, A, "Later")}}})
+                   invite={rid: F.invited_room(F.invite_to(BOB, A, room_name="Later"))})
     assert rid not in (resp.get("rooms") or {}), "an invite does not activate a subscription"
 
     st = F.room_state(BOB, "Later")
