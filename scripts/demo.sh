@@ -26,7 +26,10 @@ cleanup() {
   "$PY" tests/e2e/pgtmp.py stop "$WORK/pg" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
-trap cleanup INT TERM EXIT
+# A signal ends the demo after cleaning up (otherwise the script would go on after `wait`).
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap cleanup EXIT
 
 echo "demo: starting PostgreSQL in $WORK/pg"
 "$PY" tests/e2e/pgtmp.py start "$WORK/pg" >/dev/null
