@@ -86,6 +86,8 @@ struct conn {
     int q_n;                       /* entries */
     int q_cap;                     /* allocated */
     bool dead;                     /* ended; requests get M_UNKNOWN_POS */
+    bool listening;                /* the listener is registered with the cache: whoever ends the
+                                    * connection must unregister it before its memory can go */
     struct http_req *waiter;       /* parked request (ref'd) or NULL */
     int64_t cancels;               /* times a parked request was cancelled by a newer one */
     int64_t last_used_ms;          /* for idle expiry */
@@ -135,6 +137,7 @@ struct conn_resp {
 
 static void on_update(void *ud, struct cache_update *u);
 static void croom_del(struct conn *c, struct croom *cr);
+static void stop_listening(struct conn *c);
 
 static struct conn *conn_new(struct sync_ctx *ctx, const char *user_id, const char *device_id, const char *conn_id)
 {
@@ -176,6 +179,9 @@ static void clist_free(struct clist *l)
 
 static void conn_destroy(struct conn *c)
 {
+    /* Every path that ends a connection unregisters it first; this is the
+     * last guard against the ingest thread calling into freed memory. */
+    stop_listening(c);
     struct clist *l, *lt;
     HASH_ITER(hh, c->lists, l, lt)
     {
@@ -216,12 +222,27 @@ void conn_unref(struct conn *c)
     if (before == 1) conn_destroy(c);
 }
 
+/* Takes the "listening" state away (under q_lock) and unregisters the
+ * listener if it was registered. Once this returns, the ingest thread can no
+ * longer reach the connection: cache_unlisten takes the cache's write lock,
+ * which the listener runs under. The caller must not hold the cache lock. */
+static void stop_listening(struct conn *c)
+{
+    pthread_mutex_lock(&c->q_lock);
+    bool was = c->listening;
+    c->listening = false;
+    pthread_mutex_unlock(&c->q_lock);
+    if (was) cache_unlisten(c->ctx->cache, c->user_id, &c->listener);
+}
+
 /* Marks the connection dead, unregisters it from the cache and wakes its
- * parked request. The caller must not hold the cache lock. */
+ * parked request. Ending is independent of how the connection died: a
+ * connection already marked dead (its queue overflowed, its token expired)
+ * is still registered until this runs. The caller must not hold the cache
+ * lock. */
 static void conn_end(struct conn *c)
 {
     pthread_mutex_lock(&c->q_lock);
-    bool was_dead = c->dead;
     c->dead = true;
     struct http_req *w = c->waiter;
     c->waiter = NULL;
@@ -230,7 +251,7 @@ static void conn_end(struct conn *c)
         http_req_wake(w);
         http_req_unref(w);
     }
-    if (!was_dead) cache_unlisten(c->ctx->cache, c->user_id, &c->listener);
+    stop_listening(c);
 }
 
 struct conn_map *conn_map_new(struct sync_ctx *ctx)
@@ -1113,6 +1134,13 @@ static int load_rooms(struct conn *c, char **err)
     free(rooms);
     c->pos = pos;
     c->loaded = true;
+    /* The listener is registered now. A connection ended meanwhile (replaced
+     * while this request was loading) did not see it: unregister here. */
+    pthread_mutex_lock(&c->q_lock);
+    bool ended = c->dead;
+    c->listening = !ended;
+    pthread_mutex_unlock(&c->q_lock);
+    if (ended) cache_unlisten(c->ctx->cache, c->user_id, &c->listener);
     return 0;
 }
 

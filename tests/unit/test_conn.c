@@ -1,0 +1,177 @@
+/* Unit tests for the lifecycle of src/sync/conn with the cache, without a
+ * database: however a connection ends (its queue overflowed, it expired, it
+ * was replaced, the map was freed), the cache can no longer reach it once its
+ * memory is gone. Under AddressSanitizer a listener left registered shows up
+ * as a heap-use-after-free in the notify calls below. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "cache/cache.h"
+#include "sync/conn.h"
+#include "sync/ext.h"
+#include "sync/request.h"
+
+#define USER "@alice:localhost"
+#define DEVICE "PHONE"
+
+struct fixture {
+    struct cache *cache;     /* one loaded user with no rooms */
+    struct sync_ctx ctx;     /* no database: nothing here reads the store */
+    struct conn_map *map;    /* the connections */
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->cache = cache_new();
+    cache_install_user(f->cache, USER, NULL, 0, NULL, 0, NULL, NULL, 1);
+    f->ctx = (struct sync_ctx){.cache = f->cache, .ext = ext_registry_new()};
+    f->map = conn_map_new(&f->ctx);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    conn_map_free(f->map);
+    ext_registry_free(f->ctx.ext);
+    cache_free(f->cache);
+    free(f);
+    return 0;
+}
+
+/* A connection that has served its first request: loaded and listening. */
+static struct conn *open_conn(struct fixture *f, const char *conn_id, struct conn **replaced)
+{
+    struct conn *c = conn_map_create(f->map, USER, DEVICE, conn_id, replaced);
+    struct sync_req req;
+    sync_req_init(&req);
+    struct conn_resp *resp = conn_resp_new();
+    char *err = NULL;
+    conn_lock(c);
+    assert_int_equal(conn_apply_request(c, &req, resp, &err), 0);
+    conn_unlock(c);
+    conn_resp_free(resp);
+    sync_req_release(&req);
+    return c;
+}
+
+static void notify(struct fixture *f, int n)
+{
+    for (int i = 0; i < n; i++) cache_notify_user(f->cache, USER, cache_update_new(CU_TO_DEVICE, NULL, NULL));
+}
+
+/* Queues more updates than the connection may hold: it is marked dead. */
+static void overflow(struct fixture *f, const char *conn_id)
+{
+    notify(f, CONN_MAX_QUEUE + 1);
+    struct conn *c = conn_map_get(f->map, USER, DEVICE, conn_id);
+    assert_non_null(c);
+    assert_true(conn_dead(c));
+    conn_unref(c);
+}
+
+static void test_overflow_then_replace_then_notify(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    struct conn *c = open_conn(f, "room-list", &replaced);
+    assert_null(replaced);
+    conn_unref(c);
+    overflow(f, "room-list");
+    /* The client reconnects with the same conn_id. */
+    c = open_conn(f, "room-list", &replaced);
+    assert_non_null(replaced);
+    conn_unref(replaced); /* the old connection's memory goes here */
+    notify(f, 3);
+    /* The new connection keeps receiving. */
+    assert_false(conn_dead(c));
+    struct conn_resp *resp = conn_resp_new();
+    conn_lock(c);
+    conn_drain(c, resp, 100);
+    conn_unlock(c);
+    conn_resp_free(resp);
+    conn_unref(c);
+}
+
+static void test_expiry_then_notify(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    conn_unref(open_conn(f, "a", &replaced));
+    assert_int_equal(conn_map_expire(f->map, clock_mono_ms() + CONN_IDLE_MS + 1000), 1);
+    assert_int_equal(conn_map_count(f->map), 0);
+    notify(f, 2);
+}
+
+static void test_overflow_then_expiry_then_notify(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    conn_unref(open_conn(f, "a", &replaced));
+    overflow(f, "a");
+    /* Dead connections go at the next expiry run, idle or not. */
+    assert_int_equal(conn_map_expire(f->map, clock_mono_ms()), 1);
+    notify(f, 2);
+}
+
+static void test_device_end_then_notify(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    conn_unref(open_conn(f, "a", &replaced));
+    conn_unref(open_conn(f, "b", &replaced));
+    overflow(f, "a");
+    conn_map_end_device(f->map, USER, DEVICE);
+    assert_int_equal(conn_map_count(f->map), 0);
+    notify(f, 2);
+}
+
+static void test_held_reference_outlives_end(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    /* A request still holds the connection while it is replaced. */
+    struct conn *c = open_conn(f, "a", &replaced);
+    struct conn *c2 = open_conn(f, "a", &replaced);
+    assert_ptr_equal(replaced, c);
+    assert_true(conn_dead(c));
+    notify(f, 2); /* reaches only c2 */
+    conn_unref(replaced);
+    conn_unref(c);
+    notify(f, 2);
+    conn_unref(c2);
+}
+
+static void test_map_free_then_notify(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    conn_unref(open_conn(f, "a", &replaced));
+    overflow(f, "a");
+    conn_map_free(f->map);
+    f->map = conn_map_new(&f->ctx);
+    notify(f, 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_overflow_then_replace_then_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expiry_then_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overflow_then_expiry_then_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_end_then_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_reference_outlives_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_free_then_notify, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
