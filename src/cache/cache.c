@@ -105,6 +105,7 @@ void cache_update_unref(struct cache_update *u)
     free(u->room_id);
     free(u->device_id);
     event_unref(u->ev);
+    user_room_unref(u->member_ur);
     free(u->json);
     free(u);
 }
@@ -593,6 +594,21 @@ void cache_notify_user(struct cache *c, const char *user_id, struct cache_update
     cache_update_unref(u);
 }
 
+/* The user's current view of a room (ref), or NULL. */
+static struct user_room *entry_view(struct user_entry *u, const char *room_id)
+{
+    struct ur_entry *e;
+    HASH_FIND_STR(u->rooms, room_id, e);
+    return e ? user_room_ref(e->r) : NULL;
+}
+
+static bool joined_entry(struct user_entry *u, const char *room_id)
+{
+    struct ur_entry *e;
+    HASH_FIND_STR(u->rooms, room_id, e);
+    return e && !e->r->invite;
+}
+
 static void apply_event(struct cache *c, struct event *ev)
 {
     struct room_entry *re = find_room(c, ev->room_id);
@@ -621,20 +637,19 @@ static void apply_event(struct cache *c, struct event *ev)
     struct cache_update *upd = cache_update_new(CU_EVENT, ev->room_id, NULL);
     upd->ev = event_ref(ev);
     upd->nid = ev->nid;
+    if (target) upd->member_ur = entry_view(target, ev->room_id);
+    /* Only joined members see the room's events: an invitee sees nothing of
+     * it but the invite and their own membership changes. */
     if (re) {
         struct uset *s, *t;
         HASH_ITER(hh, re->users, s, t)
         {
             struct user_entry *u = find_user(c, s->user_id);
-            if (u) notify(u, upd);
+            if (u && u != target && joined_entry(u, ev->room_id)) notify(u, upd);
         }
     }
-    /* The user who just left still sees their own leave, once. */
-    if (target && target_was_in) {
-        struct uset *still = NULL;
-        if (re) HASH_FIND_STR(re->users, target->user_id, still);
-        if (!still) notify(target, upd);
-    }
+    /* The member it is about sees it (a user who just left: their leave, once). */
+    if (target && (target_was_in || upd->member_ur)) notify(target, upd);
     cache_update_unref(upd);
 }
 
@@ -661,6 +676,7 @@ static void apply_member(struct cache *c, const struct cache_member *m)
     }
     struct cache_update *upd = cache_update_new(kind, m->room_id, NULL);
     upd->nid = m->nid;
+    upd->member_ur = entry_view(u, m->room_id);
     notify(u, upd);
     cache_update_unref(upd);
 }
@@ -701,7 +717,7 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
         HASH_ITER(hh, re->users, s, t)
         {
             struct user_entry *u = find_user(c, s->user_id);
-            if (u) notify(u, upd);
+            if (u && joined_entry(u, ch->reset_rooms[i])) notify(u, upd);
         }
         cache_update_unref(upd);
     }
@@ -739,6 +755,7 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
             char *rid = xstrdup(ch->invites[i].room_id);
             user_put_room(c, poller_user, &ch->invites[i]);
             struct cache_update *upd = cache_update_new(CU_INVITE, rid, NULL);
+            upd->member_ur = entry_view(poller_user, rid);
             notify(poller_user, upd);
             cache_update_unref(upd);
             free(rid);

@@ -31,7 +31,7 @@ void room_meta_unref(struct room_meta *m);
 
 /* What a connection is told about. */
 enum cache_update_kind {
-    CU_EVENT,          /* a new timeline event in a room the user is in (incl. their own membership) */
+    CU_EVENT,          /* a new timeline event in a room the user is joined to, or their own membership */
     CU_UNREAD,         /* the user's unread counts of a room changed */
     CU_INVITE,         /* the user was invited to a room */
     CU_JOIN,           /* the user is joined to a room learnt from a state block */
@@ -59,6 +59,10 @@ struct cache_update {
     char *json;                 /* CU_TYPING: the EDU; CU_RECEIPT: the changed rows (ingest's
                                  * acc_ephemeral form); owned, else NULL */
     bool is_private;            /* CU_RECEIPT: m.read.private rows (the user's own) */
+    struct user_room *member_ur; /* CU_EVENT of a loaded user's own membership, CU_JOIN, CU_INVITE:
+                                  * that user's view of the room right after this update (ref), or
+                                  * NULL when they are no longer in it. A connection judges the
+                                  * update by it, not by the cache as it is when it drains. */
 };
 
 struct cache_update *cache_update_new(enum cache_update_kind kind, const char *room_id, const char *device_id);

@@ -487,9 +487,12 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
     const struct conn_buffered *next = conn_buffered_after(s->conn, s->pos);
     const char *prev = conn_last_req_body(s->conn);
     bool same = prev && s->canonical && strcmp(prev, s->canonical) == 0;
-    if (next && (same || s->pos != last)) {
-        /* The client missed a response: send it again. A changed body is
-         * still applied; its effects come in the following response. */
+    if (next) {
+        /* The client missed a response: send it again, whether or not the
+         * body changed (js-sdk aborts and resends the same pos whenever the
+         * visible range moves; computing afresh would drop what the missed
+         * response carried). A changed body is still applied; its effects
+         * come in the following response. */
         size_t len = next->len;
         char *copy = xstrndup(next->body, len); /* next may move when the buffer changes */
         if (!same) {

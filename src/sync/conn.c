@@ -1422,14 +1422,32 @@ static void room_joined(struct conn *c, struct conn_resp *r, struct croom *cr)
     space_membership_changed(c, r, cr->ur->room_id, true);
 }
 
+/* The user's view of a room as of update u (ref), or NULL when they are not
+ * in it at that position. Updates are drained after the cache has moved on
+ * (a message and the user's leave can come in one batch): membership is
+ * decided by the connection's own view, moved forward by the user's own
+ * membership updates, which carry the view right after them. The metadata
+ * (name, counts) may be the cache's newer one. */
+static struct user_room *view_at(struct conn *c, struct croom *cr, const struct cache_update *u, bool own)
+{
+    if (own) return u->member_ur ? user_room_ref(u->member_ur) : NULL;
+    if (!cr) return NULL;
+    struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
+    if (ur && ur->invite == cr->ur->invite) return ur;
+    user_room_unref(ur);
+    return user_room_ref(cr->ur);
+}
+
 static void live_event(struct conn *c, struct conn_resp *r, struct cache_update *u)
 {
     struct event *ev = u->ev;
     struct croom *cr;
     HASH_FIND_STR(c->rooms, u->room_id, cr);
-    struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
-    bool has = ur != NULL;
     bool own_membership = ev->state_key && ev->membership && strcmp(ev->state_key, c->user_id) == 0;
+    /* An invitee sees nothing of the room but its own membership changes. */
+    if (!own_membership && (!cr || cr->ur->invite)) return;
+    struct user_room *ur = view_at(c, cr, u, own_membership);
+    bool has = ur != NULL;
     if (!has) {
         if (!cr) return;
         /* The user left: deliver this event (their leave) once, then drop the room. */
@@ -1558,7 +1576,8 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         break;
     case CU_INVITE:
     case CU_JOIN: {
-        struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
+        /* As of the update: the cache may already hold a later leave. */
+        struct user_room *ur = u->member_ur ? user_room_ref(u->member_ur) : NULL;
         if (!ur) break;
         bool joined_now = u->kind == CU_JOIN && (!cr || cr->ur->invite);
         if (cr)
@@ -1589,6 +1608,16 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         }
         relist_room(c, r, u->room_id, false);
         if (visible(c, u->room_id)) {
+            /* The snapshot replaces what was drained of the room so far: its
+             * timeline stops at the gap (limited, with the chunk's token), and
+             * events from before a gap must not look contiguous with it. */
+            struct resp_room *rr;
+            HASH_FIND_STR(r->rooms, u->room_id, rr);
+            if (rr) {
+                for (size_t i = 0; i < rr->n_live; i++) event_unref(rr->live[i]);
+                rr->n_live = 0;
+                rr->num_live = 0;
+            }
             struct sync_req_sub *s = sync_req_find_sub(&c->muxed, u->room_id);
             for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
                 struct sync_req_list *rl = muxed_list(c, cl->key);
@@ -1794,6 +1823,60 @@ static void room_settle(struct conn *c, struct resp_room *rr, bool bump)
     rr->timestamp = ts;
 }
 
+/* A snapshot is built with the settings of every source that shows the room
+ * (its subscription and each list whose window holds it): the largest
+ * timeline_limit, the union of required_state, heroes if any asks. */
+static void snapshot_all_sources(struct conn *c, struct resp_room *rr)
+{
+    struct croom *cr;
+    HASH_FIND_STR(c->rooms, rr->room_id, cr);
+    if (!cr || cr->ur->invite) return;
+    struct sync_req_sub *s = sync_req_find_sub(&c->muxed, rr->room_id);
+    if (s)
+        room_params_add(&rr->params, s->sub.timeline_limit, s->sub.required_state, s->sub.n_required_state,
+                        s->sub.has_include_heroes && s->sub.include_heroes);
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        struct sync_req_list *rl = muxed_list(c, cl->key);
+        if (!in_window(cl, rl, rr->room_id)) continue;
+        room_params_add(&rr->params, rl->sub.timeline_limit, rl->sub.required_state, rl->sub.n_required_state,
+                        rl->sub.has_include_heroes && rl->sub.include_heroes);
+    }
+}
+
+static int cmp_event_nid(const void *a, const void *b)
+{
+    const struct event *x = *(struct event *const *)a, *y = *(struct event *const *)b;
+    return (x->nid > y->nid) - (x->nid < y->nid);
+}
+
+/* A room re-sent whole in a response that also drained live events for it:
+ * the snapshot's timeline was read at the connection's position, so it ends
+ * with those events, but a small timeline_limit would cut some of them off.
+ * The client is owed every one: the timeline becomes the union, in stream
+ * order, and num_live counts the live events in it. */
+static void merge_live(struct resp_room *rr)
+{
+    size_t n = (size_t)rr->tl.n, k = n;
+    struct event **evs = xmalloc((n + rr->n_live) * sizeof *evs);
+    if (n) memcpy(evs, rr->tl.events, n * sizeof *evs);
+    for (size_t i = 0; i < rr->n_live; i++) {
+        bool have = false;
+        for (size_t j = 0; j < n && !have; j++) have = evs[j] == rr->live[i] || strcmp(evs[j]->event_id, rr->live[i]->event_id) == 0;
+        if (have)
+            event_unref(rr->live[i]);
+        else
+            evs[k++] = rr->live[i];
+    }
+    qsort(evs, k, sizeof *evs, cmp_event_nid);
+    free(rr->tl.events);
+    rr->tl.events = evs;
+    rr->tl.n = (int)k;
+    rr->num_live = (int)rr->n_live;
+    free(rr->live);
+    rr->live = NULL;
+    rr->n_live = 0;
+}
+
 char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, int64_t req_pos,
                   const char *canonical_body, size_t *len, char **err)
 {
@@ -1805,6 +1888,13 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         struct croom *cr;
         HASH_FIND_STR(c->rooms, rr->room_id, cr);
         if (rr->snapshot && !cr) {
+            /* The user left while the room was to be re-sent: their leave
+             * (a live event) still goes out, nothing else of the room. */
+            if (rr->n_live) {
+                rr->snapshot = false;
+                room_params_release(&rr->params);
+                continue;
+            }
             HASH_DEL(resp->rooms, rr);
             resp_room_free(rr);
             continue;
@@ -1812,6 +1902,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         if (rr->snapshot) {
             user_room_unref(rr->ur);
             rr->ur = user_room_ref(cr->ur);
+            snapshot_all_sources(c, rr);
             any_snapshot = true;
         }
     }
@@ -1845,6 +1936,8 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
             return NULL;
         }
     }
+    for (rr = resp->rooms; rr; rr = rr->hh.next)
+        if (rr->snapshot && rr->n_live) merge_live(rr);
     bool ignores = cache_user_ignores_anyone(c->ctx->cache, c->user_id);
     for (rr = resp->rooms; rr; rr = rr->hh.next) {
         /* Snapshot timelines leave out messages of ignored users (§11.1). */

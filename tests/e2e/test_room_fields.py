@@ -329,7 +329,10 @@ def test_room_upgraded_live(proxy, alice):
             # the old room comes with the new one, as include_old_rooms asks
             assert resp["rooms"][old]["initial"] is True
             assert resp["rooms"][old]["required_state"] == [old_state[0], tomb]
-            assert "timeline" not in resp["rooms"][old]
+            # the client showed the old room when the tombstone came: it gets it, although
+            # the old-room parameters ask for no timeline
+            assert resp["rooms"][old]["timeline"] == [tomb]
+            assert resp["rooms"][old]["num_live"] == 1
 
     # a fresh connection: the old room only in `rooms`, with the include_old_rooms parameters
     fresh = proxy.client(alice.token).sync({"conn_id": "f", "lists": {"a": {
