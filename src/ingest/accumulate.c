@@ -487,6 +487,22 @@ static int write_state(struct ctx *x)
                     "end_nid, membership) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
                     "$4::bigint[], $5::bigint[], $6::bigint[], $7::text[])",
                     7, ip);
+    /* Where each new join/invite row's run of join/invite rows began, so that
+     * heroes keep their order across profile changes (0003_member_since.sql
+     * computes the same for rows stored before). */
+    if (rc == 0)
+        rc = db_cmd(x->c, x->err,
+                    "UPDATE syncv3_room_state s SET member_since = (SELECT min(p.start_nid) FROM "
+                    "syncv3_room_state p WHERE p.room_id = s.room_id AND p.event_type = s.event_type AND "
+                    "p.state_key = s.state_key AND p.start_nid <= s.start_nid AND p.start_nid > COALESCE("
+                    "(SELECT max(q.start_nid) FROM syncv3_room_state q WHERE q.room_id = s.room_id AND "
+                    "q.event_type = s.event_type AND q.state_key = s.state_key AND q.start_nid < s.start_nid "
+                    "AND COALESCE(q.membership, '') NOT IN ('join', 'invite')), 0)) "
+                    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(room_id, event_type, "
+                    "state_key, start) WHERE s.room_id = u.room_id AND s.event_type = u.event_type AND "
+                    "s.state_key = u.state_key AND s.start_nid = u.start AND s.event_type = 'm.room.member' "
+                    "AND s.membership IN ('join', 'invite')",
+                    4, (const char *const[]){ip[0], ip[1], ip[2], ip[4]});
     /* Retire invites whose user's membership is now anything but invite. */
     if (rc == 0)
         rc = db_cmd(x->c, x->err,
