@@ -76,6 +76,21 @@ def test_to_device_limit_pages(proxy, alice):
     assert "events" not in td
 
 
+def test_to_device_limit_is_capped(proxy, alice):
+    """A client asking for more than 1000 messages at once gets 1000 per response; the rest
+    follow with the next since."""
+    room_for(alice)
+    sent = msgs(1203)
+    alice.queue(F.sync_response(to_device=sent))
+    c = started(proxy, alice)
+    resp = c.sync({"extensions": {"to_device": {"enabled": True, "limit": 100000}}})
+    td = ext(resp, "to_device")
+    assert len(td["events"]) == 1000
+    assert td["events"] == sent[:1000]
+    resp = c.sync({"extensions": {"to_device": {"since": td["next_batch"]}}}, timeout=100)
+    assert ext(resp, "to_device")["events"] == sent[1000:]
+
+
 def test_to_device_retransmit_returns_same_messages(proxy, alice):
     room_for(alice)
     c = proxy.client(alice.token)
