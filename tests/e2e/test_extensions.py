@@ -3,6 +3,8 @@ internals §3.2)."""
 
 import time
 
+import pytest
+
 from helpers import run_in_thread
 import fakehs as F
 import pgtmp
@@ -59,36 +61,25 @@ def test_to_device_delivery_ack_and_deletion(proxy, db, alice):
     assert ext(resp, "to_device") == {"next_batch": nb}
 
 
-def test_to_device_limit_pages(proxy, alice):
+@pytest.mark.parametrize("n,limit,page", [(5, 2, 2), (1203, 100000, 1000)], ids=["limit", "capped"])
+def test_to_device_limit_pages(proxy, alice, n, limit, page):
+    """`limit` messages per response, at most 1000 whatever a client asks; the rest follow
+    with the next since."""
     room_for(alice)
-    sent = msgs(5)
+    sent = msgs(n)
     alice.queue(F.sync_response(to_device=sent))
     c = started(proxy, alice)
-    resp = c.sync({"extensions": {"to_device": {"enabled": True, "limit": 2}}})
+    resp = c.sync({"extensions": {"to_device": {"enabled": True, "limit": limit}}})
     td = ext(resp, "to_device")
-    assert td["events"] == sent[:2]
+    assert td["events"] == sent[:page]
     got = list(td["events"])
-    for _ in range(3):
+    for _ in range(n // page + 1):
         resp = c.sync({"extensions": {"to_device": {"since": td["next_batch"]}}}, timeout=100)
         td = ext(resp, "to_device")
+        assert len(td.get("events", [])) <= page
         got += td.get("events", [])
     assert got == sent
     assert "events" not in td
-
-
-def test_to_device_limit_is_capped(proxy, alice):
-    """A client asking for more than 1000 messages at once gets 1000 per response; the rest
-    follow with the next since."""
-    room_for(alice)
-    sent = msgs(1203)
-    alice.queue(F.sync_response(to_device=sent))
-    c = started(proxy, alice)
-    resp = c.sync({"extensions": {"to_device": {"enabled": True, "limit": 100000}}})
-    td = ext(resp, "to_device")
-    assert len(td["events"]) == 1000
-    assert td["events"] == sent[:1000]
-    resp = c.sync({"extensions": {"to_device": {"since": td["next_batch"]}}}, timeout=100)
-    assert ext(resp, "to_device")["events"] == sent[1000:]
 
 
 def test_to_device_retransmit_returns_same_messages(proxy, alice):
