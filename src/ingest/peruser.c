@@ -93,7 +93,7 @@ int peruser_ephemeral(struct peruser *x, const char *room_id, json_t *events)
             char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
             const char *p[] = {room_id, s};
             /* Several pollers see the same typing EDU: a byte-identical
-             * repeat is no change (internals §2.7). */
+             * repeat is no change. */
             PGresult *r = db_exec(x->c, x->err,
                                   "INSERT INTO syncv3_typing AS t (room_id, event) VALUES ($1, $2) "
                                   "ON CONFLICT (room_id) DO UPDATE SET event = EXCLUDED.event "
