@@ -5,7 +5,8 @@ SANITIZE ?=
 BUILD ?= $(if $(SANITIZE),build-san,build)
 PKGS := libmicrohttpd libcurl libpq jansson libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libunistring (Unicode case folding) ships no pkg-config file.
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunistring
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 COMMIT := $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 

@@ -8,6 +8,9 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "ingest/peruser.h"
+#include "ingest/redact.h"
+#include "ingest/todevice.h"
 #include "store/db.h"
 
 /* One parsed event of the response. */
@@ -184,147 +187,6 @@ static struct str_entry *set_get(struct str_entry *set, const char *key)
     return e;
 }
 
-/* ---- the redaction algorithm ------------------------------------------- */
-
-static bool in_list(const char *s, const char *const *list)
-{
-    for (; *list; list++)
-        if (strcmp(s, *list) == 0) return true;
-    return false;
-}
-
-static int room_version_num(const char *v)
-{
-    if (!v) return 1;
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (*end || end == v || n < 1) return 1; /* unknown versions: the v1 rules */
-    return (int)n;
-}
-
-char *acc_redact_json(const char *event_json, const char *room_version, const char *redaction_json)
-{
-    json_t *ev = json_loads(event_json, 0, NULL);
-    if (!json_is_object(ev)) {
-        json_decref(ev);
-        return NULL;
-    }
-    int ver = room_version_num(room_version);
-    static const char *const keep_top_v1[] = {"event_id", "type", "room_id", "sender", "state_key",
-                                              "content", "hashes", "signatures", "depth", "prev_events",
-                                              "prev_state", "auth_events", "origin", "origin_server_ts",
-                                              "membership", NULL};
-    static const char *const keep_top_v11[] = {"event_id", "type", "room_id", "sender", "state_key",
-                                               "content", "hashes", "signatures", "depth", "prev_events",
-                                               "auth_events", "origin_server_ts", NULL};
-    const char *const *keep_top = ver >= 11 ? keep_top_v11 : keep_top_v1;
-    const char *type = jstr(ev, "type");
-    if (!type) type = "";
-    const char *key;
-    json_t *val;
-    void *iter_tmp;
-    json_object_foreach_safe(ev, iter_tmp, key, val)
-    {
-        if (!in_list(key, keep_top) && strcmp(key, "unsigned") != 0) json_object_del(ev, key);
-    }
-    json_t *content = json_object_get(ev, "content");
-    if (json_is_object(content)) {
-        static const char *const member[] = {"membership", NULL};
-        static const char *const member_v9[] = {"membership", "join_authorised_via_users_server", NULL};
-        static const char *const member_v11[] = {"membership", "join_authorised_via_users_server",
-                                                 "third_party_invite", NULL};
-        static const char *const create[] = {"creator", NULL};
-        static const char *const join_rules[] = {"join_rule", NULL};
-        static const char *const join_rules_v8[] = {"join_rule", "allow", NULL};
-        static const char *const power[] = {"ban",           "events", "events_default", "kick",
-                                            "redact",        "state_default", "users", "users_default",
-                                            NULL};
-        static const char *const power_v11[] = {"ban",   "events",        "events_default", "invite",
-                                                "kick",  "redact",        "state_default",  "users",
-                                                "users_default", NULL};
-        static const char *const history[] = {"history_visibility", NULL};
-        static const char *const aliases[] = {"aliases", NULL};
-        static const char *const redaction_v11[] = {"redacts", NULL};
-        static const char *const none[] = {NULL};
-        const char *const *keep = none;
-        bool keep_all = false;
-        if (strcmp(type, "m.room.member") == 0)
-            keep = ver >= 11 ? member_v11 : ver >= 9 ? member_v9 : member;
-        else if (strcmp(type, "m.room.create") == 0)
-            keep_all = ver >= 11, keep = create;
-        else if (strcmp(type, "m.room.join_rules") == 0)
-            keep = ver >= 8 ? join_rules_v8 : join_rules;
-        else if (strcmp(type, "m.room.power_levels") == 0)
-            keep = ver >= 11 ? power_v11 : power;
-        else if (strcmp(type, "m.room.history_visibility") == 0)
-            keep = history;
-        else if (strcmp(type, "m.room.aliases") == 0 && ver <= 5)
-            keep = aliases;
-        else if (strcmp(type, "m.room.redaction") == 0 && ver >= 11)
-            keep = redaction_v11;
-        if (!keep_all) {
-            json_object_foreach_safe(content, iter_tmp, key, val)
-            {
-                if (!in_list(key, keep)) json_object_del(content, key);
-            }
-        }
-    }
-    json_t *uns = json_object_get(ev, "unsigned");
-    if (!json_is_object(uns)) {
-        uns = json_object();
-        json_object_set_new(ev, "unsigned", uns);
-    }
-    json_t *because = redaction_json ? json_loads(redaction_json, 0, NULL) : NULL;
-    if (because) json_object_set_new(uns, "redacted_because", because);
-    char *out = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(ev);
-    return out;
-}
-
-/* ---- SQL helpers ---------------------------------------------------------- */
-
-/* A growing Postgres array literal. */
-struct arr {
-    struct buf b; /* "{...}" under construction */
-    size_t n;     /* elements so far */
-};
-
-static void arr_init(struct arr *a)
-{
-    buf_init(&a->b, 0);
-    buf_putc(&a->b, '{');
-    a->n = 0;
-}
-
-static void arr_str(struct arr *a, const char *s)
-{
-    if (a->n++) buf_putc(&a->b, ',');
-    db_array_elem(&a->b, s);
-}
-
-static void arr_i64(struct arr *a, int64_t v)
-{
-    if (a->n++) buf_putc(&a->b, ',');
-    buf_printf(&a->b, "%lld", (long long)v);
-}
-
-static void arr_bool(struct arr *a, bool v)
-{
-    if (a->n++) buf_putc(&a->b, ',');
-    buf_putc(&a->b, v ? 't' : 'f');
-}
-
-static const char *arr_done(struct arr *a)
-{
-    buf_putc(&a->b, '}');
-    return buf_cstr(&a->b);
-}
-
-static void arr_release(struct arr *a)
-{
-    buf_release(&a->b);
-}
-
 /* ---- the transaction -------------------------------------------------------- */
 
 struct ctx {
@@ -353,17 +215,17 @@ static struct acc_room *result_room(struct ctx *x, struct room_work *w)
  * already have state. */
 static int lookup_known(struct ctx *x, struct str_entry **known_events, struct str_entry **known_rooms)
 {
-    struct arr ids, rooms;
-    arr_init(&ids);
-    arr_init(&rooms);
+    struct db_arr ids, rooms;
+    db_arr_init(&ids);
+    db_arr_init(&rooms);
     for (size_t i = 0; i < x->n_rooms; i++) {
         struct room_work *w = &x->rooms[i];
-        arr_str(&rooms, w->room_id);
-        for (size_t j = 0; j < w->n_state; j++) arr_str(&ids, w->state[j].event_id);
-        for (size_t j = 0; j < w->n_tl; j++) arr_str(&ids, w->tl[j].event_id);
+        db_arr_str(&rooms, w->room_id);
+        for (size_t j = 0; j < w->n_state; j++) db_arr_str(&ids, w->state[j].event_id);
+        for (size_t j = 0; j < w->n_tl; j++) db_arr_str(&ids, w->tl[j].event_id);
     }
-    const char *p1[] = {arr_done(&ids)};
-    const char *p2[] = {arr_done(&rooms)};
+    const char *p1[] = {db_arr_done(&ids)};
+    const char *p2[] = {db_arr_done(&rooms)};
     int rc = -1;
     PGresult *r = db_exec(x->c, x->err,
                           "SELECT event_id, event_nid FROM syncv3_events WHERE event_id = ANY($1::text[])",
@@ -392,8 +254,8 @@ static int lookup_known(struct ctx *x, struct str_entry **known_events, struct s
     PQclear(r);
     rc = 0;
 out:
-    arr_release(&ids);
-    arr_release(&rooms);
+    db_arr_release(&ids);
+    db_arr_release(&rooms);
     return rc;
 }
 
@@ -521,27 +383,27 @@ static int write_events(struct ctx *x)
     }
     int rc = 0;
     for (size_t base = 0; rc == 0 && base < total; base += INSERT_CHUNK) {
-        struct arr a_nid, a_id, a_room, a_type, a_sk, a_sender, a_ts, a_state, a_memb, a_pb, a_mp, a_json;
-        struct arr *all[] = {&a_nid, &a_id,    &a_room, &a_type, &a_sk, &a_sender,
+        struct db_arr a_nid, a_id, a_room, a_type, a_sk, a_sender, a_ts, a_state, a_memb, a_pb, a_mp, a_json;
+        struct db_arr *all[] = {&a_nid, &a_id,    &a_room, &a_type, &a_sk, &a_sender,
                              &a_ts,  &a_state, &a_memb, &a_pb,   &a_mp, &a_json};
-        for (size_t i = 0; i < 12; i++) arr_init(all[i]);
+        for (size_t i = 0; i < 12; i++) db_arr_init(all[i]);
         for (size_t e = base; e < total && e < base + INSERT_CHUNK; e++) {
             struct pev *p = all_ev[e];
-            arr_i64(&a_nid, p->nid);
-            arr_str(&a_id, p->event_id);
-            arr_str(&a_room, all_room[e]);
-            arr_str(&a_type, p->type);
-            arr_str(&a_sk, p->state_key);
-            arr_str(&a_sender, p->sender);
-            arr_i64(&a_ts, p->ts);
-            arr_bool(&a_state, p->is_state);
-            arr_str(&a_memb, p->membership);
-            arr_str(&a_pb, p->prev_batch);
-            arr_bool(&a_mp, p->missing_previous);
-            arr_str(&a_json, p->json);
+            db_arr_i64(&a_nid, p->nid);
+            db_arr_str(&a_id, p->event_id);
+            db_arr_str(&a_room, all_room[e]);
+            db_arr_str(&a_type, p->type);
+            db_arr_str(&a_sk, p->state_key);
+            db_arr_str(&a_sender, p->sender);
+            db_arr_i64(&a_ts, p->ts);
+            db_arr_bool(&a_state, p->is_state);
+            db_arr_str(&a_memb, p->membership);
+            db_arr_str(&a_pb, p->prev_batch);
+            db_arr_bool(&a_mp, p->missing_previous);
+            db_arr_str(&a_json, p->json);
         }
         const char *params[12];
-        for (size_t i = 0; i < 12; i++) params[i] = arr_done(all[i]);
+        for (size_t i = 0; i < 12; i++) params[i] = db_arr_done(all[i]);
         rc = db_cmd(x->c, x->err,
                     "INSERT INTO syncv3_events (event_nid, event_id, room_id, event_type, state_key, sender, "
                     "origin_server_ts, is_state, membership, prev_batch, missing_previous, event) "
@@ -549,7 +411,7 @@ static int write_events(struct ctx *x)
                     "$6::text[], $7::bigint[], $8::bool[], $9::text[], $10::text[], $11::bool[], $12::text[]) "
                     "ON CONFLICT (event_id) DO NOTHING",
                     12, params);
-        for (size_t i = 0; i < 12; i++) arr_release(all[i]);
+        for (size_t i = 0; i < 12; i++) db_arr_release(all[i]);
     }
     free(all_ev);
     free(all_room);
@@ -582,38 +444,37 @@ static int write_state(struct ctx *x)
     int rc = 0;
     if (!n) goto out;
     qsort(ch, n, sizeof *ch, cmp_change);
-    struct arr c_room, c_type, c_key, c_start;
-    struct arr i_room, i_type, i_key, i_nid, i_start, i_end, i_memb;
-    struct arr *all[] = {&c_room, &c_type, &c_key, &c_start, &i_room, &i_type,
+    struct db_arr c_room, c_type, c_key, c_start;
+    struct db_arr i_room, i_type, i_key, i_nid, i_start, i_end, i_memb;
+    struct db_arr *all[] = {&c_room, &c_type, &c_key, &c_start, &i_room, &i_type,
                          &i_key,  &i_nid,  &i_start, &i_end,  &i_memb};
-    for (size_t i = 0; i < 11; i++) arr_init(all[i]);
+    for (size_t i = 0; i < 11; i++) db_arr_init(all[i]);
     for (size_t i = 0; i < n; i++) {
         bool first = i == 0 || strcmp(ch[i - 1].room_id, ch[i].room_id) || strcmp(ch[i - 1].type, ch[i].type) ||
                      strcmp(ch[i - 1].state_key, ch[i].state_key);
         bool last = i + 1 == n || strcmp(ch[i + 1].room_id, ch[i].room_id) ||
                     strcmp(ch[i + 1].type, ch[i].type) || strcmp(ch[i + 1].state_key, ch[i].state_key);
         if (first) {
-            arr_str(&c_room, ch[i].room_id);
-            arr_str(&c_type, ch[i].type);
-            arr_str(&c_key, ch[i].state_key);
-            arr_i64(&c_start, ch[i].nid);
+            db_arr_str(&c_room, ch[i].room_id);
+            db_arr_str(&c_type, ch[i].type);
+            db_arr_str(&c_key, ch[i].state_key);
+            db_arr_i64(&c_start, ch[i].nid);
         }
-        arr_str(&i_room, ch[i].room_id);
-        arr_str(&i_type, ch[i].type);
-        arr_str(&i_key, ch[i].state_key);
-        arr_i64(&i_nid, ch[i].nid);
-        arr_i64(&i_start, ch[i].nid);
+        db_arr_str(&i_room, ch[i].room_id);
+        db_arr_str(&i_type, ch[i].type);
+        db_arr_str(&i_key, ch[i].state_key);
+        db_arr_i64(&i_nid, ch[i].nid);
+        db_arr_i64(&i_start, ch[i].nid);
         if (last) {
-            if (i_end.n++) buf_putc(&i_end.b, ',');
-            buf_puts(&i_end.b, "NULL");
+            db_arr_null(&i_end);
         } else {
-            arr_i64(&i_end, ch[i + 1].nid);
+            db_arr_i64(&i_end, ch[i + 1].nid);
         }
-        arr_str(&i_memb, ch[i].membership);
+        db_arr_str(&i_memb, ch[i].membership);
     }
-    const char *cp[] = {arr_done(&c_room), arr_done(&c_type), arr_done(&c_key), arr_done(&c_start)};
-    const char *ip[] = {arr_done(&i_room), arr_done(&i_type), arr_done(&i_key), arr_done(&i_nid),
-                        arr_done(&i_start), arr_done(&i_end), arr_done(&i_memb)};
+    const char *cp[] = {db_arr_done(&c_room), db_arr_done(&c_type), db_arr_done(&c_key), db_arr_done(&c_start)};
+    const char *ip[] = {db_arr_done(&i_room), db_arr_done(&i_type), db_arr_done(&i_key), db_arr_done(&i_nid),
+                        db_arr_done(&i_start), db_arr_done(&i_end), db_arr_done(&i_memb)};
     rc = db_cmd(x->c, x->err,
                 "UPDATE syncv3_room_state s SET end_nid = u.start FROM unnest($1::text[], $2::text[], "
                 "$3::text[], $4::bigint[]) AS u(room_id, event_type, state_key, start) "
@@ -626,6 +487,22 @@ static int write_state(struct ctx *x)
                     "end_nid, membership) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
                     "$4::bigint[], $5::bigint[], $6::bigint[], $7::text[])",
                     7, ip);
+    /* Where each new join/invite row's run of join/invite rows began, so that
+     * heroes keep their order across profile changes (0003_member_since.sql
+     * computes the same for rows stored before). */
+    if (rc == 0)
+        rc = db_cmd(x->c, x->err,
+                    "UPDATE syncv3_room_state s SET member_since = (SELECT min(p.start_nid) FROM "
+                    "syncv3_room_state p WHERE p.room_id = s.room_id AND p.event_type = s.event_type AND "
+                    "p.state_key = s.state_key AND p.start_nid <= s.start_nid AND p.start_nid > COALESCE("
+                    "(SELECT max(q.start_nid) FROM syncv3_room_state q WHERE q.room_id = s.room_id AND "
+                    "q.event_type = s.event_type AND q.state_key = s.state_key AND q.start_nid < s.start_nid "
+                    "AND COALESCE(q.membership, '') NOT IN ('join', 'invite')), 0)) "
+                    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(room_id, event_type, "
+                    "state_key, start) WHERE s.room_id = u.room_id AND s.event_type = u.event_type AND "
+                    "s.state_key = u.state_key AND s.start_nid = u.start AND s.event_type = 'm.room.member' "
+                    "AND s.membership IN ('join', 'invite')",
+                    4, (const char *const[]){ip[0], ip[1], ip[2], ip[4]});
     /* Retire invites whose user's membership is now anything but invite. */
     if (rc == 0)
         rc = db_cmd(x->c, x->err,
@@ -633,7 +510,7 @@ static int write_state(struct ctx *x)
                     "WHERE s.room_id = ANY($1::text[]) AND s.event_type = 'm.room.member' AND s.end_nid IS NULL "
                     "AND s.membership <> 'invite' AND i.room_id = s.room_id AND i.user_id = s.state_key",
                     1, (const char *const[]){cp[0]});
-    for (size_t i = 0; i < 11; i++) arr_release(all[i]);
+    for (size_t i = 0; i < 11; i++) db_arr_release(all[i]);
 out:
     free(ch);
     return rc;
@@ -656,7 +533,7 @@ static int apply_redactions(struct ctx *x)
                                   2, params);
             if (!r) return -1;
             if (PQntuples(r) == 1) {
-                char *red = acc_redact_json(PQgetvalue(r, 0, 0), db_get_str(r, 0, 1), p->json);
+                char *red = redact_json(PQgetvalue(r, 0, 0), db_get_str(r, 0, 1), p->json);
                 bool is_current_state = PQgetvalue(r, 0, 2)[0] == 't';
                 if (red) {
                     const char *up[] = {p->redacts, red};
@@ -681,11 +558,11 @@ static int apply_redactions(struct ctx *x)
 
 static int write_rooms(struct ctx *x)
 {
-    struct arr r_all, r_nid, r_ts, r_state;
-    arr_init(&r_all);
-    arr_init(&r_nid);
-    arr_init(&r_ts);
-    arr_init(&r_state);
+    struct db_arr r_all, r_nid, r_ts, r_state;
+    db_arr_init(&r_all);
+    db_arr_init(&r_nid);
+    db_arr_init(&r_ts);
+    db_arr_init(&r_state);
     for (size_t i = 0; i < x->n_rooms; i++) {
         struct room_work *w = &x->rooms[i];
         if (w->skip) continue;
@@ -702,15 +579,15 @@ static int write_rooms(struct ctx *x)
             }
         }
         if (!max_nid) continue;
-        arr_str(&r_all, w->room_id);
-        arr_i64(&r_nid, max_nid);
-        arr_i64(&r_ts, ts);
-        if (w->out_idx && x->out->rooms[w->out_idx - 1].state_changed) arr_str(&r_state, w->room_id);
+        db_arr_str(&r_all, w->room_id);
+        db_arr_i64(&r_nid, max_nid);
+        db_arr_i64(&r_ts, ts);
+        if (w->out_idx && x->out->rooms[w->out_idx - 1].state_changed) db_arr_str(&r_state, w->room_id);
         if (!w->known_room) result_room(x, w)->is_new = true;
     }
     int rc = 0;
     if (r_all.n) {
-        const char *p[] = {arr_done(&r_all), arr_done(&r_nid), arr_done(&r_ts)};
+        const char *p[] = {db_arr_done(&r_all), db_arr_done(&r_nid), db_arr_done(&r_ts)};
         rc = db_cmd(x->c, x->err,
                     "INSERT INTO syncv3_rooms AS r (room_id, latest_nid, latest_ts) "
                     "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) "
@@ -721,7 +598,7 @@ static int write_rooms(struct ctx *x)
     }
     /* Derived columns come from current state, so they can never disagree with it. */
     if (rc == 0 && r_state.n) {
-        const char *p[] = {arr_done(&r_state)};
+        const char *p[] = {db_arr_done(&r_state)};
         rc = db_cmd(
             x->c, x->err,
             "WITH cur AS (SELECT s.room_id, s.event_type, s.state_key, s.membership, e.event::json AS ev "
@@ -749,367 +626,39 @@ static int write_rooms(struct ctx *x)
             "FROM agg WHERE r.room_id = agg.room_id",
             1, p);
     }
-    arr_release(&r_all);
-    arr_release(&r_nid);
-    arr_release(&r_ts);
-    arr_release(&r_state);
-    return rc;
-}
-
-/* ---- the per-user sections -------------------------------------------------- */
-
-static int write_account_data(struct ctx *x, const char *room_id, json_t *events)
-{
-    if (!json_is_array(events) || !json_array_size(events)) return 0;
-    struct arr types, datas;
-    arr_init(&types);
-    arr_init(&datas);
-    size_t i;
-    json_t *ev;
-    json_array_foreach(events, i, ev)
-    {
-        const char *type = jstr(ev, "type");
-        if (!type) continue;
-        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (!s) continue;
-        arr_str(&types, type);
-        arr_str(&datas, s);
-        free(s);
-    }
-    int rc = 0;
-    if (types.n) {
-        const char *p[] = {x->user_id, room_id, arr_done(&types), arr_done(&datas)};
-        /* Later duplicates of a type in one batch win. */
-        rc = db_cmd(x->c, x->err,
-                    "INSERT INTO syncv3_account_data AS a (user_id, room_id, type, data) "
-                    "SELECT DISTINCT ON (t) $1, $2, t, d FROM unnest($3::text[], $4::text[]) WITH ORDINALITY "
-                    "AS u(t, d, o) ORDER BY t, o DESC "
-                    "ON CONFLICT (user_id, room_id, type) DO UPDATE SET data = EXCLUDED.data, "
-                    "id = nextval('syncv3_account_data_id_seq') WHERE a.data IS DISTINCT FROM EXCLUDED.data",
-                    4, p);
-        x->out->n_account_data += (int)types.n;
-    }
-    arr_release(&types);
-    arr_release(&datas);
-    return rc;
-}
-
-/* The room's entry in the result's ephemeral changes (created on first use). */
-static struct acc_ephemeral *result_ephemeral(struct ctx *x, const char *room_id)
-{
-    struct acc_result *o = x->out;
-    if (o->n_ephemeral && strcmp(o->ephemeral[o->n_ephemeral - 1].room_id, room_id) == 0)
-        return &o->ephemeral[o->n_ephemeral - 1];
-    o->ephemeral = xrealloc(o->ephemeral, (o->n_ephemeral + 1) * sizeof *o->ephemeral);
-    o->ephemeral[o->n_ephemeral] = (struct acc_ephemeral){.room_id = xstrdup(room_id)};
-    return &o->ephemeral[o->n_ephemeral++];
-}
-
-/* Appends the rows of r (user, thread, private, event, ts) whose private flag
- * is priv to *acc, a JSON array text (created on first use). */
-static void receipt_rows(PGresult *r, bool priv, char **acc)
-{
-    json_t *arr = *acc ? json_loads(*acc, 0, NULL) : NULL;
-    if (!arr) arr = json_array();
-    size_t before = json_array_size(arr);
-    for (int i = 0; i < PQntuples(r); i++) {
-        bool p = PQgetvalue(r, i, 2)[0] == 't';
-        if (p != priv) continue;
-        json_array_append_new(arr, json_pack("[sssI]", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-                                             PQgetvalue(r, i, 3), (json_int_t)db_get_i64(r, i, 4)));
-    }
-    if (json_array_size(arr) != before) {
-        free(*acc);
-        *acc = json_dumps(arr, JSON_COMPACT);
-    }
-    json_decref(arr);
-}
-
-static int write_ephemeral(struct ctx *x, const char *room_id, json_t *events)
-{
-    size_t i;
-    json_t *ev;
-    json_array_foreach(events, i, ev)
-    {
-        const char *type = jstr(ev, "type");
-        if (!type) continue;
-        if (strcmp(type, "m.typing") == 0) {
-            char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-            const char *p[] = {room_id, s};
-            /* Several pollers see the same typing EDU: a byte-identical
-             * repeat is no change (internals §2.7). */
-            PGresult *r = db_exec(x->c, x->err,
-                                  "INSERT INTO syncv3_typing AS t (room_id, event) VALUES ($1, $2) "
-                                  "ON CONFLICT (room_id) DO UPDATE SET event = EXCLUDED.event "
-                                  "WHERE t.event <> EXCLUDED.event RETURNING 1",
-                                  2, p);
-            if (!r) {
-                free(s);
-                return -1;
-            }
-            if (PQntuples(r)) {
-                struct acc_ephemeral *e = result_ephemeral(x, room_id);
-                free(e->typing);
-                e->typing = s;
-                s = NULL;
-                x->out->n_typing++;
-            }
-            PQclear(r);
-            free(s);
-        } else if (strcmp(type, "m.receipt") == 0) {
-            json_t *content = json_object_get(ev, "content");
-            if (!json_is_object(content)) continue;
-            struct arr a_user, a_thread, a_priv, a_event, a_ts;
-            struct arr *all[] = {&a_user, &a_thread, &a_priv, &a_event, &a_ts};
-            for (int k = 0; k < 5; k++) arr_init(all[k]);
-            const char *event_id;
-            json_t *by_type;
-            json_object_foreach(content, event_id, by_type)
-            {
-                if (!json_is_object(by_type)) continue;
-                for (int priv = 0; priv < 2; priv++) {
-                    json_t *users = json_object_get(by_type, priv ? "m.read.private" : "m.read");
-                    if (!json_is_object(users)) continue;
-                    const char *uid;
-                    json_t *info;
-                    json_object_foreach(users, uid, info)
-                    {
-                        /* Private receipts only ever come from their owner's own sync. */
-                        if (priv && strcmp(uid, x->user_id) != 0) continue;
-                        const char *thread = json_is_object(info) ? jstr(info, "thread_id") : NULL;
-                        json_t *ts = json_is_object(info) ? json_object_get(info, "ts") : NULL;
-                        arr_str(&a_user, uid);
-                        arr_str(&a_thread, thread ? thread : "");
-                        arr_bool(&a_priv, priv);
-                        arr_str(&a_event, event_id);
-                        arr_i64(&a_ts, json_is_integer(ts) ? json_integer_value(ts) : 0);
-                    }
-                }
-            }
-            int rc = 0;
-            if (a_user.n) {
-                const char *p[] = {room_id,          arr_done(&a_user), arr_done(&a_thread),
-                                   arr_done(&a_priv), arr_done(&a_event), arr_done(&a_ts)};
-                PGresult *r = db_exec(
-                    x->c, x->err,
-                    "INSERT INTO syncv3_receipts AS rc (room_id, user_id, thread_id, is_private, event_id, ts) "
-                    "SELECT DISTINCT ON (u, t, p) $1, u, t, p, e, ts FROM unnest($2::text[], $3::text[], "
-                    "$4::bool[], $5::text[], $6::bigint[]) WITH ORDINALITY AS x(u, t, p, e, ts, o) "
-                    "ORDER BY u, t, p, o DESC "
-                    "ON CONFLICT (room_id, user_id, thread_id, is_private) DO UPDATE SET event_id = "
-                    "EXCLUDED.event_id, ts = EXCLUDED.ts WHERE rc.event_id <> EXCLUDED.event_id "
-                    "RETURNING user_id, thread_id, is_private, event_id, ts",
-                    6, p);
-                if (!r)
-                    rc = -1;
-                else if (PQntuples(r)) {
-                    x->out->n_receipts += PQntuples(r);
-                    struct acc_ephemeral *e = result_ephemeral(x, room_id);
-                    receipt_rows(r, false, &e->receipts);
-                    receipt_rows(r, true, &e->receipts_private);
-                }
-                PQclear(r);
-            }
-            for (int k = 0; k < 5; k++) arr_release(all[k]);
-            if (rc < 0) return -1;
-        }
-    }
-    return 0;
-}
-
-static int write_unread(struct ctx *x, const char *room_id, json_t *un)
-{
-    if (!json_is_object(un)) return 0;
-    json_t *n = json_object_get(un, "notification_count"), *h = json_object_get(un, "highlight_count");
-    if (!json_is_integer(n) && !json_is_integer(h)) return 0;
-    char nb[24], hb[24];
-    snprintf(nb, sizeof nb, "%lld", (long long)(json_is_integer(n) ? json_integer_value(n) : 0));
-    snprintf(hb, sizeof hb, "%lld", (long long)(json_is_integer(h) ? json_integer_value(h) : 0));
-    const char *p[] = {x->user_id, room_id, json_is_integer(n) ? nb : NULL, json_is_integer(h) ? hb : NULL};
-    PGresult *r = db_exec(x->c, x->err,
-                          "INSERT INTO syncv3_unread AS u (user_id, room_id, notification_count, highlight_count) "
-                          "VALUES ($1, $2, COALESCE($3::bigint, 0), COALESCE($4::bigint, 0)) "
-                          "ON CONFLICT (user_id, room_id) DO UPDATE SET "
-                          "notification_count = COALESCE($3::bigint, u.notification_count), "
-                          "highlight_count = COALESCE($4::bigint, u.highlight_count) "
-                          "WHERE u.notification_count IS DISTINCT FROM COALESCE($3::bigint, u.notification_count) "
-                          "OR u.highlight_count IS DISTINCT FROM COALESCE($4::bigint, u.highlight_count) "
-                          "RETURNING 1",
-                          4, p);
-    if (!r) return -1;
-    bool changed = PQntuples(r) > 0;
-    PQclear(r);
-    if (changed) {
-        x->out->unread = xrealloc(x->out->unread, (x->out->n_unread + 1) * sizeof *x->out->unread);
-        x->out->unread[x->out->n_unread++] = (struct acc_unread){
-            .room_id = xstrdup(room_id),
-            .has_notif = json_is_integer(n),
-            .has_highlight = json_is_integer(h),
-            .notif = json_is_integer(n) ? json_integer_value(n) : 0,
-            .highlight = json_is_integer(h) ? json_integer_value(h) : 0,
-        };
-    }
-    return 0;
-}
-
-static void push_str(char ***v, size_t *n, const char *s)
-{
-    *v = xrealloc(*v, (*n + 1) * sizeof **v);
-    (*v)[(*n)++] = xstrdup(s);
-}
-
-static int write_invites(struct ctx *x, json_t *invites)
-{
-    const char *room_id;
-    json_t *section;
-    json_object_foreach(invites, room_id, section)
-    {
-        json_t *events = json_object_get(json_object_get(section, "invite_state"), "events");
-        if (!json_is_array(events)) events = json_array(), json_decref(events), events = NULL;
-        char *s = events ? json_dumps(events, JSON_COMPACT | JSON_PRESERVE_ORDER) : xstrdup("[]");
-        char ts[24];
-        snprintf(ts, sizeof ts, "%lld", (long long)clock_wall_ms());
-        const char *p[] = {x->user_id, room_id, s, ts};
-        int rc = db_cmd(x->c, x->err,
-                        "INSERT INTO syncv3_invites (user_id, room_id, invite_state, ts) VALUES ($1, $2, $3, $4) "
-                        "ON CONFLICT (user_id, room_id) DO UPDATE SET invite_state = EXCLUDED.invite_state",
-                        4, p);
-        free(s);
-        if (rc < 0) return -1;
-        push_str(&x->out->invites, &x->out->n_invites, room_id);
-    }
-    return 0;
-}
-
-static int write_to_device(struct ctx *x, json_t *events)
-{
-    if (!json_is_array(events) || !json_array_size(events)) return 0;
-    struct arr types, senders, msgs;
-    arr_init(&types);
-    arr_init(&senders);
-    arr_init(&msgs);
-    size_t i;
-    json_t *ev;
-    json_array_foreach(events, i, ev)
-    {
-        if (!json_is_object(ev)) continue;
-        const char *type = jstr(ev, "type"), *sender = jstr(ev, "sender");
-        char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (!s) continue;
-        arr_str(&types, type ? type : "");
-        arr_str(&senders, sender ? sender : "");
-        arr_str(&msgs, s);
-        free(s);
-    }
-    int rc = 0;
-    if (types.n) {
-        const char *p[] = {x->user_id, x->device_id, arr_done(&types), arr_done(&senders), arr_done(&msgs)};
-        rc = db_cmd(x->c, x->err,
-                    "INSERT INTO syncv3_to_device_messages (user_id, device_id, event_type, sender, message) "
-                    "SELECT $1, $2, t, s, m FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY "
-                    "AS u(t, s, m, o) ORDER BY o",
-                    5, p);
-        x->out->n_to_device = (int)types.n;
-    }
-    arr_release(&types);
-    arr_release(&senders);
-    arr_release(&msgs);
-    return rc;
-}
-
-static int write_device_lists(struct ctx *x, json_t *dl)
-{
-    if (!json_is_object(dl)) return 0;
-    struct arr users, states;
-    arr_init(&users);
-    arr_init(&states);
-    /* "left" wins over "changed" for a user in both: write changed first. */
-    static const char *const keys[] = {"changed", "left"};
-    for (int k = 0; k < 2; k++) {
-        json_t *a = json_object_get(dl, keys[k]);
-        size_t i;
-        json_t *u;
-        json_array_foreach(a, i, u)
-        {
-            if (!json_is_string(u)) continue;
-            arr_str(&users, json_string_value(u));
-            arr_i64(&states, k + 1);
-        }
-    }
-    int rc = 0;
-    if (users.n) {
-        const char *p[] = {x->user_id, x->device_id, arr_done(&users), arr_done(&states)};
-        rc = db_cmd(x->c, x->err,
-                    "INSERT INTO syncv3_device_list_updates AS d (user_id, device_id, target_user_id, "
-                    "target_state, bucket) SELECT DISTINCT ON (t) $1, $2, t, s, 1 FROM unnest($3::text[], "
-                    "$4::smallint[]) WITH ORDINALITY AS u(t, s, o) ORDER BY t, o DESC "
-                    "ON CONFLICT (user_id, device_id, target_user_id, bucket) DO UPDATE SET "
-                    "target_state = EXCLUDED.target_state",
-                    4, p);
-        x->out->device_data_changed = true;
-    }
-    arr_release(&users);
-    arr_release(&states);
-    return rc;
-}
-
-/* Stores OTK counts / fallback key types when they differ from what this
- * poller saw last. An absent fallback field means "no news"; [] is news. */
-static int write_e2ee(struct ctx *x, json_t *body, struct acc_e2ee_memo *memo, char **new_otk,
-                      char **new_fb)
-{
-    json_t *otk = json_object_get(body, "device_one_time_keys_count");
-    json_t *fb = json_object_get(body, "device_unused_fallback_key_types");
-    char *otk_s = json_is_object(otk) && json_object_size(otk)
-                      ? json_dumps(otk, JSON_COMPACT | JSON_SORT_KEYS)
-                      : NULL;
-    char *fb_s = json_is_array(fb) ? json_dumps(fb, JSON_COMPACT) : NULL;
-    bool otk_changed = otk_s && (!memo->otk_json || strcmp(otk_s, memo->otk_json) != 0);
-    bool fb_changed = fb_s && (!memo->fallback_json || strcmp(fb_s, memo->fallback_json) != 0);
-    int rc = 0;
-    if (otk_changed || fb_changed) {
-        const char *p[] = {x->user_id, x->device_id, otk_changed ? otk_s : NULL, fb_changed ? fb_s : NULL};
-        rc = db_cmd(x->c, x->err,
-                    "INSERT INTO syncv3_device_data AS d (user_id, device_id, otk_counts, fallback_types, changed) "
-                    "VALUES ($1, $2, $3, $4, (CASE WHEN $3::text IS NULL THEN 0 ELSE 1 END) | "
-                    "(CASE WHEN $4::text IS NULL THEN 0 ELSE 2 END)) "
-                    "ON CONFLICT (user_id, device_id) DO UPDATE SET "
-                    "otk_counts = COALESCE($3, d.otk_counts), fallback_types = COALESCE($4, d.fallback_types), "
-                    "changed = d.changed | EXCLUDED.changed",
-                    4, p);
-        x->out->device_data_changed = true;
-    }
-    *new_otk = otk_changed ? otk_s : (free(otk_s), NULL);
-    *new_fb = fb_changed ? fb_s : (free(fb_s), NULL);
+    db_arr_release(&r_all);
+    db_arr_release(&r_nid);
+    db_arr_release(&r_ts);
+    db_arr_release(&r_state);
     return rc;
 }
 
 static int write_txns(struct ctx *x)
 {
-    struct arr ev, txn;
-    arr_init(&ev);
-    arr_init(&txn);
+    struct db_arr ev, txn;
+    db_arr_init(&ev);
+    db_arr_init(&txn);
     for (size_t i = 0; i < x->n_rooms; i++) {
         struct room_work *w = &x->rooms[i];
         for (size_t j = 0; j < w->n_tl; j++) {
             if (!w->tl[j].txn_id) continue;
-            arr_str(&ev, w->tl[j].event_id);
-            arr_str(&txn, w->tl[j].txn_id);
+            db_arr_str(&ev, w->tl[j].event_id);
+            db_arr_str(&txn, w->tl[j].txn_id);
         }
     }
     int rc = 0;
     if (ev.n) {
         char ts[24];
         snprintf(ts, sizeof ts, "%lld", (long long)clock_wall_ms());
-        const char *p[] = {x->user_id, x->device_id, arr_done(&ev), arr_done(&txn), ts};
+        const char *p[] = {x->user_id, x->device_id, db_arr_done(&ev), db_arr_done(&txn), ts};
         rc = db_cmd(x->c, x->err,
                     "INSERT INTO syncv3_txns (user_id, device_id, event_id, txn_id, ts) "
                     "SELECT $1, $2, e, t, $5 FROM unnest($3::text[], $4::text[]) AS u(e, t) "
                     "ON CONFLICT DO NOTHING",
                     5, p);
     }
-    arr_release(&ev);
-    arr_release(&txn);
+    db_arr_release(&ev);
+    db_arr_release(&txn);
     return rc;
 }
 
@@ -1128,7 +677,8 @@ static void note_leave(struct ctx *x, struct room_work *w)
     }
     x->out->leave_events = xrealloc(x->out->leave_events, (x->out->n_leaves + 1) * sizeof *x->out->leave_events);
     x->out->leave_events[x->out->n_leaves] = ev;
-    push_str(&x->out->leaves, &x->out->n_leaves, w->room_id);
+    x->out->leaves = xrealloc(x->out->leaves, (x->out->n_leaves + 1) * sizeof *x->out->leaves);
+    x->out->leaves[x->out->n_leaves++] = xstrdup(w->room_id);
 }
 
 static void collect_rooms(json_t *body, struct room_work **rooms_out, size_t *n_out)
@@ -1236,13 +786,14 @@ int acc_apply(PGconn *c, const char *user_id, const char *device_id, json_t *bod
 {
     *out = (struct acc_result){0};
     struct ctx x = {.c = c, .err = err, .user_id = user_id, .device_id = device_id, .out = out};
+    struct peruser u = {.c = c, .err = err, .user_id = user_id, .device_id = device_id, .out = out};
     struct str_entry *known_events = NULL, *known_rooms = NULL;
     char *new_otk = NULL, *new_fb = NULL;
     int rc = -1;
     collect_rooms(body, &x.rooms, &x.n_rooms);
 
     if (db_begin(c, err) < 0) goto out;
-    if (write_account_data(&x, "", json_object_get(json_object_get(body, "account_data"), "events")) < 0)
+    if (peruser_account_data(&u, "", json_object_get(json_object_get(body, "account_data"), "events")) < 0)
         goto out;
     if (x.n_rooms) {
         if (lookup_known(&x, &known_events, &known_rooms) < 0) goto out;
@@ -1263,19 +814,19 @@ int acc_apply(PGconn *c, const char *user_id, const char *device_id, json_t *bod
             continue;
         }
         json_t *eph = json_object_get(json_object_get(w->section, "ephemeral"), "events");
-        if (json_is_array(eph) && write_ephemeral(&x, w->room_id, eph) < 0) goto out;
-        if (write_account_data(&x, w->room_id,
+        if (json_is_array(eph) && peruser_ephemeral(&u, w->room_id, eph) < 0) goto out;
+        if (peruser_account_data(&u, w->room_id,
                                json_object_get(json_object_get(w->section, "account_data"), "events")) < 0)
             goto out;
-        if (write_unread(&x, w->room_id, json_object_get(w->section, "unread_notifications")) < 0) goto out;
+        if (peruser_unread(&u, w->room_id, json_object_get(w->section, "unread_notifications")) < 0) goto out;
     }
     json_t *invites = json_object_get(json_object_get(body, "rooms"), "invite");
-    if (json_is_object(invites) && write_invites(&x, invites) < 0) goto out;
-    if (write_device_lists(&x, json_object_get(body, "device_lists")) < 0) goto out;
-    if (write_e2ee(&x, body, memo, &new_otk, &new_fb) < 0) goto out;
+    if (json_is_object(invites) && peruser_invites(&u, invites) < 0) goto out;
+    if (peruser_device_lists(&u, json_object_get(body, "device_lists")) < 0) goto out;
+    if (peruser_e2ee(&u, body, memo, &new_otk, &new_fb) < 0) goto out;
     /* To-device messages and the since token commit together: a crash before
      * the commit re-fetches them, after it they are stored exactly once. */
-    if (write_to_device(&x, json_object_get(json_object_get(body, "to_device"), "events")) < 0) goto out;
+    if (todevice_store(&u, json_object_get(json_object_get(body, "to_device"), "events")) < 0) goto out;
     const char *sp[] = {user_id, device_id, next_batch ? next_batch : ""};
     if (db_cmd(c, err,
                "INSERT INTO syncv3_sync2_devices (user_id, device_id, since) VALUES ($1, $2, $3) "

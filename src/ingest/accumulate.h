@@ -117,9 +117,4 @@ void acc_e2ee_memo_release(struct acc_e2ee_memo *m);
  * driver and tests. */
 size_t acc_parse_only(json_t *body);
 
-/* Redacts an event's JSON in place following the room version's rules and
- * adds unsigned.redacted_because. Returns the new JSON (heap) or NULL if
- * event_json does not parse. Exposed for unit tests. */
-char *acc_redact_json(const char *event_json, const char *room_version, const char *redaction_json);
-
 #endif

@@ -218,6 +218,54 @@ void db_array_elem(struct buf *b, const char *s)
     db_array_elem_n(b, s, s ? strlen(s) : 0);
 }
 
+void db_arr_init(struct db_arr *a)
+{
+    buf_init(&a->b, 0);
+    buf_putc(&a->b, '{');
+    a->n = 0;
+}
+
+void db_arr_release(struct db_arr *a)
+{
+    buf_release(&a->b);
+}
+
+/* The separator before the next element. */
+static void arr_next(struct db_arr *a)
+{
+    if (a->n++) buf_putc(&a->b, ',');
+}
+
+void db_arr_str(struct db_arr *a, const char *s)
+{
+    arr_next(a);
+    db_array_elem(&a->b, s);
+}
+
+void db_arr_i64(struct db_arr *a, int64_t v)
+{
+    arr_next(a);
+    buf_printf(&a->b, "%lld", (long long)v);
+}
+
+void db_arr_bool(struct db_arr *a, bool v)
+{
+    arr_next(a);
+    buf_putc(&a->b, v ? 't' : 'f');
+}
+
+void db_arr_null(struct db_arr *a)
+{
+    arr_next(a);
+    buf_puts(&a->b, "NULL");
+}
+
+const char *db_arr_done(struct db_arr *a)
+{
+    buf_putc(&a->b, '}');
+    return buf_cstr(&a->b);
+}
+
 int64_t db_get_i64(const PGresult *r, int row, int col)
 {
     if (PQgetisnull(r, row, col)) return 0;

@@ -44,6 +44,26 @@ void db_rollback(PGconn *c);
  * caller writes the braces and commas. s == NULL appends NULL. */
 void db_array_elem(struct buf *b, const char *s);
 void db_array_elem_n(struct buf *b, const char *s, size_t n);
+/* A Postgres array literal built element by element, for batched statements
+ * (`unnest($1::text[], ...)`): db_arr_init, then one append per element,
+ * db_arr_done for the text to pass as a parameter (valid until the next
+ * append or db_arr_release). */
+struct db_arr {
+    struct buf b; /* "{...}" under construction */
+    size_t n;     /* elements so far */
+};
+
+void db_arr_init(struct db_arr *a);
+void db_arr_release(struct db_arr *a);
+/* Appends a text element; s == NULL appends NULL. */
+void db_arr_str(struct db_arr *a, const char *s);
+void db_arr_i64(struct db_arr *a, int64_t v);
+void db_arr_bool(struct db_arr *a, bool v);
+/* Appends an SQL NULL (of any element type). */
+void db_arr_null(struct db_arr *a);
+/* Closes the literal and returns it. */
+const char *db_arr_done(struct db_arr *a);
+
 /* Parses a decimal column value; returns 0 for NULL/empty. */
 int64_t db_get_i64(const PGresult *r, int row, int col);
 /* Column value or NULL when SQL NULL. */

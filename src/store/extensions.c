@@ -20,15 +20,21 @@ int store_to_device_take(PGconn *c, const char *user_id, const char *device_id, 
     snprintf(limit_s, sizeof limit_s, "%" PRId64, limit);
     const char *p[] = {user_id, device_id, since_s, limit_s};
     /* The deleted rows (<= since) and the selected ones (> since) never
-     * overlap, so one statement (one snapshot) can do both. */
+     * overlap, so one statement (one snapshot) can do both. The selected
+     * rows are locked against deletion until the statement ends: ingest,
+     * withdrawing an undelivered room-key request, then either waits and
+     * sees the raised delivered position, or deleted it first and this
+     * statement skips it. */
     PGresult *r = db_exec(c, err,
                           "WITH del AS (DELETE FROM syncv3_to_device_messages WHERE user_id = $1 AND device_id = $2 "
                           "AND position <= $3::bigint), "
                           "sel AS (SELECT position, message FROM syncv3_to_device_messages WHERE user_id = $1 "
-                          "AND device_id = $2 AND position > $3::bigint ORDER BY position LIMIT $4::bigint), "
+                          "AND device_id = $2 AND position > $3::bigint ORDER BY position LIMIT $4::bigint "
+                          "FOR KEY SHARE), "
                           "ack AS (INSERT INTO syncv3_to_device_ack_pos AS a (user_id, device_id, unack_pos) "
                           "SELECT $1, $2, max(position) FROM sel HAVING count(*) > 0 "
-                          "ON CONFLICT (user_id, device_id) DO UPDATE SET unack_pos = EXCLUDED.unack_pos) "
+                          "ON CONFLICT (user_id, device_id) DO UPDATE SET "
+                          "unack_pos = GREATEST(a.unack_pos, EXCLUDED.unack_pos)) "
                           "SELECT position, message FROM sel ORDER BY position",
                           4, p);
     if (!r) return -1;

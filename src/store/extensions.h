@@ -20,8 +20,9 @@ struct store_to_device {
 
 /* Acknowledges and reads a device's inbox in one statement: deletes every
  * message with position <= since (nothing when since <= 0), then returns up
- * to limit messages with position > since, oldest first, and records the last
- * one as the device's unacknowledged position. */
+ * to limit messages with position > since, oldest first, and raises the
+ * device's delivered position (syncv3_to_device_ack_pos.unack_pos, the
+ * highest position ever returned) to the last one. */
 int store_to_device_take(PGconn *c, const char *user_id, const char *device_id, int64_t since, int64_t limit,
                          struct store_to_device **out, int *n, char **err);
 void store_to_device_free(struct store_to_device *m, int n);

@@ -117,13 +117,16 @@ int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct st
                           "FROM syncv3_rooms WHERE room_id = ANY($1::text[])",
                           1, p);
     if (!r) goto out;
+    /* Heroes: the earliest members of the current join/invite runs, so a
+     * profile change or a newer member never reorders them. Only the six
+     * chosen member events are read. */
     h = db_exec(c, err,
-                "SELECT room_id, state_key, ev->'content'->>'displayname', ev->'content'->>'avatar_url' FROM "
-                "(SELECT s.room_id, s.state_key, e.event::json AS ev, row_number() OVER (PARTITION BY s.room_id "
-                "ORDER BY s.event_nid DESC) AS rn FROM syncv3_room_state s JOIN syncv3_events e ON "
-                "e.event_nid = s.event_nid WHERE s.room_id = ANY($1::text[]) AND s.event_type = 'm.room.member' "
-                "AND s.end_nid IS NULL AND s.membership IN ('join', 'invite')) x WHERE rn <= 6 "
-                "ORDER BY room_id, rn",
+                "SELECT x.room_id, x.state_key, e.event::json->'content'->>'displayname', "
+                "e.event::json->'content'->>'avatar_url' FROM (SELECT s.room_id, s.state_key, s.event_nid, "
+                "row_number() OVER (PARTITION BY s.room_id ORDER BY COALESCE(s.member_since, s.start_nid), "
+                "s.state_key) AS rn FROM syncv3_room_state s WHERE s.room_id = ANY($1::text[]) AND "
+                "s.event_type = 'm.room.member' AND s.end_nid IS NULL AND s.membership IN ('join', 'invite')) x "
+                "JOIN syncv3_events e ON e.event_nid = x.event_nid WHERE x.rn <= 6 ORDER BY x.room_id, x.rn",
                 1, p);
     if (!h) goto out;
     *n = PQntuples(r);

@@ -30,7 +30,8 @@ struct store_room {
     int64_t invited_count; /* invited members */
     int64_t latest_nid;    /* newest event */
     int64_t latest_ts;     /* its origin_server_ts */
-    struct store_hero heroes[STORE_MAX_HEROES]; /* most recent joined/invited members, newest first */
+    struct store_hero heroes[STORE_MAX_HEROES]; /* the earliest joined/invited members, in the order they
+                                                 * joined or were invited (profile changes keep it) */
     int n_heroes;          /* entries used in heroes */
 };
 

@@ -9,6 +9,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/ufold.h"
 #include "cache/cache.h"
 #include "http/server.h"
 #include "obs/metrics.h"
@@ -815,7 +816,7 @@ static bool matches(struct conn *c, struct croom *cr, const struct sync_req_list
     if (!tri_ok(f->is_tombstoned, m && m->upgraded && *m->upgraded)) return false;
     if (!tri_ok(f->is_dm, cr->ur->is_dm)) return false;
     if (!tri_ok(f->is_invite, cr->ur->invite)) return false;
-    if (f->room_name_like && *f->room_name_like && !strcasestr(croom_name(c, cr), f->room_name_like))
+    if (f->room_name_like && *f->room_name_like && !ufold_contains(croom_name(c, cr), f->room_name_like))
         return false;
     /* not_tags first, so it wins over tags. An empty array filters nothing. */
     if (f->has_not_tags)

@@ -152,14 +152,17 @@ void ext_apply_request(struct ext_state *s, json_t *extensions)
     if (!json_is_object(extensions)) return;
     json_t *td = merge_common(&s->to_device, extensions, "to_device");
     if (td) {
-        /* since: replaced only by a non-empty string; limit: by a positive number. */
+        /* since: replaced only by a non-empty string; limit: by a positive
+         * number, at most EXT_TO_DEVICE_MAX_LIMIT. */
         json_t *v = json_object_get(td, "since");
         if (json_is_string(v) && *json_string_value(v)) {
             free(s->td_since);
             s->td_since = xstrdup(json_string_value(v));
         }
         v = json_object_get(td, "limit");
-        if (json_is_integer(v) && json_integer_value(v) > 0) s->td_limit = json_integer_value(v);
+        if (json_is_integer(v) && json_integer_value(v) > 0)
+            s->td_limit = json_integer_value(v) > EXT_TO_DEVICE_MAX_LIMIT ? EXT_TO_DEVICE_MAX_LIMIT
+                                                                          : json_integer_value(v);
     }
     merge_common(&s->e2ee, extensions, "e2ee");
     merge_common(&s->account_data, extensions, "account_data");

@@ -27,6 +27,10 @@ struct db_pool;
 
 /* Default `limit` of the to_device extension (§18). */
 #define EXT_TO_DEVICE_LIMIT 100
+/* The most to-device messages one response carries: a larger `limit` from a
+ * client is lowered to this, so one request cannot make the server read and
+ * send an unbounded inbox at once (the rest comes with the next since). */
+#define EXT_TO_DEVICE_MAX_LIMIT 1000
 
 /* Process-wide record of the devices whose to-device stream was served since
  * the process started (thread-safe). */

@@ -7,6 +7,7 @@
 
 #include "base/alloc.h"
 #include "base/buf.h"
+#include "base/ufold.h"
 
 static bool nonempty(const char *s) { return s && s[0]; }
 
@@ -87,38 +88,11 @@ char *roomname_sort_key(const char *name)
 {
     if (!name) name = "";
     const unsigned char *s = (const unsigned char *)name;
-    size_t len = strlen(name), a = 0, z = len;
+    size_t a = 0, z = strlen(name);
     while (a < z && strip_char(s[a])) a++;
     while (z > a && strip_char(s[z - 1])) z--;
-    unsigned char *out = xmalloc(z - a + 1);
-    size_t w = 0;
-    for (size_t i = a; i < z; i++) {
-        unsigned char c = s[i];
-        if (c >= 'A' && c <= 'Z') {
-            out[w++] = (unsigned char)(c + 32);
-            continue;
-        }
-        if (i + 1 < z && (s[i + 1] & 0xC0) == 0x80) {
-            unsigned char c2 = s[i + 1];
-            unsigned cp = ((c & 0x1Fu) << 6) | (c2 & 0x3Fu);
-            bool two = (c & 0xE0) == 0xC0;
-            unsigned lower = cp;
-            if (two) {
-                if (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) lower = cp + 0x20;        /* Latin-1 */
-                else if (cp >= 0x391 && cp <= 0x3A9 && cp != 0x3A2) lower = cp + 0x20; /* Greek */
-                else if (cp >= 0x410 && cp <= 0x42F) lower = cp + 0x20;                /* Cyrillic */
-                else if (cp >= 0x400 && cp <= 0x40F) lower = cp + 0x50;
-            }
-            if (two && lower != cp) {
-                /* Every mapping above stays within two-byte UTF-8. */
-                out[w++] = (unsigned char)(0xC0 | (lower >> 6));
-                out[w++] = (unsigned char)(0x80 | (lower & 0x3F));
-                i++;
-                continue;
-            }
-        }
-        out[w++] = c;
-    }
-    out[w] = 0;
-    return (char *)out;
+    char *core = xstrndup(name + a, z - a);
+    char *key = ufold_sort_key(core);
+    free(core);
+    return key;
 }

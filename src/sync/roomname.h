@@ -29,10 +29,9 @@ char *roomname_compute(const char *name, const char *alias, const struct roomnam
                        size_t n_heroes, int64_t joined, int64_t invited);
 
 /* The by_name sort key of a computed name: leading and trailing characters
- * from the set #!():_@ stripped, then lower-cased: ASCII letters plus the
- * common two-byte UTF-8 capitals (Latin-1 Supplement, basic Greek, basic
- * Cyrillic); every other byte is copied unchanged, so valid UTF-8 stays
- * valid. NULL is treated as "". Returns a heap string the caller frees. */
+ * from the set #!():_@ stripped, then ufold_sort_key (case-insensitive for
+ * every script, accents second; compare keys with strcmp). NULL is treated
+ * as "". Returns a heap string the caller frees. */
 char *roomname_sort_key(const char *name);
 
 #endif

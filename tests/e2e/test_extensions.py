@@ -3,6 +3,8 @@ internals §3.2)."""
 
 import time
 
+import pytest
+
 from helpers import run_in_thread
 import fakehs as F
 import pgtmp
@@ -59,18 +61,22 @@ def test_to_device_delivery_ack_and_deletion(proxy, db, alice):
     assert ext(resp, "to_device") == {"next_batch": nb}
 
 
-def test_to_device_limit_pages(proxy, alice):
+@pytest.mark.parametrize("n,limit,page", [(5, 2, 2), (1203, 100000, 1000)], ids=["limit", "capped"])
+def test_to_device_limit_pages(proxy, alice, n, limit, page):
+    """`limit` messages per response, at most 1000 whatever a client asks; the rest follow
+    with the next since."""
     room_for(alice)
-    sent = msgs(5)
+    sent = msgs(n)
     alice.queue(F.sync_response(to_device=sent))
     c = started(proxy, alice)
-    resp = c.sync({"extensions": {"to_device": {"enabled": True, "limit": 2}}})
+    resp = c.sync({"extensions": {"to_device": {"enabled": True, "limit": limit}}})
     td = ext(resp, "to_device")
-    assert td["events"] == sent[:2]
+    assert td["events"] == sent[:page]
     got = list(td["events"])
-    for _ in range(3):
+    for _ in range(n // page + 1):
         resp = c.sync({"extensions": {"to_device": {"since": td["next_batch"]}}}, timeout=100)
         td = ext(resp, "to_device")
+        assert len(td.get("events", [])) <= page
         got += td.get("events", [])
     assert got == sent
     assert "events" not in td
@@ -121,6 +127,71 @@ def test_to_device_not_lost_across_restart(proxy, db, alice):
     resp = c2.sync({"conn_id": "two", "extensions": {"to_device": {"enabled": True, "since": nb}}})
     assert ext(resp, "to_device") == {"next_batch": nb}
     assert count_rows(db, "syncv3_to_device_messages") == 0
+
+
+def key_request(user, action, request_id, device="OTHERDEV"):
+    """An m.room_key_request from another device of `user` (a request carries a body)."""
+    content = {"action": action, "request_id": request_id, "requesting_device_id": device}
+    if action == "request":
+        content["body"] = {"algorithm": "m.megolm.v1.aes-sha2", "room_id": "!r:localhost",
+                           "session_id": "s_" + request_id, "sender_key": "k"}
+    return F.to_device(user.user_id, "m.room_key_request", content)
+
+
+def test_room_key_request_cancelled_in_the_same_response_is_never_delivered(proxy, db, alice):
+    """A request and its cancellation in one v2 response, before the client fetches: neither
+    is stored nor delivered. Another device's request with the same id, and other messages,
+    are untouched."""
+    room_for(alice)
+    other = msgs(1)[0]
+    kept = key_request(alice, "request", "r2")
+    foreign_cancel = key_request(alice, "request_cancellation", "r2", device="THIRDDEV")
+    alice.queue(F.sync_response(to_device=[key_request(alice, "request", "r1"), other, kept,
+                                           key_request(alice, "request_cancellation", "r1"),
+                                           foreign_cancel]))
+    c = started(proxy, alice)
+    resp = c.sync({"extensions": TD})
+    assert ext(resp, "to_device")["events"] == [other, kept, foreign_cancel]
+    assert count_rows(db, "syncv3_to_device_messages") == 3
+
+
+def test_room_key_request_cancelled_in_a_later_response_is_never_delivered(proxy, db, alice):
+    """The request is stored (undelivered) when its cancellation arrives: both go."""
+    room_for(alice)
+    c = proxy.client(alice.token)
+    resp = c.sync({"extensions": TD})
+    first = msgs(1)
+    alice.queue(F.sync_response(to_device=first))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=100)
+    assert ext(resp, "to_device")["events"] == first
+    nb = ext(resp, "to_device")["next_batch"]
+    kept = key_request(alice, "request", "r3")
+    alice.queue(F.sync_response(to_device=[key_request(alice, "request", "r1"), kept]))
+    alice.wait_idle()
+    alice.queue(F.sync_response(to_device=[key_request(alice, "request_cancellation", "r1")]))
+    alice.wait_idle()
+    assert count_rows(db, "syncv3_to_device_messages") == 2   # `first` (unacknowledged) and r3
+    resp = c.sync({"extensions": {"to_device": {"since": nb}}}, timeout=100)
+    assert ext(resp, "to_device")["events"] == [kept]
+
+
+def test_cancellation_of_a_delivered_room_key_request_is_delivered(proxy, db, alice):
+    """A request the client already fetched is followed by its cancellation."""
+    room_for(alice)
+    c = proxy.client(alice.token)
+    c.sync({"extensions": TD})
+    req = key_request(alice, "request", "r1")
+    alice.queue(F.sync_response(to_device=[req]))
+    alice.wait_idle()
+    resp = c.sync({}, timeout=100)
+    assert ext(resp, "to_device")["events"] == [req]
+    nb = ext(resp, "to_device")["next_batch"]
+    cancel = key_request(alice, "request_cancellation", "r1")
+    alice.queue(F.sync_response(to_device=[cancel]))
+    alice.wait_idle()
+    resp = c.sync({"extensions": {"to_device": {"since": nb}}}, timeout=100)
+    assert ext(resp, "to_device")["events"] == [cancel]
 
 
 def test_parked_long_poll_woken_by_to_device(proxy, alice):

@@ -139,6 +139,31 @@ def test_room_name_like(proxy, alice, bob):
     assert resp["rooms"][ids["plum"]]["name"] == "Plantain"
 
 
+
+def test_room_name_like_and_by_name_for_every_script(proxy, alice):
+    """Case-insensitive for every script, not ASCII only: Greek with accents, German ß,
+    Turkish dotted/dotless i, Cyrillic; by_name is alphabetical ignoring case and accents."""
+    A = alice.user_id
+    names = ["αθήνα 2004", "Große Straße", "İzmir", "МОСКВА", "émile", "Zoe", "Ärger", "athens"]
+    ids, join = {}, {}
+    for n in names:
+        rid = F.new_room_id("uni")
+        ids[n] = rid
+        join[rid] = F.joined_room(F.room_state(A, n), [F.message(A, n)])
+    alice.queue(F.sync_response(join=join))
+    c = proxy.client(alice.token)
+    flt = lambda like: {"ranges": [[0, 9]], "filters": {"room_name_like": like}}
+    resp = c.sync({"lists": {"greek": flt("ΑΘΉΝΑ"), "sz": flt("STRASSE"), "tr": flt("izmir"),
+                             "ru": flt("москва"), "e": flt("ÉMILE"),
+                             "sorted": {"ranges": [[0, 9]], "sort": ["by_name"]}}})
+    assert sync_op_room_ids(resp, "greek") == [ids["αθήνα 2004"]]
+    assert sync_op_room_ids(resp, "sz") == [ids["Große Straße"]]
+    assert sync_op_room_ids(resp, "tr") == [ids["İzmir"]]
+    assert sync_op_room_ids(resp, "ru") == [ids["МОСКВА"]]
+    assert sync_op_room_ids(resp, "e") == [ids["émile"]]
+    order = ["Ärger", "athens", "émile", "Große Straße", "İzmir", "Zoe", "αθήνα 2004", "МОСКВА"]
+    assert sync_op_room_ids(resp, "sorted") == [ids[n] for n in order]
+
 # ---------------------------------------------------------------- room_types
 
 @pytest.fixture

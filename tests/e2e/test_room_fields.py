@@ -63,10 +63,10 @@ def test_heroes_follow_membership_changes(proxy, alice):
 
     resp = live(alice, c, rid, F.join(CAROL, displayname="Carol"))
     room = resp["rooms"][rid]
-    # heroes are the newest members first
-    assert room["name"] == "Carol and Bob"
-    assert room["heroes"] == [{"user_id": CAROL, "displayname": "Carol"},
-                              {"user_id": B, "displayname": "Bob", "avatar_url": BOB_PIC}]
+    # heroes are in the order members joined, earliest first
+    assert room["name"] == "Bob and Carol"
+    assert room["heroes"] == [{"user_id": B, "displayname": "Bob", "avatar_url": BOB_PIC},
+                              {"user_id": CAROL, "displayname": "Carol"}]
     assert room["joined_count"] == 3
 
     # a message changes neither
@@ -92,6 +92,39 @@ def test_heroes_follow_membership_changes(proxy, alice):
     assert all("heroes" not in r for r in plain["rooms"].values())
 
 
+def test_heroes_keep_the_order_members_joined_in(proxy, alice):
+    """Heroes (and so the computed name) are ordered by when each member joined or was
+    invited: a displayname change, an invitee accepting, or a newer member never reorders
+    them; leaving and coming back does."""
+    A, B, EVE = alice.user_id, "@bob:localhost", "@eve:localhost"
+    rid = F.new_room_id("order")
+    st = F.room_state(A) + [F.join(B, displayname="Bob"), F.join(CAROL, displayname="Carol")]
+    alice.queue(F.sync_response(join={rid: F.joined_room(st, [F.invite(A, DAVE, displayname="Dave")])}))
+    c = proxy.client(alice.token)
+    sub = {"room_subscriptions": {rid: {"timeline_limit": 0, "include_heroes": True}}}
+    resp = c.sync(sub)
+    ids = lambda room: [h["user_id"] for h in room["heroes"]]
+    assert ids(resp["rooms"][rid]) == [B, CAROL, DAVE]
+    assert resp["rooms"][rid]["name"] == "Bob, Carol and Dave"
+    alice.wait_idle()
+
+    room = live(alice, c, rid, F.join(B, displayname="Robert"))["rooms"][rid]
+    assert ids(room) == [B, CAROL, DAVE], "a displayname change moved the member"
+    assert room["name"] == "Robert, Carol and Dave"
+    room = live(alice, c, rid, F.join(DAVE, displayname="David"))["rooms"][rid]
+    assert ids(room) == [B, CAROL, DAVE], "accepting the invite moved the member"
+    room = live(alice, c, rid, F.join(EVE, displayname="Eve"))["rooms"][rid]
+    assert ids(room) == [B, CAROL, DAVE, EVE]
+    assert room["name"] == "Robert, Carol, David and Eve"
+    live(alice, c, rid, F.leave(CAROL))
+    room = live(alice, c, rid, F.join(CAROL, displayname="Carol"))["rooms"][rid]
+    assert ids(room) == [B, DAVE, EVE, CAROL]
+
+    fresh = proxy.client(alice.token).sync(dict(sub, conn_id="fresh"))
+    assert ids(fresh["rooms"][rid]) == [B, DAVE, EVE, CAROL]
+    assert fresh["rooms"][rid]["name"] == "Robert, David, Eve and Carol"
+
+
 def test_include_heroes_is_ored_across_sources(proxy, alice):
     A, B = alice.user_id, "@bob:localhost"
     rid = F.new_room_id("orh")
@@ -107,9 +140,9 @@ def test_include_heroes_is_ored_across_sources(proxy, alice):
     # live: the subscription's include_heroes still applies to the room in the list's window
     resp = live(alice, c, rid, F.join(CAROL, displayname="Carol", avatar_url=CAROL_PIC))
     room = resp["rooms"][rid]
-    assert room["name"] == "Carol and Bob"
-    assert room["heroes"] == [{"user_id": CAROL, "displayname": "Carol", "avatar_url": CAROL_PIC},
-                              {"user_id": B, "displayname": "Bob"}]
+    assert room["name"] == "Bob and Carol"
+    assert room["heroes"] == [{"user_id": B, "displayname": "Bob"},
+                              {"user_id": CAROL, "displayname": "Carol", "avatar_url": CAROL_PIC}]
 
 
 # ---------------------------------------------------------------- live name and counts (§10, §11.4)
@@ -135,7 +168,7 @@ def test_name_changes_are_sent_live(proxy, alice):
     room = resp["rooms"][rid]
     assert set(resp["rooms"]) == {rid}
     assert (room["joined_count"], room["invited_count"]) == (2, 1)
-    assert room["name"] == "@carol:localhost and Bob"
+    assert room["name"] == "Bob and @carol:localhost"
 
     resp = live(alice, c, rid, F.canonical_alias(A, "#hangout:localhost"))
     assert set(resp["rooms"]) == {rid}

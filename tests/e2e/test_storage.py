@@ -602,6 +602,68 @@ def test_redaction_in_the_first_response_of_a_room_uses_its_room_version(proxy, 
                              "redact": 50, "state_default": 50, "users": {A: 100}, "users_default": 0}
 
 
+@pytest.mark.parametrize("room_version", ["5", "9", "11"])
+def test_redaction_follows_the_room_versions_rules(proxy, db, alice, bob, room_version):
+    """What a client sees of redacted events: the content keys the room version keeps, the
+    top-level keys, and an `unsigned` that holds only `redacted_because` (no bundled
+    relations, no prev_content, no age) in the one shared stored copy."""
+    A, B = alice.user_id, bob.user_id
+    v = int(room_version)
+    rid = F.new_room_id("rv")
+    st = [F.create(A, room_version=room_version), F.join(A), F.power_levels(A), F.join_rules(A)]
+    rules = F.join_rules(A, "restricted")
+    rules["content"]["allow"] = [{"type": "m.room_membership", "room_id": "!space:localhost"}]
+    pl = F.power_levels(A, users={A: 100, B: 50})
+    pl["content"]["notifications"] = {"room": 50}
+    bob_join = F.join(B, displayname="Bob", avatar_url="mxc://localhost/b",
+                      unsigned={"prev_content": {"membership": "invite"}, "age": 3})
+    bob_join["content"]["join_authorised_via_users_server"] = A
+    create_ev = st[0]
+    create_ev["content"]["m.federate"] = True
+    msg = F.message(A, "regrettable", unsigned={"age": 5, "m.relations": {
+        "m.thread": {"count": 2, "current_user_participated": True, "latest_event": {"event_id": "$t"}}}})
+    msg["content"]["n"] = 123456789012345678901234567890
+    targets = [rules, pl, bob_join, msg, create_ev]
+    alice.queue(F.sync_response(join={rid: F.joined_room(st, [rules, pl, bob_join, msg])}))
+    snapshot(proxy, alice, "c0")
+    alice.wait_idle()
+    redactions = {}
+    for t in targets:
+        r = F.event("m.room.redaction", A, {"reason": "test"})
+        if v >= 11:
+            r["content"]["redacts"] = t["event_id"]
+        else:
+            r["redacts"] = t["event_id"]
+        redactions[t["event_id"]] = r
+    alice.queue(F.sync_response(join={rid: F.joined_room(timeline=list(redactions.values()))}))
+    alice.wait_idle()
+
+    resp = snapshot(proxy, alice, "c1", limit=20, required_state=[["*", "*"]])
+    room = resp["rooms"][rid]
+    served = {e["event_id"]: e for e in room["timeline"] + room["required_state"]}
+    for t in targets:
+        for ev in (served[t["event_id"]], stored_event(db, t["event_id"])):
+            assert ev["unsigned"] == {"redacted_because": redactions[t["event_id"]]}, ev
+            assert set(ev) <= {"event_id", "type", "room_id", "sender", "state_key", "content",
+                               "origin_server_ts", "unsigned"}, ev
+            for k in ("event_id", "type", "sender", "origin_server_ts"):
+                assert ev[k] == t[k]
+    got = lambda ev: served[ev["event_id"]]["content"]
+    assert got(msg) == {}
+    assert got(rules) == ({"join_rule": "restricted", "allow": rules["content"]["allow"]} if v >= 8
+                          else {"join_rule": "restricted"})
+    want_pl = {k: pl["content"][k] for k in ("ban", "events", "events_default", "kick", "redact",
+                                             "state_default", "users", "users_default")}
+    if v >= 11:
+        want_pl["invite"] = 0
+    assert got(pl) == want_pl
+    want_member = {"membership": "join"}
+    if v >= 9:
+        want_member["join_authorised_via_users_server"] = A
+    assert got(bob_join) == want_member
+    assert got(create_ev) == (create_ev["content"] if v >= 11 else {"creator": A})
+
+
 def test_redaction_of_an_event_in_the_same_chunk(proxy, db, alice):
     A = alice.user_id
     rid, st, tl = make_room(alice, "same", "Same chunk")

@@ -75,6 +75,11 @@ static void test_to_device_since_and_limit(void **state)
     /* an empty since keeps the previous one */
     apply(&s, "{\"to_device\":{\"since\":\"\"}}");
     assert_string_equal(s.td_since, "12");
+    /* a limit past the maximum is lowered to it */
+    apply(&s, "{\"to_device\":{\"limit\":1000000}}");
+    assert_int_equal(s.td_limit, EXT_TO_DEVICE_MAX_LIMIT);
+    apply(&s, "{\"to_device\":{\"limit\":1000}}");
+    assert_int_equal(s.td_limit, 1000);
     ext_state_release(&s);
 }
 
