@@ -7,8 +7,8 @@
 //                       prev_batch; a PUT /send comes back in alice's next /sync)
 //   SYNCV3_TEST_WORK    the work dir (browser profile, screenshot)
 //
-// One page goes through the steps in order: the redirect to /client/, a pasted token showing the
-// demo's rooms (and remembered across a reload), scrolling that slides the list's window (a new
+// One page goes through the steps in order: the redirect to /client/, a rejected token, a pasted
+// token showing the demo's rooms (and remembered across a reload), scrolling that slides the list's window (a new
 // ranges request, later rooms' names), opening a room (subscription, timeline, state, older
 // messages via the homeserver's /messages), sending a message (PUT to the homeserver, then the
 // event arriving in a sync response and in the timeline), the screenshot, and forgetting the token.
@@ -97,6 +97,16 @@ test("/client redirects to /client/, which asks for a token and warns about to-d
     // The homeserver URL comes from /client/server.json.
     const server = await (await fetch(PROXY + "/client/server.json")).json();
     assert.equal(await page.locator("#hs-url").inputValue(), server.server);
+});
+
+test("a token the homeserver rejects brings the form back with the error, and is not kept", async () => {
+    await page.locator("#token").fill("syt_not_a_token");
+    await page.locator("#connect").click();
+    await page.locator("#login-error", { hasText: "rejected" }).waitFor();
+    assert.match(await page.locator("#login-error").innerText(), /401 M_UNKNOWN_TOKEN/);
+    assert.ok(await page.locator("#login").isVisible());
+    assert.equal(await page.evaluate(() => localStorage.getItem("syncv3.client.token")), null);
+    syncs.length = 0;
 });
 
 test("a pasted token shows the demo's rooms, with avatars, unread counts, and is remembered", async () => {

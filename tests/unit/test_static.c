@@ -12,19 +12,23 @@
 
 static void test_content_types(void **st)
 {
-    assert_string_equal(http_static_content_type("index.html"), "text/html; charset=utf-8");
-    assert_string_equal(http_static_content_type("INDEX.HTML"), "text/html; charset=utf-8");
-    assert_string_equal(http_static_content_type("app.js"), "text/javascript; charset=utf-8");
-    assert_string_equal(http_static_content_type("mod.mjs"), "text/javascript; charset=utf-8");
-    assert_string_equal(http_static_content_type("style.css"), "text/css; charset=utf-8");
-    assert_string_equal(http_static_content_type("icon.svg"), "image/svg+xml");
-    assert_string_equal(http_static_content_type("shot.png"), "image/png");
-    assert_string_equal(http_static_content_type("x.json"), "application/json");
-    assert_string_equal(http_static_content_type("README"), "application/octet-stream");
-    assert_string_equal(http_static_content_type("a.jsx"), "application/octet-stream");
-    assert_string_equal(http_static_content_type("a.html.bak"), "application/octet-stream");
-    assert_string_equal(http_static_content_type("dir.js/file"), "application/octet-stream");
-    assert_string_equal(http_static_content_type(""), "application/octet-stream");
+    static const char *const cases[][2] = {
+        {"index.html", "text/html; charset=utf-8"},
+        {"INDEX.HTML", "text/html; charset=utf-8"},
+        {"app.js", "text/javascript; charset=utf-8"},
+        {"mod.mjs", "text/javascript; charset=utf-8"},
+        {"style.css", "text/css; charset=utf-8"},
+        {"icon.svg", "image/svg+xml"},
+        {"shot.png", "image/png"},
+        {"x.json", "application/json"},
+        {"README", "application/octet-stream"},
+        {"a.jsx", "application/octet-stream"},
+        {"a.html.bak", "application/octet-stream"},
+        {"dir.js/file", "application/octet-stream"},
+        {"", "application/octet-stream"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_string_equal(http_static_content_type(cases[i][0]), cases[i][1]);
 }
 
 static const unsigned char A[] = "a", B[] = "b";
