@@ -20,8 +20,9 @@ LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
 SRCS := $(sort $(wildcard src/*/*.c src/*/*/*.c))
-OBJS := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations.o
+OBJS := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations.o $(BUILD)/gen/webclient.o
 MIGRATIONS := $(sort $(wildcard src/store/migrations/*.sql))
+WEB_CLIENT := $(sort $(wildcard web/client/*))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -43,6 +44,14 @@ $(BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-migrations.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed-migrations.sh $(MIGRATIONS) > $@
 $(BUILD)/gen/migrations.o: $(BUILD)/gen/migrations.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# So are the web client's files (served at /client/). The folder is a
+# prerequisite too, so adding or removing a file regenerates the table.
+$(BUILD)/gen/webclient.c: $(WEB_CLIENT) web/client scripts/embed-webclient.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-webclient.sh $(WEB_CLIENT) > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/webclient.o: $(BUILD)/gen/webclient.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsyncv3.a

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: a throwaway PostgreSQL, the fake homeserver with sample users/rooms and a
-# message every few seconds, and syncv3 on 127.0.0.1:8008. Ctrl-C cleans everything up.
+# message every few seconds, and syncv3 on 127.0.0.1:8008 with its web client at /client/.
+# Ctrl-C cleans everything up.
 # Env: DEMO_PORT (default 8008), DEMO_INTERVAL (seconds between messages, default 5),
 #      DEMO_SKIP_SETUP=1 to skip scripts/setup.sh.
 set -euo pipefail
@@ -55,6 +56,10 @@ URL="http://127.0.0.1:$PORT/_matrix/client/unstable/org.matrix.msc3575/sync"
 cat <<MSG
 
   syncv3 demo is running (Ctrl-C to stop)
+
+  web client       : http://127.0.0.1:$PORT/client/
+                     paste the access token syt_demo_alice there (alice has 60 rooms)
+
   sliding sync URL : $URL
   homeserver (fake): http://127.0.0.1:$HS_PORT
   access tokens    : syt_demo_alice (@alice:localhost), syt_demo_bob (@bob:localhost)

@@ -11,6 +11,7 @@ PACKAGES=(
   postgresql postgresql-client
   python3 python3-pytest python3-pytest-timeout
   curl ca-certificates
+  chromium fonts-dejavu-core
 )
 
 missing=()
@@ -19,7 +20,7 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-# Node is needed only for the real-client test; any node >= 18 on PATH will do.
+# Node is needed only for the real-client and browser tests; any node >= 18 on PATH will do.
 if [ -f tests/js/package.json ] && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
@@ -36,22 +37,25 @@ else
   echo "setup: all Debian packages present"
 fi
 
-if [ -f tests/js/package.json ]; then
+# The Node tests' packages (matrix-js-sdk; playwright-core, which drives the Debian chromium
+# above and never downloads a browser of its own).
+for dir in tests/js tests/browser; do
+  [ -f "$dir/package.json" ] || continue
   (
-    cd tests/js
+    cd "$dir"
     stamp=node_modules/.syncv3-setup-stamp
     lock=package-lock.json
     [ -f "$lock" ] || lock=package.json
     if [ -f "$stamp" ] && [ "$stamp" -nt "$lock" ] && [ "$stamp" -nt package.json ]; then
-      echo "setup: tests/js node_modules up to date"
+      echo "setup: $dir node_modules up to date"
     else
       if [ -f package-lock.json ]; then
-        npm ci --no-audit --no-fund
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
       else
-        npm install --no-audit --no-fund
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund
       fi
       touch "$stamp"
     fi
   )
-fi
+done
 echo "setup: done"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# THE test command: sanitizer build, cmocka unit tests, black-box pytest suite, and the
-# Node real-client test when present. Its last line is always "N passed, N failed[, N skipped]";
+# THE test command: sanitizer build, cmocka unit tests, black-box pytest suite, the Node
+# real-client test and the browser test of the web client. Its last line is always "N passed, N failed[, N skipped]";
 # it exits non-zero when anything failed.
 #
 # Arguments are passed on to pytest (e.g. scripts/test.sh -k "restart or metrics").
@@ -76,19 +76,26 @@ PY
   fi
 fi
 
-if [ -x tests/js/run.sh ] || [ -f tests/js/run.sh ]; then
-  echo "== real-client test (tests/js/run.sh)"
-  bash tests/js/run.sh 2>&1 | tee "$OUT/js.log"; rc=${PIPESTATUS[0]}
-  last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/js.log" | tail -1)
+# A Node suite's run.sh prints "N passed, N failed[, N skipped]" last; its counts join ours.
+node_suite() { # title script
+  [ -f "$2" ] || return 0
+  local name log last rc np nf ns
+  name=$(basename "$(dirname "$2")")
+  log="$OUT/$name.log"
+  echo "== $1 ($2)"
+  bash "$2" 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
+  last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
   if [ -n "$last" ]; then
-    jp=$(echo "$last" | sed -E 's/^([0-9]+) passed.*/\1/')
-    jf=$(echo "$last" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
-    js=$(echo "$last" | sed -nE 's/.*, ([0-9]+) skipped.*/\1/p')
-    pass "$jp"; skipped=$((skipped + ${js:-0}))
-    if [ "$jf" -gt 0 ]; then fail "$jf" "tests/js"; fi
-    if [ "$rc" -ne 0 ] && [ "$jf" -eq 0 ]; then fail 1 "tests/js (exit status $rc)"; fi
-  elif [ "$rc" -eq 0 ]; then pass 1; else fail 1 "tests/js (exit status $rc)"; fi
-fi
+    np=$(echo "$last" | sed -E 's/^([0-9]+) passed.*/\1/')
+    nf=$(echo "$last" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
+    ns=$(echo "$last" | sed -nE 's/.*, ([0-9]+) skipped.*/\1/p')
+    pass "$np"; skipped=$((skipped + ${ns:-0}))
+    if [ "$nf" -gt 0 ]; then fail "$nf" "tests/$name"; fi
+    if [ "$rc" -ne 0 ] && [ "$nf" -eq 0 ]; then fail 1 "tests/$name (exit status $rc)"; fi
+  elif [ "$rc" -eq 0 ]; then pass 1; else fail 1 "tests/$name (exit status $rc)"; fi
+}
+node_suite "real-client test" tests/js/run.sh
+node_suite "browser test: the web client in Chromium" tests/browser/run.sh
 
 echo "== fuzz (libFuzzer, ${FUZZ_SECS:-15} s per driver; longer: make fuzz-run FUZZ_SECS=600)"
 if make -j"$(nproc)" fuzz >"$OUT/fuzz-build.log" 2>&1; then

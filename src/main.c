@@ -14,6 +14,7 @@
 #include "cache/cache.h"
 #include "http/prom.h"
 #include "http/server.h"
+#include "http/static.h"
 #include "ingest/ingest.h"
 #include "obs/metrics.h"
 #include "store/db.h"
@@ -212,7 +213,8 @@ int main(int argc, char **argv)
     http_listen_opts_from_config(&lo, &s.cfg);
     lo.pool_threads = 8;
     lo.static_prefix = "/client/";
-    lo.static_dir = "web/client";
+    lo.static_files = web_client_files;
+    lo.n_static_files = web_client_files_count;
     if (http_server_start(&s.http, &lo, routes, sizeof routes / sizeof routes[0]) < 0) {
         LOG_FATAL("main", "cannot listen on %s", s.cfg.bindaddr);
         goto fail;

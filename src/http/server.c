@@ -8,7 +8,6 @@
 #include "http/server.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -18,8 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -27,6 +24,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "http/sock.h"
+#include "http/static.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 #define DEFAULT_POOL_THREADS 4u
@@ -34,7 +32,6 @@
 #define DEFAULT_CONN_MEMORY ((size_t)32 << 10)
 #define DEFAULT_IDLE_TIMEOUT 300u
 #define LISTEN_BACKLOG 1024
-#define STATIC_MAX_FILE ((size_t)32 << 20)
 #define DRAIN_SEND_SECS 5
 #define HEAP_NONE SIZE_MAX
 #define DISCARD_MAX ((size_t)16 << 20)
@@ -70,8 +67,9 @@ struct http_server {
     int port;                    /* bound TCP port, -1 for unix sockets */
     struct route *routes;        /* exact-match routes (owned copies) */
     size_t n_routes;             /* entries in routes */
-    char *static_prefix;         /* URL prefix for static files, or NULL */
-    char *static_dir;            /* directory for static files, or NULL */
+    char *static_prefix;         /* URL prefix (ending in '/') for static files, or NULL */
+    const struct http_static_file *static_files; /* files below static_prefix (borrowed) */
+    size_t n_static_files;       /* entries in static_files */
     size_t max_body;             /* request body limit in bytes */
     char *tls_key_pem;           /* PEM key text handed to libmicrohttpd, or NULL */
     char *tls_cert_pem;          /* PEM certificate text, or NULL */
@@ -297,18 +295,24 @@ static void *timer_main(void *arg)
 
 /* ---------------------------------------------------------------- responses */
 
-static void queue(struct http_req *req, int status, const char *content_type, char *body, size_t len,
-                  const char *extra_name, const char *extra_value)
+/* Queues the response. Without `owned` the body is static data the server
+ * neither copies nor frees; with it, body is free()d later. */
+static void queue(struct http_req *req, int status, const char *content_type, char *body, size_t len, bool owned,
+                  const struct http_header *hdrs, size_t n_hdrs)
 {
     CHECK(req->status == 0);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, len ? body : (void *)"", len ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!len) free(body);
+    struct MHD_Response *r;
+    if (!len) {
+        if (owned) free(body);
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    } else {
+        r = MHD_create_response_from_buffer(len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    }
     CHECK(r != NULL);
     for (size_t i = 0; i < sizeof cors_headers / sizeof cors_headers[0]; i++)
         MHD_add_response_header(r, cors_headers[i][0], cors_headers[i][1]);
     if (content_type) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    if (extra_name) MHD_add_response_header(r, extra_name, extra_value);
+    for (size_t i = 0; i < n_hdrs; i++) MHD_add_response_header(r, hdrs[i].name, hdrs[i].value);
     if (MHD_queue_response(req->conn, (unsigned)status, r) != MHD_YES) {
         LOG_ERROR("http", "%s %s: could not queue the %d response; closing", req->method, req->path, status);
         req->queue_failed = true;
@@ -324,7 +328,13 @@ static void queue(struct http_req *req, int status, const char *content_type, ch
 
 void http_req_respond(struct http_req *req, int status, const char *content_type, char *body, size_t len)
 {
-    queue(req, status, content_type, body, len, NULL, NULL);
+    queue(req, status, content_type, body, len, true, NULL, 0);
+}
+
+void http_req_respond_static(struct http_req *req, int status, const char *content_type, const void *body,
+                             size_t len, const struct http_header *headers, size_t n_headers)
+{
+    queue(req, status, content_type, (char *)body, len, false, headers, n_headers);
 }
 
 static char *error_json(const char *errcode, const char *msg, size_t *len)
@@ -352,7 +362,7 @@ void http_req_respond_error(struct http_req *req, int status, const char *errcod
     va_end(ap);
     size_t len;
     char *body = error_json(errcode, msg, &len);
-    queue(req, status, "application/json", body, len, NULL, NULL);
+    queue(req, status, "application/json", body, len, true, NULL, 0);
 }
 
 void http_req_log_append(struct http_req *req, const char *fmt, ...)
@@ -440,75 +450,18 @@ static const struct route *find_route(const struct http_server *s, const char *p
     return NULL;
 }
 
-static const char *content_type_for(const char *path)
+/* True if path is below the static prefix (*rel = the rest) or is the prefix
+ * without its trailing slash (*rel = NULL: redirect). */
+static bool static_match(const struct http_server *s, const char *path, const char **rel)
 {
-    static const char *const types[][2] = {
-        {".html", "text/html; charset=utf-8"},  {".htm", "text/html; charset=utf-8"},
-        {".js", "text/javascript; charset=utf-8"}, {".mjs", "text/javascript; charset=utf-8"},
-        {".css", "text/css; charset=utf-8"},    {".json", "application/json"},
-        {".svg", "image/svg+xml"},              {".png", "image/png"},
-        {".ico", "image/x-icon"},               {".txt", "text/plain; charset=utf-8"},
-        {".md", "text/plain; charset=utf-8"},   {".map", "application/json"},
-    };
-    const char *dot = strrchr(path, '.');
-    const char *slash = strrchr(path, '/');
-    if (dot && (!slash || dot > slash))
-        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-            if (strcasecmp(dot, types[i][0]) == 0) return types[i][1];
-    return "application/octet-stream";
-}
-
-/* True if rel (a path below the static prefix) is safe to join to the dir. */
-static bool static_path_ok(const char *rel)
-{
-    if (rel[0] == '/') return false;
-    for (const char *p = rel; *p;) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if ((n == 2 && p[0] == '.' && p[1] == '.') || memchr(p, '\\', n)) return false;
-        if (!e) break;
-        p = e + 1;
+    if (!s->static_prefix) return false;
+    size_t n = strlen(s->static_prefix);
+    if (strncmp(path, s->static_prefix, n) == 0) {
+        *rel = path + n;
+        return true;
     }
-    return true;
-}
-
-/* Answers a GET/HEAD below the static prefix from the static directory. */
-static void serve_static(struct http_req *req)
-{
-    struct http_server *s = req->srv;
-    const char *rel = req->path + strlen(s->static_prefix);
-    char *file = NULL;
-    int fd = -1;
-    if (!static_path_ok(rel)) {
-        http_req_respond_error(req, 404, "M_NOT_FOUND", "File not found");
-        goto out;
-    }
-    size_t rl = strlen(rel);
-    bool dir_like = rl == 0 || rel[rl - 1] == '/';
-    file = xasprintf("%s/%s%s", s->static_dir, rel, dir_like ? "index.html" : "");
-    fd = open(file, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > STATIC_MAX_FILE) {
-        http_req_respond_error(req, 404, "M_NOT_FOUND", "File not found");
-        goto out;
-    }
-    size_t len = (size_t)st.st_size, got = 0;
-    char *data = xmalloc(len ? len : 1);
-    while (got < len) {
-        ssize_t n = read(fd, data + got, len - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += (size_t)n;
-    }
-    if (got != len) {
-        free(data);
-        http_req_respond_error(req, 500, "M_UNKNOWN", "Cannot read file");
-        goto out;
-    }
-    http_req_respond(req, 200, content_type_for(file), data, len);
-out:
-    if (fd >= 0) close(fd);
-    free(file);
+    *rel = NULL;
+    return n > 1 && strlen(path) == n - 1 && strncmp(path, s->static_prefix, n - 1) == 0;
 }
 
 /* Calls the handler (again) and answers or suspends the connection. */
@@ -625,8 +578,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return req->queue_failed ? MHD_NO : MHD_YES;
         }
         req->route = find_route(s, req->path);
-        bool is_static = !req->route && s->static_prefix &&
-                         strncmp(req->path, s->static_prefix, strlen(s->static_prefix)) == 0;
+        const char *static_rel = NULL;
+        bool is_static = !req->route && static_match(s, req->path, &static_rel);
         if (!req->route && !is_static) {
             http_req_respond_error(req, 404, "M_UNRECOGNIZED", "Unrecognized request");
             return req->queue_failed ? MHD_NO : MHD_YES;
@@ -634,12 +587,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         const char *methods = req->route ? req->route->methods : "GET";
         if (!method_allowed(methods, method)) {
             char *allow = xasprintf("%s, OPTIONS", methods);
-            queue(req, 405, NULL, NULL, 0, MHD_HTTP_HEADER_ALLOW, allow);
+            struct http_header h = {MHD_HTTP_HEADER_ALLOW, allow};
+            queue(req, 405, NULL, NULL, 0, true, &h, 1);
             free(allow);
             return req->queue_failed ? MHD_NO : MHD_YES;
         }
         if (is_static) {
-            serve_static(req);
+            http_static_answer(req, s->static_prefix, s->static_files, s->n_static_files, static_rel);
             return req->queue_failed ? MHD_NO : MHD_YES;
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -779,7 +733,6 @@ static void server_free(struct http_server *s)
     }
     free(s->routes);
     free(s->static_prefix);
-    free(s->static_dir);
     free(s->unix_path);
     free(s->heap);
     if (s->tls_key_pem) explicit_bzero(s->tls_key_pem, strlen(s->tls_key_pem));
@@ -824,9 +777,12 @@ int http_server_start(struct http_server **out, const struct http_listen_opts *o
                                       .ud = routes[i].ud};
     }
     s->n_routes = n_routes;
-    if (opts->static_prefix && opts->static_dir) {
+    if (opts->static_prefix && opts->static_files) {
+        size_t n = strlen(opts->static_prefix);
+        CHECK(n > 0 && opts->static_prefix[n - 1] == '/');
         s->static_prefix = xstrdup(opts->static_prefix);
-        s->static_dir = xstrdup(opts->static_dir);
+        s->static_files = opts->static_files;
+        s->n_static_files = opts->n_static_files;
     }
 
     bool tls = opts->tls_cert || opts->tls_key;

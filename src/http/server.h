@@ -24,6 +24,7 @@
 
 struct config;
 struct http_server;
+struct http_static_file;
 struct http_req; /* opaque; lives from the first byte of a request to its last reference */
 
 enum http_action {
@@ -57,8 +58,9 @@ struct http_listen_opts {
     unsigned max_connections;  /* simultaneous connections (parked ones count); 0 = 16384 */
     size_t conn_memory;        /* libmicrohttpd per-connection pool (headers, I/O buffers; bodies are copied out); 0 = 32 KiB */
     unsigned idle_timeout_secs; /* close a connection idle this long between requests; 0 = 300 */
-    const char *static_prefix; /* URL prefix served from static_dir, e.g. "/client/"; NULL = none */
-    const char *static_dir;    /* directory holding the static files */
+    const char *static_prefix; /* URL prefix (ending in '/') served from static_files, e.g. "/client/"; NULL = none */
+    const struct http_static_file *static_files; /* the files below static_prefix (http/static.h); borrowed */
+    size_t n_static_files;     /* entries in static_files */
 };
 
 /* Fills o from the SYNCV3_BINDADDR / SYNCV3_TLS_* settings of c, other fields
@@ -132,6 +134,17 @@ void http_req_unref(struct http_req *req);
  * this call takes ownership of (free()d later; NULL if len is 0). Adds the
  * CORS headers. Exactly once per request, only from the handler. */
 void http_req_respond(struct http_req *req, int status, const char *content_type, char *body, size_t len);
+
+struct http_header {
+    const char *name;  /* header name */
+    const char *value; /* its value */
+};
+
+/* Like http_req_respond, but the body is not owned nor freed by the server:
+ * it must stay valid until the response is sent (static data). headers (and
+ * their strings) are copied. */
+void http_req_respond_static(struct http_req *req, int status, const char *content_type, const void *body,
+                             size_t len, const struct http_header *headers, size_t n_headers);
 
 /* Answers with a Matrix error body {"errcode":errcode,"error":message}
  * (errcode NULL = omitted), Content-Type application/json. */

@@ -7,6 +7,14 @@ Standard library only. It serves the three upstream endpoints the proxy uses:
   GET /_matrix/client/{v3,r0}/account/whoami
   GET /_matrix/client/{v3,r0}/sync
 
+and, for the web client at syncv3's /client/ (which talks to the homeserver
+directly, so every answer carries CORS headers and OPTIONS is answered):
+
+  PUT /_matrix/client/v3/rooms/{room}/send/{type}/{txn}   the event goes into the
+      sender's next /sync (with unsigned.transaction_id); see on_send
+  GET /_matrix/client/v3/rooms/{room}/messages?dir=b&from=   history added with add_history
+  GET /_matrix/media/v3/thumbnail/{server}/{id}           media added with add_media
+
 Tests register access tokens (token -> user_id, device_id) and push sync v2
 response bodies onto a per-token queue. A /sync pops the next queued body
 (assigning next_batch "s1", "s2", ... when absent); with an empty queue it
@@ -42,13 +50,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 SYNC_PATHS = ("/_matrix/client/v3/sync", "/_matrix/client/r0/sync")
 WHOAMI_PATHS = ("/_matrix/client/v3/account/whoami", "/_matrix/client/r0/account/whoami")
 VERSIONS_PATH = "/_matrix/client/versions"
+ROOMS_PREFIX = "/_matrix/client/v3/rooms/"
+THUMBNAIL_PREFIX = "/_matrix/media/v3/thumbnail/"
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Origin, X-Requested-With, Content-Type, Accept, Authorization",
+}
 
 
 class Request:
     """One request the fake homeserver received."""
 
-    def __init__(self, method, raw_path, headers):
+    def __init__(self, method, raw_path, headers, body=b""):
         self.method = method
+        self.body = body  # the request body (bytes)
         parts = urllib.parse.urlsplit(raw_path)
         self.path = parts.path
         self.raw_query = parts.query
@@ -129,14 +145,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self):
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.body = self.rfile.read(length) if length else b""
         self.server.fakehs._handle(self)
 
     do_GET = _dispatch
     do_POST = _dispatch
     do_PUT = _dispatch
     do_DELETE = _dispatch
+    do_OPTIONS = _dispatch
 
     # -- response helpers used by FakeHomeserver._handle --
     def send_body(self, status, body, content_type="application/json", extra_headers=None):
@@ -147,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra_headers or {}).items():
+        for k, v in dict(CORS_HEADERS, **(extra_headers or {})).items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
@@ -209,6 +225,11 @@ class FakeHomeserver:
         self._httpd = None
         self._thread = None
         self._device_counter = itertools.count(1)
+        self.sent = []                # (token, room_id, event) of every PUT /send, in order
+        self.on_send = None           # called as on_send(token, room_id, event) after a /send
+        self._txns = {}               # (token, room_id, txn) -> event ID
+        self._history = {}            # (room_id, prev_batch) -> events before it, oldest first
+        self._media = {}              # (server, media_id) -> (content type, bytes)
 
     # ------------------------------------------------------------ lifecycle
     def start(self):
@@ -359,6 +380,24 @@ class FakeHomeserver:
             for _ in range(count):
                 q.append(fault)
 
+    # ------------------------------------------------------------ client endpoints
+    def add_history(self, room_id, prev_batch, events):
+        """Makes /messages?dir=b&from=<prev_batch> page back through `events` (oldest first: the
+        history just before the timeline that carried prev_batch), newest first, `limit` at a
+        time; the last page has no `end`."""
+        with self._cond:
+            self._history[(room_id, prev_batch)] = list(events)
+
+    def add_media(self, server, media_id, data, content_type="image/png"):
+        """Serves `data` at /_matrix/media/v3/thumbnail/<server>/<media_id>."""
+        with self._cond:
+            self._media[(server, media_id)] = (content_type, bytes(data))
+
+    def send_requests(self, token=None):
+        with self._cond:
+            return [r for r in self.requests if r.method == "PUT" and "/send/" in r.path
+                    and (token is None or r.token == token)]
+
     # ------------------------------------------------------------ observing
     def sync_requests(self, token=None):
         with self._cond:
@@ -411,12 +450,18 @@ class FakeHomeserver:
 
     # ------------------------------------------------------------ serving
     def _handle(self, h):
-        req = Request(h.command, h.path, h.headers)
+        req = Request(h.command, h.path, h.headers, h.body)
         with self._cond:
             self.requests.append(req)
             self._cond.notify_all()
         try:
-            if req.path == VERSIONS_PATH:
+            if req.method == "OPTIONS":
+                self._answer(h, req, 200, b"", "text/plain")
+            elif req.path.startswith(ROOMS_PREFIX):
+                self._room_endpoint(h, req)
+            elif req.path.startswith(THUMBNAIL_PREFIX):
+                self._thumbnail(h, req)
+            elif req.path == VERSIONS_PATH:
                 self._answer(h, req, 200, self.versions_body)
             elif req.path in WHOAMI_PATHS:
                 self._whoami(h, req)
@@ -477,6 +522,65 @@ class FakeHomeserver:
             h.drop()
         elif kind == "reset":
             h.drop(reset=True)
+
+    def _room_endpoint(self, h, req):
+        parts = [urllib.parse.unquote(p) for p in req.path[len(ROOMS_PREFIX):].split("/")]
+        acct = self._accounts.get(req.token) if req.token else None
+        if acct is None or acct.revoked:
+            return self._unknown_token(h, req)
+        if req.method == "PUT" and len(parts) == 4 and parts[1] == "send":
+            return self._send(h, req, acct, parts[0], parts[2], parts[3])
+        if req.method == "GET" and len(parts) == 2 and parts[1] == "messages":
+            return self._messages(h, req, parts[0])
+        self._answer(h, req, 404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
+
+    def _send(self, h, req, acct, room_id, ev_type, txn):
+        try:
+            content = json.loads(req.body or b"null")
+        except ValueError:
+            content = None
+        if not isinstance(content, dict):
+            return self._answer(h, req, 400, {"errcode": "M_NOT_JSON", "error": "Content not JSON."})
+        key = (acct.token, room_id, txn)
+        with self._cond:
+            known = self._txns.get(key)
+        if known:  # a retried transaction: the same event, sent once
+            return self._answer(h, req, 200, {"event_id": known})
+        ev = event(ev_type, acct.user_id, content)
+        with self._cond:
+            self._txns[key] = ev["event_id"]
+            self.sent.append((acct.token, room_id, ev))
+        own = dict(ev, unsigned={"transaction_id": txn})
+        self.queue(acct.token, sync_response(join={room_id: joined_room(timeline=[own])}))
+        if self.on_send:
+            self.on_send(acct.token, room_id, ev)
+        self._answer(h, req, 200, {"event_id": ev["event_id"]})
+
+    def _messages(self, h, req, room_id):
+        if req.query.get("dir", "b") != "b" or not req.query.get("from"):
+            return self._answer(h, req, 400, {"errcode": "M_INVALID_PARAM", "error": "need dir=b and from"})
+        prev_batch, _, done = req.query["from"].partition("~")
+        try:
+            done = int(done or 0)
+            limit = max(1, min(int(req.query.get("limit", "10")), 100))
+        except ValueError:
+            return self._answer(h, req, 400, {"errcode": "M_INVALID_PARAM", "error": "bad from or limit"})
+        with self._cond:
+            history = self._history.get((room_id, prev_batch), [])
+        older = history[:max(0, len(history) - done)]
+        chunk = list(reversed(older[-limit:]))
+        body = {"chunk": chunk, "start": req.query["from"]}
+        if len(older) > len(chunk):
+            body["end"] = "%s~%d" % (prev_batch, done + len(chunk))
+        self._answer(h, req, 200, body)
+
+    def _thumbnail(self, h, req):
+        parts = req.path[len(THUMBNAIL_PREFIX):].split("/")
+        with self._cond:
+            media = self._media.get(tuple(parts)) if len(parts) == 2 else None
+        if media is None:
+            return self._answer(h, req, 404, {"errcode": "M_NOT_FOUND", "error": "Not found"})
+        self._answer(h, req, 200, media[1], media[0])
 
     def _whoami(self, h, req):
         acct = self._accounts.get(req.token) if req.token else None
@@ -821,83 +925,8 @@ def sync_response(join=None, invite=None, leave=None, to_device=(), device_lists
 
 
 # =========================================================================
-# Standalone mode (the demo)
+# Standalone mode (the demo script lives in fakehs_demo.py)
 # =========================================================================
-
-DEMO_SERVER = "localhost"
-DEMO_USERS = {
-    # token: (user_id, device_id, displayname)
-    "syt_demo_alice": ("@alice:" + DEMO_SERVER, "ALICEDEMO", "Alice"),
-    "syt_demo_bob": ("@bob:" + DEMO_SERVER, "BOBDEMO", "Bob"),
-}
-DEMO_CHATTER = [
-    "Has anyone seen the release notes?", "Lunch at noon?", "The build is green again.",
-    "I pushed a fix for the flaky test.", "Coffee?", "Who owns the staging box?",
-    "Reminder: standup in 5 minutes.", "Nice work on the migration!", "Can you review my PR?",
-    "The metrics dashboard looks good.",
-]
-
-
-def run_demo(hs, interval):
-    alice, bob = "@alice:" + DEMO_SERVER, "@bob:" + DEMO_SERVER
-    for token, (uid, dev, _) in DEMO_USERS.items():
-        hs.register(token, uid, dev)
-    names = ["General", "Random", "Engineering", "Design", "Ops", "Release planning", "Book club",
-             "Bikes", "Music"]
-    rooms = {}  # room_id -> members
-    joins = {alice: {}, bob: {}}
-    for i, n in enumerate(names):
-        rid = "!demo%d:%s" % (i, DEMO_SERVER)
-        creator = alice if i % 2 == 0 else bob
-        st = room_state(creator, n, encrypted=(n == "Ops"))
-        st[1]["content"]["displayname"] = creator[1:].split(":")[0].capitalize()
-        members = [creator]
-        other = bob if creator == alice else alice
-        if i < 6:  # bob and alice share the first six rooms
-            st.append(join(other, displayname=other[1:].split(":")[0].capitalize()))
-            members.append(other)
-        tl = [message(creator, "Welcome to %s!" % n), message(members[-1], DEMO_CHATTER[i])]
-        rooms[rid] = members
-        for m in members:
-            joins[m][rid] = joined_room(st, tl, prev_batch="p_demo_%d" % i,
-                                        notification_count=(1 if m != members[-1] else 0),
-                                        highlight_count=0)
-    # a DM between alice and bob
-    dm = "!demodm:" + DEMO_SERVER
-    dm_state = [create(alice), join(alice, displayname="Alice"), power_levels(alice),
-                join_rules(alice, "invite"), invite(alice, bob, is_direct=True),
-                join(bob, displayname="Bob")]
-    dm_tl = [message(bob, "hey alice, got a minute?")]
-    rooms[dm] = [alice, bob]
-    for m in (alice, bob):
-        joins[m][dm] = joined_room(dm_state, dm_tl, prev_batch="p_demo_dm", notification_count=1)
-    direct = {alice: account_data("m.direct", {bob: [dm]}), bob: account_data("m.direct", {alice: [dm]})}
-    # an invite for alice from a third user
-    inv_room = "!demoinvite:" + DEMO_SERVER
-    inv_state = invite_to("@carol:" + DEMO_SERVER, alice, room_name="Carol's party")
-    for token, (uid, _, _) in DEMO_USERS.items():
-        body = sync_response(join=joins[uid], account_data=[direct[uid]])
-        if uid == alice:
-            body["rooms"]["invite"] = {inv_room: invited_room(inv_state)}
-        hs.queue(token, body)
-
-    stop = threading.Event()
-
-    def chatter():
-        for n in itertools.count():
-            if stop.wait(interval):
-                return
-            rid = list(rooms)[n % len(rooms)]
-            members = rooms[rid]
-            sender = members[n % len(members)]
-            ev = message(sender, DEMO_CHATTER[n % len(DEMO_CHATTER)])
-            for token, (uid, _, _) in DEMO_USERS.items():
-                if uid in members:
-                    counts = {} if uid == sender else {"notification_count": 1 + n // len(rooms)}
-                    hs.queue(token, sync_response(join={rid: joined_room(timeline=[ev], **counts)}))
-    threading.Thread(target=chatter, name="demo-chatter", daemon=True).start()
-    return stop
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="syncv3's scripted fake homeserver")
@@ -916,8 +945,11 @@ def main(argv=None):
         uid, dev = rest.rsplit(":", 1)
         hs.register(tok, uid, dev)
     if args.script == "demo":
-        run_demo(hs, args.interval)
-        for token, (uid, dev, _) in DEMO_USERS.items():
+        # Run as a script, this module is __main__: the demo must use this copy of it.
+        sys.modules.setdefault("fakehs", sys.modules[__name__])
+        import fakehs_demo
+        fakehs_demo.run_demo(hs, args.interval)
+        for token, (uid, dev, _) in fakehs_demo.DEMO_USERS.items():
             print("token %s  user %s  device %s" % (token, uid, dev), flush=True)
     print("fakehs listening on %s" % hs.url, flush=True)
     done = threading.Event()

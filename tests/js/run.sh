@@ -7,7 +7,11 @@
 # any failure. syncv3 exiting non-zero on SIGTERM or printing a sanitizer report counts as a
 # failure.
 #
-# Env: SYNCV3_TEST_BINARY   binary (default build-san/syncv3 if present, else build/syncv3;
+# The same stack runs the browser test (tests/browser/run.sh sets SYNCV3_NODE_SUITE).
+#
+# Env: SYNCV3_NODE_SUITE    folder whose *.test.mjs run (default tests/js; its node_modules
+#                           come from npm ci there)
+#      SYNCV3_TEST_BINARY   binary (default build-san/syncv3 if present, else build/syncv3;
 #                           relative paths are taken from the repository root)
 #      SYNCV3_TEST_LOG_LEVEL syncv3's SYNCV3_LOG_LEVEL (default debug)
 #      SYNCV3_JS_KEEP=1      keep the work dir (logs, HTTP capture) and print its path
@@ -15,6 +19,8 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+SUITE=$(cd "${SYNCV3_NODE_SUITE:-$HERE}" && pwd)
+NAME="tests/$(basename "$SUITE")"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
@@ -24,7 +30,7 @@ if [ -z "$BIN" ]; then
 fi
 case "$BIN" in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/syncv3-js.XXXXXX")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/syncv3-$(basename "$SUITE").XXXXXX")
 chmod 755 "$WORK" # the postgres user (when we are root) must reach $WORK/pg
 SCEN_PID="" PROXY_PID="" NODE_JOB="" PG_STARTED=0
 extra_failures=0
@@ -61,7 +67,7 @@ cleanup() {
   if [ -n "$SCEN_PID" ]; then stop_pid "$SCEN_PID" 5 || true; SCEN_PID=""; fi
   if [ "$PG_STARTED" = 1 ]; then "$PY" "$ROOT/tests/e2e/pgtmp.py" stop "$WORK/pg" >/dev/null 2>&1 || true; fi
   if [ "${SYNCV3_JS_KEEP:-0}" = 1 ]; then
-    echo "tests/js: work dir kept: $WORK" >&2
+    echo "$NAME: work dir kept: $WORK" >&2
   else
     rm -rf "$WORK"
   fi
@@ -70,7 +76,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 abort() { # message -> prints logs, counts one failure, exits
-  echo "tests/js: $*" >&2
+  echo "$NAME: $*" >&2
   show_logs
   summary 0 1
   exit 1
@@ -88,9 +94,9 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0
 
 command -v node >/dev/null 2>&1 || abort "node is not installed (scripts/setup.sh)"
 [ -x "$BIN" ] || abort "syncv3 binary not found at $BIN (build it with make)"
-if [ ! -d "$HERE/node_modules/matrix-js-sdk" ]; then
-  echo "tests/js: node_modules missing, running npm ci" >&2
-  (cd "$HERE" && npm ci --no-audit --no-fund) >&2 || abort "npm ci failed"
+if [ ! -f "$SUITE/node_modules/.package-lock.json" ]; then
+  echo "$NAME: node_modules missing, running npm ci" >&2
+  (cd "$SUITE" && npm ci --no-audit --no-fund) >&2 || abort "npm ci failed"
 fi
 
 # (a) PostgreSQL
@@ -139,12 +145,13 @@ done
 
 # the Node test(s). --test-force-exit: matrix-js-sdk arms a timer per request (the request's
 # client-side timeout) that it never clears; without it node would wait for the last one.
-echo "tests/js: $(basename "$BIN") on $PROXY_URL, fake homeserver on $HS_URL"
+echo "$NAME: $(basename "$BIN") on $PROXY_URL, fake homeserver on $HS_URL"
 # It runs in the background so that a SIGINT/SIGTERM of this script is handled at once.
 {
   (
-    cd "$HERE" && echo "$BASHPID" >"$WORK/node.pid" &&
+    cd "$SUITE" && echo "$BASHPID" >"$WORK/node.pid" &&
     SYNCV3_PROXY_URL="$PROXY_URL" SYNCV3_CONTROL_URL="$CONTROL_URL" SYNCV3_JS_CAPTURE="$WORK/http-capture.jsonl" \
+      SYNCV3_TEST_WORK="$WORK" \
       exec timeout -k 10 600 node --test --test-force-exit --test-timeout=120000 --test-reporter=spec ./*.test.mjs
   ) 2>&1 </dev/null | tee "$WORK/node.out"
 } &
@@ -159,7 +166,7 @@ passed=$(count pass) failed=$(count fail) skipped=$(count skipped) cancelled=$(c
 passed=${passed:-0} failed=${failed:-0} skipped=${skipped:-0} cancelled=${cancelled:-0}
 failed=$((failed + cancelled))
 if [ "$node_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  echo "tests/js: node --test exited with status $node_rc" >&2
+  echo "$NAME: node --test exited with status $node_rc" >&2
   failed=1
 fi
 
@@ -167,12 +174,12 @@ fi
 stop_pid "$PROXY_PID" 20; proxy_rc=$?
 PROXY_PID=""
 if [ "$proxy_rc" -eq 255 ]; then
-  echo "tests/js: syncv3 did not exit within 20 s of SIGTERM" >&2; extra_failures=$((extra_failures + 1))
+  echo "$NAME: syncv3 did not exit within 20 s of SIGTERM" >&2; extra_failures=$((extra_failures + 1))
 elif [ "$proxy_rc" -ne 0 ]; then
-  echo "tests/js: syncv3 exited with status $proxy_rc on SIGTERM" >&2; extra_failures=$((extra_failures + 1))
+  echo "$NAME: syncv3 exited with status $proxy_rc on SIGTERM" >&2; extra_failures=$((extra_failures + 1))
 fi
 if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|SUMMARY: AddressSanitizer|AddressSanitizer:DEADLYSIGNAL|UndefinedBehaviorSanitizer|runtime error:|WARNING: ThreadSanitizer' "$WORK/syncv3.stderr"; then
-  echo "tests/js: sanitizer report in syncv3's stderr:" >&2
+  echo "$NAME: sanitizer report in syncv3's stderr:" >&2
   grep -nE -A40 'ERROR: (AddressSanitizer|LeakSanitizer)|AddressSanitizer:DEADLYSIGNAL|UndefinedBehaviorSanitizer|runtime error:|WARNING: ThreadSanitizer' "$WORK/syncv3.stderr" | head -80 >&2
   extra_failures=$((extra_failures + 1))
 fi

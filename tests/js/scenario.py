@@ -41,6 +41,13 @@ key counts ({"signed_curve25519": 50}) and unused fallback key types (["signed_c
                              queues one v2 /sync response for the crypter carrying those
                              top-level sections; answers {"next_batch", "to_device": [events]}
 
+The demo's users (tests/e2e/fakehs_demo.py: alice with 60 rooms, bob), for tests/browser; nothing
+is sent by itself, a PUT /send reaches the room's members:
+
+  GET  /demo/scenario    -> {"token", "user_id", "device_id", "count", "history", "rooms":
+                             [{"room_id", "name", "has_avatar", "history_prefix"}...] (newest
+                             activity first)}
+
 /message and /wait_idle take an optional "token" (default: the first user's); /message also
 knows the lister's and the crypter's rooms and then queues for that user.
 
@@ -59,6 +66,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 import fakehs as F  # noqa: E402
+import fakehs_demo  # noqa: E402
 
 SERVER = "localhost"
 USER = "@jsclient:" + SERVER
@@ -257,6 +265,8 @@ def make_control(scenario):
                 return self._reply(200, scenario.lister_describe())
             if self.path == "/e2ee/scenario":
                 return self._reply(200, scenario.crypter_describe())
+            if self.path == "/demo/scenario":
+                return self._reply(200, fakehs_demo.describe())
             self._reply(404, {"error": "unknown path"})
 
         def do_POST(self):
@@ -303,6 +313,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     hs = F.FakeHomeserver().start()
     scenario = Scenario(hs)
+    fakehs_demo.run_demo(hs, None)  # the demo's users and rooms, for tests/browser
     control = make_control(scenario)
     threading.Thread(target=control.serve_forever, kwargs={"poll_interval": 0.1},
                      daemon=True).start()

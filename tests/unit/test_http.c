@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "http/prom.h"
 #include "http/server.h"
+#include "http/static.h"
 #include "obs/metrics.h"
 
 #define WAIT_LIMIT_MS 30000
@@ -328,6 +329,7 @@ static struct http_server *start(struct http_listen_opts *o, struct parker *p, c
         {.path = "/err2", .methods = "GET", .fn = h_err, .ud = NULL},
         {.path = "/park", .methods = "POST", .fn = h_park, .ud = p},
         {.path = "/len", .methods = "POST", .fn = h_len},
+        {.path = "/client/route", .methods = "GET", .fn = h_err},
     };
     struct http_server *s = NULL;
     assert_int_equal(http_server_start(&s, o, routes, sizeof routes / sizeof routes[0]), 0);
@@ -687,15 +689,17 @@ static void test_unix_socket(void **st)
     free(path);
 }
 
+/* Served through the server: the files of a table, exact routes first, 308
+ * for the bare prefix, ETag/304, HEAD, and JSON 404s for anything else. */
 static void test_static(void **st)
 {
-    make_tmpdir();
-    char *f1 = xasprintf("%s/index.html", tmpdir), *f2 = xasprintf("%s/app.js", tmpdir);
-    char *sub = xasprintf("%s/sub", tmpdir);
-    write_file(f1, "<html>hi</html>");
-    write_file(f2, "let x = 1;");
-    mkdir(sub, 0755);
-    struct http_listen_opts o = {.host = "127.0.0.1", .port = 0, .static_prefix = "/client/", .static_dir = tmpdir};
+    static const unsigned char page[] = "<html>hi</html>", js[] = "let x = 1;";
+    const struct http_static_file files[] = {
+        {"index.html", page, sizeof page - 1, "\"e1\""},
+        {"app.js", js, sizeof js - 1, "\"e2\""},
+    };
+    struct http_listen_opts o = {
+        .host = "127.0.0.1", .port = 0, .static_prefix = "/client/", .static_files = files, .n_static_files = 2};
     char base[64], url[160];
     struct http_server *s = start(&o, NULL, base, sizeof base);
     struct resp r;
@@ -705,42 +709,62 @@ static void test_static(void **st)
     assert_int_equal(r.status, 200);
     assert_string_equal(buf_cstr(&r.body), "<html>hi</html>");
     assert_true(has_header(&r, "Content-Type: text/html; charset=utf-8\r\n"));
+    assert_true(has_header(&r, "ETag: \"e1\"\r\n"));
+    assert_true(has_header(&r, "Cache-Control: no-cache\r\n"));
+    assert_true(has_header(&r, "Content-Security-Policy: default-src 'none'; script-src 'self'"));
     assert_cors(&r);
     resp_release(&r);
 
+    snprintf(url, sizeof url, "%s/client/index.html", base);
+    do_req("GET", url, NULL, 0, false, NULL, "If-None-Match: W/\"zz\", \"e1\"", &r);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.body.len, 0);
+    assert_true(has_header(&r, "ETag: \"e1\"\r\n"));
+    resp_release(&r);
+
     snprintf(url, sizeof url, "%s/client/app.js", base);
-    do_req("GET", url, NULL, 0, false, NULL, NULL, &r);
+    do_req("GET", url, NULL, 0, false, NULL, "If-None-Match: \"e1\"", &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(buf_cstr(&r.body), "let x = 1;");
     assert_true(has_header(&r, "Content-Type: text/javascript; charset=utf-8\r\n"));
+    assert_false(has_header(&r, "Content-Security-Policy:"));
+    resp_release(&r);
+
+    do_req("HEAD", url, NULL, 0, false, NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 0);
+    assert_true(has_header(&r, "Content-Length: 10\r\n"));
     resp_release(&r);
 
     do_req("POST", url, "x", 1, false, NULL, NULL, &r);
     assert_int_equal(r.status, 405);
+    assert_true(has_header(&r, "Allow: GET, OPTIONS\r\n"));
+    resp_release(&r);
+
+    snprintf(url, sizeof url, "%s/client", base);
+    do_req("GET", url, NULL, 0, false, NULL, NULL, &r);
+    assert_int_equal(r.status, 308);
+    assert_true(has_header(&r, "Location: /client/\r\n"));
     resp_release(&r);
 
     const char *bad[] = {"/client/../etc/passwd", "/client/sub/../../x", "/client/nope.js", "/client/sub",
-                         "/client/sub/", "/client/..", "/client//etc/passwd"};
+                         "/client/sub/", "/client/..", "/client//etc/passwd", "/client/%2e%2e/app.js",
+                         "/client/./app.js", "/client/APP.JS", "/clientx", "/cli", "/client/app.js/"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(url, sizeof url, "%s%s", base, bad[i]);
         do_req("GET", url, NULL, 0, false, NULL, NULL, &r);
         assert_int_equal(r.status, 404);
+        assert_non_null(strstr(buf_cstr(&r.body), "\"errcode\":\"M_UNRECOGNIZED\""));
+        assert_true(has_header(&r, "Content-Type: application/json\r\n"));
         resp_release(&r);
     }
-    /* an exact route wins over the static prefix; outside the prefix is 404 */
-    snprintf(url, sizeof url, "%s/clientx", base);
+    /* an exact route below the prefix wins over the files */
+    snprintf(url, sizeof url, "%s/client/route", base);
     do_req("GET", url, NULL, 0, false, NULL, NULL, &r);
-    assert_int_equal(r.status, 404);
+    assert_int_equal(r.status, 400);
     resp_release(&r);
 
     http_server_stop(s);
-    unlink(f1);
-    unlink(f2);
-    rmdir(sub);
-    rmdir(tmpdir);
-    free(f1);
-    free(f2);
-    free(sub);
 }
 
 /* Writes a throwaway self-signed certificate and key. */
