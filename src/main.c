@@ -16,6 +16,7 @@
 #include "http/server.h"
 #include "ingest/ingest.h"
 #include "obs/metrics.h"
+#include "obs/pprof.h"
 #include "store/db.h"
 #include "store/migrate.h"
 #include "sync/api.h"
@@ -34,6 +35,7 @@ struct server {
     struct sync_api *api;        /* the sliding sync API */
     struct http_server *http;    /* client-facing listener */
     struct prom_server *prom;    /* metrics listener, or NULL */
+    struct pprof_server *pprof;  /* profiling listener, or NULL */
 };
 
 static const char *env(const char *name)
@@ -103,6 +105,7 @@ static void shutdown_all(struct server *s)
      * then let ingest finish the response it is applying. */
     http_server_stop(s->http);
     prom_server_stop(s->prom);
+    pprof_server_stop(s->pprof);
     ingest_stop(s->ingest);
     poller_set_free(s->pollers);
     ingest_free(s->ingest);
@@ -146,10 +149,11 @@ int main(int argc, char **argv)
         return 1;
     }
     log_threshold = s.cfg.log_level;
+    if (s.cfg.pprof) pprof_heap_sampling_on(); /* before any thread starts */
     LOG_INFO("main", "syncv3 %s (%s) starting; log level %s, max db connections %d", SYNCV3_VERSION,
              SYNCV3_COMMIT, log_level_name(s.cfg.log_level), s.cfg.max_db_conn);
-    if (s.cfg.pprof || s.cfg.otlp_url || s.cfg.jaeger_url || s.cfg.sentry_dsn)
-        LOG_WARN("main", "SYNCV3_PPROF, SYNCV3_OTLP_URL, SYNCV3_JAEGER_URL and SYNCV3_SENTRY_DSN are accepted but "
+    if (s.cfg.otlp_url || s.cfg.jaeger_url || s.cfg.sentry_dsn)
+        LOG_WARN("main", "SYNCV3_OTLP_URL, SYNCV3_JAEGER_URL and SYNCV3_SENTRY_DSN are accepted but "
                          "not served by this version");
 
     /* Signals are taken synchronously by this thread; every other thread
@@ -219,6 +223,10 @@ int main(int argc, char **argv)
     }
     if (s.cfg.prom && prom_server_start(&s.prom, s.cfg.prom, render_metrics, &s) < 0) {
         LOG_FATAL("main", "cannot listen on SYNCV3_PROM=%s", s.cfg.prom);
+        goto fail;
+    }
+    if (s.cfg.pprof && pprof_server_start(&s.pprof, s.cfg.pprof) < 0) {
+        LOG_FATAL("main", "cannot listen on SYNCV3_PPROF=%s", s.cfg.pprof);
         goto fail;
     }
     LOG_INFO("main", "listening on %s%s", s.cfg.bindaddr, s.cfg.tls_cert ? " (TLS)" : "");
