@@ -18,6 +18,7 @@
 #include "ingest/ingest.h"
 #include "obs/metrics.h"
 #include "obs/pprof.h"
+#include "obs/sentry.h"
 #include "obs/trace.h"
 #include "store/db.h"
 #include "store/migrate.h"
@@ -142,8 +143,9 @@ static void shutdown_all(struct server *s)
     hsclient_free(s->hs);
     cache_free(s->cache);
     db_pool_free(s->db);
-    /* Last, so that spans of the shutdown itself are sent. */
+    /* Last, so that spans and reports of the shutdown itself are sent. */
     trace_stop();
+    sentry_stop();
     metrics_free(s->metrics);
     config_release(&s->cfg);
     curl_global_cleanup();
@@ -183,7 +185,6 @@ int main(int argc, char **argv)
     if (s.cfg.pprof) pprof_heap_sampling_on(); /* before any thread starts */
     LOG_INFO("main", "syncv3 %s (%s) starting; log level %s, max db connections %d", SYNCV3_VERSION,
              SYNCV3_COMMIT, log_level_name(s.cfg.log_level), s.cfg.max_db_conn);
-    if (s.cfg.sentry_dsn) LOG_WARN("main", "SYNCV3_SENTRY_DSN is accepted but not served by this version");
 
     /* Signals are taken synchronously by this thread; every other thread
      * inherits the mask. */
@@ -196,6 +197,11 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     s.metrics = metrics_new();
+    /* Error reports and traces first, so that they see every later failure. */
+    if (sentry_start(&s.cfg, s.metrics, &err) < 0) {
+        fprintf(stderr, "syncv3: %s\n", err);
+        goto fail;
+    }
     if (trace_start(&s.cfg, s.metrics) < 0) {
         LOG_FATAL("main", "cannot start the trace exporter");
         goto fail;

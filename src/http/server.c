@@ -27,6 +27,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "http/sock.h"
+#include "obs/sentry.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 #define DEFAULT_POOL_THREADS 4u
@@ -354,6 +355,7 @@ void http_req_respond_error(struct http_req *req, int status, const char *errcod
     va_end(ap);
     size_t len;
     char *body = error_json(errcode, msg, &len);
+    if (status >= 500) SENTRY_HTTP_ERROR(status, req->method, req->path, errcode, msg);
     queue(req, status, "application/json", body, len, NULL, NULL);
 }
 

@@ -138,7 +138,8 @@ void http_req_unref(struct http_req *req);
 void http_req_respond(struct http_req *req, int status, const char *content_type, char *body, size_t len);
 
 /* Answers with a Matrix error body {"errcode":errcode,"error":message}
- * (errcode NULL = omitted), Content-Type application/json. */
+ * (errcode NULL = omitted), Content-Type application/json. A 5xx is also
+ * sent as an error report when SYNCV3_SENTRY_DSN is set (obs/sentry.h). */
 void http_req_respond_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

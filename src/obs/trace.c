@@ -10,6 +10,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/config.h"
+#include "base/crypto.h"
 #include "base/log.h"
 #include "obs/metrics.h"
 #include "obs/outbox.h"
@@ -99,19 +100,9 @@ bool trace_ctx_new(struct trace_ctx *out, const struct trace_ctx *parent)
     return true;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 const char *trace_ctx_hex(const struct trace_ctx *c, char out[33])
 {
-    hex(c->trace_id, sizeof c->trace_id, out);
+    crypto_hex(c->trace_id, sizeof c->trace_id, out);
     return out;
 }
 
@@ -179,9 +170,9 @@ static json_t *attr_json(const char *key, const struct trace_attr *a)
 static json_t *span_json(const struct span_rec *r)
 {
     char tid[33], sid[17], pid[17], start[24], end[24];
-    hex(r->self.trace_id, sizeof r->self.trace_id, tid);
-    hex(r->self.span_id, sizeof r->self.span_id, sid);
-    hex(r->parent, sizeof r->parent, pid);
+    crypto_hex(r->self.trace_id, sizeof r->self.trace_id, tid);
+    crypto_hex(r->self.span_id, sizeof r->self.span_id, sid);
+    crypto_hex(r->parent, sizeof r->parent, pid);
     snprintf(start, sizeof start, "%lld", (long long)r->start_ns);
     snprintf(end, sizeof end, "%lld", (long long)r->end_ns);
     json_t *s = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s}", "traceId", tid, "spanId", sid, "name", r->name, "kind",
