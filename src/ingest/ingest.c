@@ -574,7 +574,7 @@ out:
         /* Free the parsed body here, then give the freed memory back. */
         json_decref(res->body);
         res->body = NULL;
-        malloc_trim(0);
+        alloc_trim();
     }
     if (ing->pollers)
         poller_set_done(ing->pollers, res, ok);

@@ -4,6 +4,9 @@ FakeCollector: an OTLP/HTTP collector. It accepts POST /v1/traces with the JSON 
 decodes every span (hex ids, nanosecond strings, attributes into a dict) and keeps them with
 the request headers. `delay` makes each answer wait (a slow collector).
 
+`python3 tests/e2e/fakeobs.py collector --port N` runs a collector standalone (it prints the number
+of spans received every 10 s), e.g. for `bench/bench.py --env SYNCV3_OTLP_URL=http://127.0.0.1:N`.
+
 FakeSentry: a Sentry endpoint. It accepts POST /api/<project>/envelope/, splits the envelope
 into its header, item headers and payloads, and keeps them with the request headers.
 """
@@ -56,7 +59,7 @@ class Span:
 class _Server:
     """A threaded HTTP server that hands each POST to `self.receive(handler, body)`."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,7 +83,7 @@ class _Server:
 
         self.delay = 0.0
         self.cond = threading.Condition()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
@@ -108,8 +111,8 @@ class _Server:
 
 
 class FakeCollector(_Server):
-    def __init__(self):
-        super().__init__()
+    def __init__(self, port=0):
+        super().__init__(port)
         self.requests = []   # (path, headers dict, raw body bytes)
         self.spans = []
 
@@ -200,3 +203,19 @@ class FakeSentry(_Server):
     def wait_events(self, pred=lambda e: True, count=1, timeout=15.0):
         return self.wait_for(lambda: (lambda got: got if len(got) >= count else None)(
             [e for e in self.envelopes if pred(e.event)]), timeout, "%d Sentry event(s)" % count)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="a fake OTLP/HTTP JSON trace collector")
+    ap.add_argument("kind", choices=["collector"])
+    ap.add_argument("--port", type=int, default=4318)
+    a = ap.parse_args()
+    c = FakeCollector(a.port).start()
+    try:
+        while True:
+            time.sleep(10)
+            print("spans received: %d" % len(c.spans), flush=True)
+    except KeyboardInterrupt:
+        pass
