@@ -1,6 +1,12 @@
 # syncv3 build. `make` builds build/syncv3; `make SANITIZE=address,undefined`
 # builds an instrumented copy into build-san/ (the tree CI tests).
+#
+# Profiling (SYNCV3_PPROF) uses gperftools: the plain build links libprofiler
+# (CPU profiles) and tcmalloc (the allocator, and heap profiles through a few
+# lines of C++, src/obs/heapsample.cc). Sanitizer builds cannot replace the
+# allocator, so they link libprofiler only and answer heap requests with 501.
 CC ?= cc
+CXX ?= c++
 SANITIZE ?=
 BUILD ?= $(if $(SANITIZE),build-san,build)
 PKGS := libmicrohttpd libcurl libpq jansson libcrypto
@@ -14,13 +20,21 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Isrc $(PKG_CFLAGS) \
 	-DSYNCV3_VERSION='"$(VERSION)"' -DSYNCV3_COMMIT='"$(COMMIT)"' -MMD -MP -pthread
 LDLIBS += $(PKG_LIBS) -pthread -lm
+CXXFLAGS ?= -O2 -g
+CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -Isrc -MMD -MP
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=$(SANITIZE)
+CXX_SRCS :=
+LDLIBS += -lprofiler
+else
+CFLAGS += -DSYNCV3_TCMALLOC=1
+CXX_SRCS := src/obs/heapsample.cc
+LDLIBS += -lprofiler -ltcmalloc -lstdc++
 endif
 
 SRCS := $(sort $(wildcard src/*/*.c src/*/*/*.c))
-OBJS := $(SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/migrations.o $(BUILD)/gen/webclient.o
+OBJS := $(SRCS:%.c=$(BUILD)/%.o) $(CXX_SRCS:%.cc=$(BUILD)/%.o) $(BUILD)/gen/migrations.o $(BUILD)/gen/webclient.o
 MIGRATIONS := $(sort $(wildcard src/store/migrations/*.sql))
 WEB_CLIENT := $(sort $(wildcard web/client/*))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -38,6 +52,10 @@ $(BUILD)/libsyncv3.a: $(OBJS)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c -o $@ $<
 
 # Migrations are compiled into the binary as a generated C table.
 $(BUILD)/gen/migrations.c: $(MIGRATIONS) scripts/embed-migrations.sh

@@ -183,12 +183,13 @@ def _pdeathsig():
 
 
 class Syncv3:
-    def __init__(self, binary, hs_url, db, workdir):
+    def __init__(self, binary, hs_url, db, workdir, extra_env=()):
         self.port = pgtmp.free_port()
         self.stderr_path = Path(workdir) / "syncv3.stderr"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCV3_")}
         env.update({"SYNCV3_SERVER": hs_url, "SYNCV3_DB": db, "SYNCV3_SECRET": SECRET,
                     "SYNCV3_BINDADDR": "127.0.0.1:%d" % self.port, "SYNCV3_LOG_LEVEL": "warn"})
+        env.update(dict(kv.split("=", 1) for kv in extra_env))
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen([str(binary)], env=env, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err, cwd=str(workdir),
@@ -399,7 +400,7 @@ def run_one(n, args, pg, binary, workroot, log):
         base_ts = int(time.time() * 1000) - (n + 5) * 60000
         nb, size = hs.call("queue_fixture", token, user, n, base_ts)
         res["v2_mb"] = size / 1e6
-        proxy = Syncv3(binary, hs.url, db, work)
+        proxy = Syncv3(binary, hs.url, db, work, args.env)
         res["pid"] = proxy.pid
         log("N=%d: v2 response %.1f MB, syncv3 pid %d" % (n, size / 1e6, proxy.pid))
 
@@ -581,6 +582,8 @@ def main(argv=None):
     ap.add_argument("--fakehs-nagle", action="store_true",
                     help="leave Nagle on in the fake HS (adds ~40 ms to live latency; see README)")
     ap.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
+    ap.add_argument("--env", metavar="NAME=VALUE", action="append", default=[],
+                    help="extra environment for syncv3, e.g. SYNCV3_OTLP_URL=http://127.0.0.1:4318 (repeatable)")
     args = ap.parse_args(argv)
 
     binary = Path(args.binary)

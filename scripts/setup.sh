@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential pkg-config
   libmicrohttpd-dev libcurl4-openssl-dev libpq-dev libjansson-dev libssl-dev uthash-dev libunistring-dev
-  libcmocka-dev libgoogle-perftools-dev clang libclang-rt-14-dev
+  libcmocka-dev libgoogle-perftools-dev google-perftools clang libclang-rt-14-dev
   postgresql postgresql-client
   python3 python3-pytest python3-pytest-timeout
   curl ca-certificates

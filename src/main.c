@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "cache/cache.h"
@@ -17,6 +18,9 @@
 #include "http/static.h"
 #include "ingest/ingest.h"
 #include "obs/metrics.h"
+#include "obs/pprof.h"
+#include "obs/sentry.h"
+#include "obs/trace.h"
 #include "store/db.h"
 #include "store/migrate.h"
 #include "sync/api.h"
@@ -35,6 +39,7 @@ struct server {
     struct sync_api *api;        /* the sliding sync API */
     struct http_server *http;    /* client-facing listener */
     struct prom_server *prom;    /* metrics listener, or NULL */
+    struct pprof_server *pprof;  /* profiling listener, or NULL */
 };
 
 static const char *env(const char *name)
@@ -67,9 +72,36 @@ static void on_token_expired(void *ud, const char *user_id, const char *device_i
     if (f->api && current) sync_api_token_expired(f->api, user_id, device_id);
 }
 
+/* The span of one /sync v2 poll, with the size of what it brought; its
+ * context travels with the result, so the ingest transaction is its child. */
+static void trace_poll(struct poller_result *res)
+{
+    if (!trace_ctx_new(&res->trace, NULL)) return;
+    static const char *const kinds[] = {"join", "invite", "leave", "knock"};
+    json_t *rooms = json_object_get(res->body, "rooms");
+    size_t n_rooms = 0, n_events = 0;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        json_t *set = json_object_get(rooms, kinds[i]), *room;
+        const char *room_id;
+        n_rooms += json_object_size(set);
+        json_object_foreach(set, room_id, room)
+        {
+            n_events += json_array_size(json_object_get(json_object_get(room, "timeline"), "events"));
+            n_events += json_array_size(json_object_get(json_object_get(room, "state"), "events"));
+        }
+    }
+    size_t n_to_device = json_array_size(json_object_get(json_object_get(res->body, "to_device"), "events"));
+    trace_emit(&res->trace, NULL, clock_mono_secs() - res->http_secs, "sync_v2_poll", TRACE_CLIENT, NULL,
+               TRACE_ATTRS(TRACE_STR("user_id", res->user_id), TRACE_STR("device_id", res->device_id),
+                           TRACE_STR("since", res->since), TRACE_INT("bytes", res->bytes),
+                           TRACE_INT("rooms", n_rooms), TRACE_INT("events", n_events),
+                           TRACE_INT("to_device", n_to_device), TRACE_INT("initial", res->initial)));
+}
+
 static void on_response(void *ud, struct poller_result *res)
 {
     struct expiry_fanout *f = ud;
+    trace_poll(res);
     ingest_on_response(f->ingest, res);
 }
 
@@ -104,6 +136,7 @@ static void shutdown_all(struct server *s)
      * then let ingest finish the response it is applying. */
     http_server_stop(s->http);
     prom_server_stop(s->prom);
+    pprof_server_stop(s->pprof);
     ingest_stop(s->ingest);
     poller_set_free(s->pollers);
     ingest_free(s->ingest);
@@ -111,6 +144,9 @@ static void shutdown_all(struct server *s)
     hsclient_free(s->hs);
     cache_free(s->cache);
     db_pool_free(s->db);
+    /* Last, so that spans and reports of the shutdown itself are sent. */
+    trace_stop();
+    sentry_stop();
     metrics_free(s->metrics);
     config_release(&s->cfg);
     curl_global_cleanup();
@@ -147,11 +183,9 @@ int main(int argc, char **argv)
         return 1;
     }
     log_threshold = s.cfg.log_level;
+    if (s.cfg.pprof) pprof_heap_sampling_on(); /* before any thread starts */
     LOG_INFO("main", "syncv3 %s (%s) starting; log level %s, max db connections %d", SYNCV3_VERSION,
              SYNCV3_COMMIT, log_level_name(s.cfg.log_level), s.cfg.max_db_conn);
-    if (s.cfg.pprof || s.cfg.otlp_url || s.cfg.jaeger_url || s.cfg.sentry_dsn)
-        LOG_WARN("main", "SYNCV3_PPROF, SYNCV3_OTLP_URL, SYNCV3_JAEGER_URL and SYNCV3_SENTRY_DSN are accepted but "
-                         "not served by this version");
 
     /* Signals are taken synchronously by this thread; every other thread
      * inherits the mask. */
@@ -164,6 +198,15 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     s.metrics = metrics_new();
+    /* Error reports and traces first, so that they see every later failure. */
+    if (sentry_start(&s.cfg, s.metrics, &err) < 0) {
+        fprintf(stderr, "syncv3: %s\n", err);
+        goto fail;
+    }
+    if (trace_start(&s.cfg, s.metrics) < 0) {
+        LOG_FATAL("main", "cannot start the trace exporter");
+        goto fail;
+    }
     if (db_pool_new(&s.db, s.cfg.db, s.cfg.max_db_conn, s.cfg.db_idle_timeout_secs, &err) < 0) {
         LOG_FATAL("main", "cannot connect to the database (SYNCV3_DB): %s", err);
         goto fail;
@@ -221,6 +264,10 @@ int main(int argc, char **argv)
     }
     if (s.cfg.prom && prom_server_start(&s.prom, s.cfg.prom, render_metrics, &s) < 0) {
         LOG_FATAL("main", "cannot listen on SYNCV3_PROM=%s", s.cfg.prom);
+        goto fail;
+    }
+    if (s.cfg.pprof && pprof_server_start(&s.pprof, s.cfg.pprof) < 0) {
+        LOG_FATAL("main", "cannot listen on SYNCV3_PPROF=%s", s.cfg.pprof);
         goto fail;
     }
     LOG_INFO("main", "listening on %s%s", s.cfg.bindaddr, s.cfg.tls_cert ? " (TLS)" : "");

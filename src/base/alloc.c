@@ -4,6 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef SYNCV3_TCMALLOC
+#include <gperftools/malloc_extension_c.h>
+#else
+#include <malloc.h>
+#endif
 
 static _Noreturn void oom(size_t n)
 {
@@ -64,4 +69,13 @@ void check_failed(const char *file, int line, const char *expr)
 {
     fprintf(stderr, "FATAL assertion failed at %s:%d: %s\n", file, line, expr);
     abort();
+}
+
+void alloc_trim(void)
+{
+#ifdef SYNCV3_TCMALLOC
+    MallocExtension_ReleaseFreeMemory();
+#else
+    malloc_trim(0);
+#endif
 }

@@ -14,6 +14,9 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* printf into a fresh heap string. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Hands memory the allocator keeps but nobody uses back to the system (after
+ * a large transient peak): malloc_trim for glibc, the page heap for tcmalloc. */
+void alloc_trim(void);
 
 /* Always-on invariant check: logs file:line and aborts. */
 #define CHECK(cond)                                                            \

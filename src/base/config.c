@@ -30,6 +30,9 @@ static const struct {
     {"SYNCV3_OTLP_USERNAME", "", "Basic-auth user for SYNCV3_OTLP_URL."},
     {"SYNCV3_OTLP_PASSWORD", "", "Basic-auth password for SYNCV3_OTLP_URL."},
     {"SYNCV3_SENTRY_DSN", "", "Sentry DSN for error reports."},
+    {"SYNCV3_SENTRY_ENVIRONMENT", "production", "The environment name error reports carry."},
+    {"SYNCV3_SENTRY_CRASH_DIR", "$TMPDIR or /tmp",
+     "Directory where a crash leaves its report, sent at the next start (with SYNCV3_SENTRY_DSN)."},
     {"SYNCV3_LOG_LEVEL", "info", "trace, debug, info, warn, error or fatal."},
     {"SYNCV3_DEBUG", "", "1 = trace logging and fail-fast assertions."},
     {"SYNCV3_MAX_DB_CONN", "0", "Most PostgreSQL connections to open; 0 = 8."},
@@ -162,6 +165,8 @@ enum config_result config_load(struct config *c, config_getenv_fn get, char **er
     c->otlp_username = dup_or_null(get("SYNCV3_OTLP_USERNAME"));
     c->otlp_password = dup_or_null(get("SYNCV3_OTLP_PASSWORD"));
     c->sentry_dsn = dup_or_null(get("SYNCV3_SENTRY_DSN"));
+    c->sentry_environment = dup_or_null(get("SYNCV3_SENTRY_ENVIRONMENT"));
+    c->sentry_crash_dir = dup_or_null(get("SYNCV3_SENTRY_CRASH_DIR"));
     if (c->jaeger_url && !valid_http_url(c->jaeger_url)) {
         *err = xasprintf("SYNCV3_JAEGER_URL must be an http(s) URL, got '%s'", c->jaeger_url);
         return CONFIG_INVALID;
@@ -180,6 +185,10 @@ enum config_result config_load(struct config *c, config_getenv_fn get, char **er
     }
     if (c->sentry_dsn && !valid_http_url(c->sentry_dsn)) {
         *err = xasprintf("SYNCV3_SENTRY_DSN must be an http(s) DSN, got '%s'", c->sentry_dsn);
+        return CONFIG_INVALID;
+    }
+    if (c->sentry_crash_dir && c->sentry_crash_dir[0] != '/') {
+        *err = xasprintf("SYNCV3_SENTRY_CRASH_DIR must be an absolute path, got '%s'", c->sentry_crash_dir);
         return CONFIG_INVALID;
     }
 
@@ -210,7 +219,7 @@ void config_release(struct config *c)
     char **fields[] = {&c->server,     &c->db,         &c->secret,        &c->bindaddr,
                        &c->bind_host,  &c->tls_cert,   &c->tls_key,       &c->pprof,
                        &c->prom,       &c->jaeger_url, &c->otlp_url,      &c->otlp_username,
-                       &c->otlp_password, &c->sentry_dsn};
+                       &c->otlp_password, &c->sentry_dsn, &c->sentry_environment, &c->sentry_crash_dir};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         free(*fields[i]);
         *fields[i] = NULL;

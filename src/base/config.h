@@ -26,6 +26,8 @@ struct config {
     char *otlp_username;        /* SYNCV3_OTLP_USERNAME, or NULL */
     char *otlp_password;        /* SYNCV3_OTLP_PASSWORD, or NULL */
     char *sentry_dsn;           /* SYNCV3_SENTRY_DSN, or NULL */
+    char *sentry_environment;   /* SYNCV3_SENTRY_ENVIRONMENT, or NULL (= "production") */
+    char *sentry_crash_dir;     /* SYNCV3_SENTRY_CRASH_DIR, or NULL (= $TMPDIR, else /tmp) */
     enum log_level log_level;   /* SYNCV3_LOG_LEVEL (SYNCV3_DEBUG=1 forces trace) */
     bool debug;                 /* SYNCV3_DEBUG=1 */
     int max_db_conn;            /* SYNCV3_MAX_DB_CONN: pool size; 0 = default */

@@ -11,7 +11,7 @@
 #define NONCE_LEN 12
 #define TAG_LEN 16
 
-static void to_hex(const uint8_t *in, size_t n, char *out)
+void crypto_hex(const uint8_t *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
@@ -45,7 +45,7 @@ void crypto_sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1
 {
     uint8_t digest[SHA256_DIGEST_LENGTH];
     SHA256(data, len, digest);
-    to_hex(digest, sizeof digest, out);
+    crypto_hex(digest, sizeof digest, out);
 }
 
 void crypto_key_from_secret(struct token_key *k, const char *secret)
@@ -69,9 +69,9 @@ char *crypto_encrypt_token(const struct token_key *k, const char *token)
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LEN, ct + n) != 1)
         goto out;
     out = xmalloc(2 * NONCE_LEN + 1 + 2 * (n + TAG_LEN) + 1);
-    to_hex(nonce, NONCE_LEN, out);
+    crypto_hex(nonce, NONCE_LEN, out);
     out[2 * NONCE_LEN] = ' ';
-    to_hex(ct, n + TAG_LEN, out + 2 * NONCE_LEN + 1);
+    crypto_hex(ct, n + TAG_LEN, out + 2 * NONCE_LEN + 1);
 out:
     EVP_CIPHER_CTX_free(ctx);
     free(ct);

@@ -16,6 +16,8 @@ struct token_key {
     uint8_t key[32]; /* AES-256 key */
 };
 
+/* Writes the n bytes of in as 2n lowercase hex characters and a NUL into out. */
+void crypto_hex(const uint8_t *in, size_t n, char *out);
 /* Writes 64 hex characters and a NUL into out. */
 void crypto_sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);
 void crypto_key_from_secret(struct token_key *k, const char *secret);

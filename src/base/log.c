@@ -6,6 +6,7 @@
 #include <time.h>
 
 enum log_level log_threshold = LOG_INFO;
+void (*log_fatal_hook)(const char *module, const char *message);
 
 static const char *const names[] = {"TRC", "DBG", "INF", "WRN", "ERR", "FTL"};
 
@@ -47,4 +48,5 @@ void log_write(enum log_level lvl, const char *module, const char *fmt, ...)
     /* One fprintf per line: stdio locks the stream, so lines never interleave. */
     fprintf(stderr, "%02d:%02d:%02d.%03ld %s [%s] %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
             ts.tv_nsec / 1000000, log_level_name(lvl), module, msg);
+    if (lvl == LOG_FATAL && log_fatal_hook) log_fatal_hook(module, msg);
 }

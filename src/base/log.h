@@ -23,6 +23,11 @@ const char *log_level_name(enum log_level l);
 void log_write(enum log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Called with the module and formatted message of every LOG_FATAL line,
+ * after it is written (error reporting sets it). NULL = none. Set once at
+ * start-up before other threads run. */
+extern void (*log_fatal_hook)(const char *module, const char *message);
+
 #define LOG_AT(lvl, mod, ...)                                                  \
     do {                                                                       \
         if ((lvl) >= log_threshold) log_write((lvl), (mod), __VA_ARGS__);      \

@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "http/sock.h"
 #include "http/static.h"
+#include "obs/sentry.h"
 
 #define DEFAULT_MAX_BODY ((size_t)1 << 20)
 #define DEFAULT_POOL_THREADS 4u
@@ -114,6 +115,8 @@ struct http_req {
     int status;                  /* status of the queued response, 0 before */
     size_t resp_size;            /* body bytes of the queued response */
     int64_t start_ms;            /* monotonic arrival time */
+    int64_t suspended_ms;        /* monotonic time of the last suspension */
+    int64_t parked_ms;           /* time spent suspended so far */
     struct buf logx;             /* extra access-log text */
 };
 
@@ -362,6 +365,7 @@ void http_req_respond_error(struct http_req *req, int status, const char *errcod
     va_end(ap);
     size_t len;
     char *body = error_json(errcode, msg, &len);
+    if (status >= 500) SENTRY_HTTP_ERROR(status, req->method, req->path, errcode, msg);
     queue(req, status, "application/json", body, len, true, NULL, 0);
 }
 
@@ -409,6 +413,8 @@ void http_req_set_state(struct http_req *req, void *state, void (*free_fn)(void 
 }
 
 int http_req_wakeups(const struct http_req *req) { return req->wakeups; }
+int http_req_status(const struct http_req *req) { return req->status; }
+int64_t http_req_parked_ms(const struct http_req *req) { return req->parked_ms; }
 
 bool http_req_deadline_passed(const struct http_req *req)
 {
@@ -509,6 +515,7 @@ static void run_handler(struct http_req *req)
 
     /* Suspend first (outside our locks); a wake in the meantime only sets
      * wake_pending, which we look at right after. */
+    req->suspended_ms = clock_mono_ms();
     MHD_suspend_connection(req->conn);
     bool resume_now = false;
     pthread_mutex_lock(&req->mu);
@@ -631,7 +638,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         answer_too_large(req);
         return req->queue_failed ? MHD_NO : MHD_YES;
     }
-    if (req->phase == PH_RESUMING) req->wakeups++;
+    if (req->phase == PH_RESUMING) {
+        req->wakeups++;
+        req->parked_ms += clock_mono_ms() - req->suspended_ms;
+    }
     run_handler(req);
     return req->queue_failed ? MHD_NO : MHD_YES;
 }

@@ -106,6 +106,10 @@ void http_req_set_state(struct http_req *req, void *state, void (*free_fn)(void 
 
 /* How many times the handler has been called before this call (0 on the first). */
 int http_req_wakeups(const struct http_req *req);
+/* The status of the response queued so far, 0 before one is. */
+int http_req_status(const struct http_req *req);
+/* Milliseconds the request has spent parked (suspended) so far. */
+int64_t http_req_parked_ms(const struct http_req *req);
 /* The deadline given to the last http_req_park() has passed. */
 bool http_req_deadline_passed(const struct http_req *req);
 /* The server is stopping: answer now, do not park. */
@@ -147,7 +151,8 @@ void http_req_respond_static(struct http_req *req, int status, const char *conte
                              size_t len, const struct http_header *headers, size_t n_headers);
 
 /* Answers with a Matrix error body {"errcode":errcode,"error":message}
- * (errcode NULL = omitted), Content-Type application/json. */
+ * (errcode NULL = omitted), Content-Type application/json. A 5xx is also
+ * sent as an error report when SYNCV3_SENTRY_DSN is set (obs/sentry.h). */
 void http_req_respond_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -13,6 +13,7 @@
 #include "cache/cache.h"
 #include "ingest/accumulate.h"
 #include "obs/metrics.h"
+#include "obs/trace.h"
 #include "store/db.h"
 #include "store/rooms.h"
 #include "store/tokens.h"
@@ -554,6 +555,10 @@ static void process_result(struct ingest *ing, struct poller_result *res)
     if (ar.n_events > 5000) trim = true;
 out:
     if (c) db_release(ing->db, c);
+    TRACE_EMIT(NULL, &res->trace, t0, "ingest", TRACE_INTERNAL, ok ? NULL : "could not store the response",
+               TRACE_ATTRS(TRACE_STR("user_id", res->user_id), TRACE_STR("device_id", res->device_id),
+                           TRACE_INT("rooms", ar.n_rooms), TRACE_INT("events", ar.n_events),
+                           TRACE_INT("to_device", ar.n_to_device)));
     if (!ok) LOG_ERROR("ingest", "%s/%s: could not store a response (will retry): %s", res->user_id,
                        res->device_id, err ? err : "?");
     free(err);
@@ -569,7 +574,7 @@ out:
         /* Free the parsed body here, then give the freed memory back. */
         json_decref(res->body);
         res->body = NULL;
-        malloc_trim(0);
+        alloc_trim();
     }
     if (ing->pollers)
         poller_set_done(ing->pollers, res, ok);

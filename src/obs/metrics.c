@@ -510,6 +510,17 @@ struct metrics *metrics_new(void)
     m->api_slow_requests =
         metrics_counter(m, "sliding_sync_api_slow_requests", "Number of requests that took more than 50 seconds.",
                         NULL, NULL);
+    m->trace_spans_exported = metrics_counter(m, "sliding_sync_trace_spans_exported_total",
+                                              "Number of trace spans the collector accepted.", NULL, NULL);
+    m->trace_spans_dropped =
+        metrics_counter(m, "sliding_sync_trace_spans_dropped_total",
+                        "Number of trace spans dropped because the queue was full or the collector failed.", NULL,
+                        NULL);
+    m->sentry_events_sent = metrics_counter(m, "sliding_sync_sentry_events_sent_total",
+                                            "Number of error reports Sentry accepted.", NULL, NULL);
+    m->sentry_events_dropped =
+        metrics_counter(m, "sliding_sync_sentry_events_dropped_total",
+                        "Number of error reports dropped (rate limit, full queue or Sentry failing).", NULL, NULL);
     return m;
 }
 

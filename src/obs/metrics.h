@@ -46,6 +46,10 @@ struct metrics {
     struct metric *api_setup_duration_secs;            /* histogram {initial} */
     struct metric *api_process_duration_secs;          /* histogram {initial} */
     struct metric *api_slow_requests;                  /* counter */
+    struct metric *trace_spans_exported;               /* counter: spans the collector accepted */
+    struct metric *trace_spans_dropped;                /* counter: spans lost (queue full, collector failing) */
+    struct metric *sentry_events_sent;                 /* counter: error reports Sentry accepted */
+    struct metric *sentry_events_dropped;              /* counter: error reports lost or rate-limited */
 };
 
 /* An empty registry (no syncv3 metrics): release with metrics_release. */

@@ -14,6 +14,7 @@
 #include "cache/cache.h"
 #include "ingest/ingest.h"
 #include "obs/metrics.h"
+#include "obs/trace.h"
 #include "store/db.h"
 #include "store/tokens.h"
 #include "sync/conn.h"
@@ -76,11 +77,29 @@ struct req_state {
     struct conn *replaced;         /* the connection this one replaced (ref), freed with the request */
     struct conn_resp *resp;        /* response being built */
     int64_t cancels_at_park;       /* conn_cancels when parked */
+    struct http_req *http;         /* the request this state belongs to (outlives it) */
+    struct trace_ctx trace;        /* the request's span (zero when not traced) */
 };
+
+/* The request's span, recorded when the request ends: who, what it asked,
+ * how many rooms it got, and its time parked (long-polling) vs computing. */
+static void trace_request(struct req_state *s)
+{
+    int status = http_req_status(s->http);
+    int64_t parked = http_req_parked_ms(s->http), took = clock_mono_ms() - s->start_ms;
+    trace_emit(&s->trace, NULL, (double)s->start_ms / 1000.0, "sliding_sync", TRACE_SERVER,
+               status >= 500 ? "server error" : NULL,
+               TRACE_ATTRS(TRACE_STR("user_id", s->user_id), TRACE_STR("device_id", s->device_id),
+                           TRACE_STR("conn_id", s->req.conn_id), TRACE_INT("initial", !s->has_pos),
+                           TRACE_INT("lists", HASH_COUNT(s->req.lists)),
+                           TRACE_INT("rooms", conn_resp_room_count(s->resp)), TRACE_INT("http.status_code", status),
+                           TRACE_INT("wait_ms", parked), TRACE_INT("compute_ms", took - parked)));
+}
 
 static void req_state_free(void *p)
 {
     struct req_state *s = p;
+    if (trace_on) trace_request(s);
     free(s->user_id);
     free(s->device_id);
     sync_req_release(&s->req);
@@ -520,8 +539,10 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
     struct req_state *s = xcalloc(1, sizeof *s);
     s->api = api;
     s->start_ms = clock_mono_ms();
+    s->http = req;
     sync_req_init(&s->req);
     http_req_set_state(req, s, req_state_free);
+    if (trace_ctx_new(&s->trace, NULL)) http_req_log_append(req, "trace=%s", trace_ctx_hex(&s->trace, (char[33]){0}));
 
     const char *pos = http_req_query(req, "pos");
     const char *timeout = http_req_query(req, "timeout");

@@ -652,6 +652,11 @@ bool conn_resp_has_data(const struct conn_resp *r)
     return false;
 }
 
+size_t conn_resp_room_count(const struct conn_resp *r)
+{
+    return r ? HASH_COUNT(r->rooms) : 0;
+}
+
 static struct sync_ops *resp_ops(struct conn_resp *r, const char *key)
 {
     struct resp_list *l;

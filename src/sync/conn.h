@@ -90,6 +90,8 @@ bool conn_has_buffered(struct conn *c, int64_t pos);
 struct conn_resp *conn_resp_new(void);
 void conn_resp_free(struct conn_resp *r);
 bool conn_resp_has_data(const struct conn_resp *r);
+/* Room objects in the response (0 for NULL). */
+size_t conn_resp_room_count(const struct conn_resp *r);
 /* While the response holds one of the user's own events whose transaction
  * ID this device's upstream sync has not shown yet (§11.1): the monotonic
  * time until which it should wait for it; else 0. */

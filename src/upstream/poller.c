@@ -419,6 +419,7 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
         goto out;
     }
     json_error_t jerr;
+    size_t body_len = body.len;
     json = jsonx_loadb(buf_cstr(&body), body.len, 0, &jerr);
     buf_release(&body);
     const char *errcode = json_string_value(json_object_get(json, "errcode"));
@@ -465,6 +466,7 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
     res->first = d->req_first;
     res->to_device_only = d->req_to_device_only;
     res->http_secs = secs;
+    res->bytes = body_len;
     res->poller_gen = d->gen;
     d->state = DEV_AWAIT_DONE;
     atomic_fetch_add(&s->awaiting, 1);

@@ -36,6 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "obs/trace.h"
+
 struct config;
 struct poller_set;
 
@@ -54,6 +56,8 @@ struct poller_result {
     bool first;          /* first poll of this poller object since it was created */
     bool to_device_only; /* the request's filter excluded rooms */
     double http_secs;    /* how long the HTTP transfer took */
+    size_t bytes;        /* size of the response body */
+    struct trace_ctx trace; /* the poll's span, parent of the ingest's (zero when not traced) */
     uint64_t poller_gen; /* private: identifies the poller object that produced it */
 };
 
