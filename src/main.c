@@ -183,6 +183,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_threshold = s.cfg.log_level;
+    log_output_format = s.cfg.log_format;
     if (s.cfg.pprof) pprof_heap_sampling_on(); /* before any thread starts */
     LOG_INFO("main", "syncv3 %s (%s) starting; log level %s, max db connections %d", SYNCV3_VERSION,
              SYNCV3_COMMIT, log_level_name(s.cfg.log_level), s.cfg.max_db_conn);

@@ -579,7 +579,7 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
         return HTTP_DONE;
     }
     if (authenticate(api, req, token, s->has_pos, &s->user_id, &s->device_id) < 0) return HTTP_DONE;
-    http_req_log_append(req, "u=%s dev=%s", s->user_id, s->device_id);
+    http_req_log_append(req, "user=%s device=%s", s->user_id, s->device_id);
     sync_api_tick(api);
     if (s->has_pos) return continue_connection(api, req, s);
     s->device_deadline = s->start_ms + DEVICE_WAIT_MS;
