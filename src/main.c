@@ -13,6 +13,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "cache/cache.h"
+#include "cli/cli.h"
 #include "http/prom.h"
 #include "http/server.h"
 #include "http/static.h"
@@ -49,9 +50,9 @@ static const char *env(const char *name)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "syncv3 %s (%s): a sliding sync server for Matrix.\n\n"
-                 "Usage: syncv3 [--help | --version]\n\n",
-            SYNCV3_VERSION, SYNCV3_COMMIT);
+    fprintf(out, "syncv3 %s (%s): a sliding sync server for Matrix.\n\n", SYNCV3_VERSION, SYNCV3_COMMIT);
+    cli_print_usage(out);
+    fputc('\n', out);
     config_print_help(out);
 }
 
@@ -154,6 +155,14 @@ static void shutdown_all(struct server *s)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "check") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "syncv3 check takes no arguments (try --help)\n");
+            return 2;
+        }
+        return cli_check(env, stdout, stderr);
+    }
+    if (argc >= 2 && strcmp(argv[1], "migrate") == 0) return cli_migrate(argc - 2, argv + 2, env, stdout, stderr);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);

@@ -47,6 +47,9 @@ void hsclient_free(struct hsclient *c);
  * array, else HSCLIENT_FAILED with *err set to a one-line heap message
  * (free()); on success *err is NULL. err may be NULL. */
 int hsclient_versions(struct hsclient *c, char **err);
+/* The same, and on success *versions (if non-NULL) is a heap string of the
+ * advertised versions separated by spaces ("" when none). */
+int hsclient_versions_list(struct hsclient *c, char **versions, char **err);
 
 /* GET /_matrix/client/v3/account/whoami with token.
  * HSCLIENT_OK: *user_id and *device_id are heap strings (free()).
