@@ -119,8 +119,17 @@ static void update_gauges(struct server *s)
     poller_set_stats(s->pollers, &st);
     metrics_set(s->metrics->poller_num_pollers, st.num_pollers);
     metrics_set(s->metrics->poller_num_outstanding_sync_v2_reqs, st.outstanding);
+    if (s->ingest) metrics_set(s->metrics->api_num_devices_pending_ensure_polling, ingest_pending_devices(s->ingest));
     double total = metrics_value(s->metrics->poller_total_num_polls, NULL, NULL);
     if ((double)st.total_polls > total) metrics_add(s->metrics->poller_total_num_polls, (double)st.total_polls - total);
+}
+
+static void on_http_done(void *ud, int status)
+{
+    struct server *s = ud;
+    char code[16];
+    snprintf(code, sizeof code, "%d", status);
+    metrics_add_l(s->metrics->http_responses, code, NULL, 1);
 }
 
 /* Gauges that mirror other modules' state are read when scraped. */
@@ -268,6 +277,8 @@ int main(int argc, char **argv)
     lo.static_prefix = "/client/";
     lo.static_files = web_client_files;
     lo.n_static_files = web_client_files_count;
+    lo.on_done = on_http_done;
+    lo.on_done_ud = &s;
     if (http_server_start(&s.http, &lo, routes, sizeof routes / sizeof routes[0]) < 0) {
         LOG_FATAL("main", "cannot listen on %s", s.cfg.bindaddr);
         goto fail;

@@ -72,6 +72,8 @@ struct http_server {
     const struct http_static_file *static_files; /* files below static_prefix (borrowed) */
     size_t n_static_files;       /* entries in static_files */
     size_t max_body;             /* request body limit in bytes */
+    void (*on_done)(void *, int); /* per-request completion hook, or NULL */
+    void *on_done_ud;            /* its argument */
     char *tls_key_pem;           /* PEM key text handed to libmicrohttpd, or NULL */
     char *tls_cert_pem;          /* PEM certificate text, or NULL */
     atomic_bool shutting_down;   /* http_server_stop has begun */
@@ -668,6 +670,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     LOG_AT(lvl, "http", "%s %s status=%d size=%zu duration=%.3f%s%s", req->method, req->path, status,
            req->resp_size, secs, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1",
            buf_cstr(&req->logx));
+    if (s->on_done) s->on_done(s->on_done_ud, status);
 
     pthread_mutex_lock(&s->amu);
     s->active--;
@@ -778,6 +781,8 @@ int http_server_start(struct http_server **out, const struct http_listen_opts *o
     pthread_mutex_init(&s->amu, NULL);
     pthread_cond_init(&s->acond, NULL);
     s->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+    s->on_done = opts->on_done;
+    s->on_done_ud = opts->on_done_ud;
     s->routes = xcalloc(n_routes ? n_routes : 1, sizeof *s->routes);
     for (size_t i = 0; i < n_routes; i++) {
         CHECK(routes[i].path && routes[i].fn);

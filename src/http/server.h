@@ -61,6 +61,10 @@ struct http_listen_opts {
     const char *static_prefix; /* URL prefix (ending in '/') served from static_files, e.g. "/client/"; NULL = none */
     const struct http_static_file *static_files; /* the files below static_prefix (http/static.h); borrowed */
     size_t n_static_files;     /* entries in static_files */
+    /* Called once per ended request, on an HTTP thread, with the status sent
+     * (499 when the client went away first); NULL = none. Must not block. */
+    void (*on_done)(void *ud, int status);
+    void *on_done_ud;          /* passed to on_done */
 };
 
 /* Fills o from the SYNCV3_BINDADDR / SYNCV3_TLS_* settings of c, other fields

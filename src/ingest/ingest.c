@@ -146,8 +146,12 @@ void ingest_on_token_expired(void *ud, const char *user_id, const char *device_i
 void ingest_on_failure(void *ud, const char *user_id, const char *device_id, int http_status, int fail_count,
                        int64_t retry_ms, const char *why)
 {
+    struct ingest *ing = ud;
     LOG_DEBUG("poller", "%s/%s: /sync failed (status %d, %s); attempt %d, retrying in %lld ms", user_id, device_id,
              http_status, why, fail_count, (long long)retry_ms);
+    char code[16];
+    snprintf(code, sizeof code, "%d", http_status > 0 ? http_status : 0);
+    if (ing->metrics) metrics_add_l(ing->metrics->poller_sync_failures, code, NULL, 1);
 }
 
 void ingest_device_expire(struct ingest *ing, const char *user_id, const char *device_id)
@@ -175,6 +179,15 @@ bool ingest_device_ready(struct ingest *ing, const char *user_id, const char *de
     pthread_mutex_unlock(&ing->lock);
     free(key);
     return ready;
+}
+
+int ingest_pending_devices(struct ingest *ing)
+{
+    int n = 0;
+    pthread_mutex_lock(&ing->lock);
+    for (struct device *d = ing->devices; d; d = d->hh.next) n += d->state == DEV_PENDING;
+    pthread_mutex_unlock(&ing->lock);
+    return n;
 }
 
 static void deadline_ts(struct timespec *ts, int timeout_ms)
@@ -511,20 +524,24 @@ static void observe(struct ingest *ing, struct poller_result *res, struct acc_re
     }
     for (size_t i = 0; i < sizeof payloads / sizeof payloads[0]; i++)
         if (payloads[i].n) metrics_add_l(ing->metrics->poller_num_payloads, payloads[i].name, NULL, (double)payloads[i].n);
-    json_t *join = json_object_get(json_object_get(res->body, "rooms"), "join");
-    const char *rid;
-    json_t *sec;
-    json_object_foreach(join, rid, sec)
-    {
-        json_t *tl = json_object_get(sec, "timeline");
-        json_t *evs = json_object_get(tl, "events");
-        bool limited = json_is_true(json_object_get(tl, "limited"));
-        if (json_is_array(evs))
-            metrics_observe_l(ing->metrics->poller_timeline_size, limited ? "limited" : "unlimited", NULL,
-                              (double)json_array_size(evs));
-        json_t *st = json_object_get(json_object_get(sec, "state"), "events");
-        if (limited && json_is_array(st) && json_array_size(st))
-            metrics_observe(ing->metrics->poller_gappy_state_size, (double)json_array_size(st));
+    /* Timelines of joined and left rooms; gappy state of joined rooms only. */
+    static const char *const sections[] = {"join", "leave"};
+    for (int k = 0; k < 2; k++) {
+        json_t *rooms = json_object_get(json_object_get(res->body, "rooms"), sections[k]);
+        const char *rid;
+        json_t *sec;
+        json_object_foreach(rooms, rid, sec)
+        {
+            json_t *tl = json_object_get(sec, "timeline");
+            json_t *evs = json_object_get(tl, "events");
+            bool limited = json_is_true(json_object_get(tl, "limited"));
+            if (json_is_array(evs))
+                metrics_observe_l(ing->metrics->poller_timeline_size, limited ? "limited" : "unlimited", NULL,
+                                  (double)json_array_size(evs));
+            json_t *st = json_object_get(json_object_get(sec, "state"), "events");
+            if (k == 0 && limited && json_is_array(st) && json_array_size(st))
+                metrics_observe(ing->metrics->poller_gappy_state_size, (double)json_array_size(st));
+        }
     }
 }
 

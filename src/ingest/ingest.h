@@ -53,6 +53,8 @@ void ingest_device_expire(struct ingest *ing, const char *user_id, const char *d
 void ingest_device_pending(struct ingest *ing, const char *user_id, const char *device_id);
 /* Whether the device has processed a response since its poller started. */
 bool ingest_device_ready(struct ingest *ing, const char *user_id, const char *device_id);
+/* How many devices wait for their first response (for a gauge). */
+int ingest_pending_devices(struct ingest *ing);
 /* Blocks until the device is ready or expired, or timeout_ms passes. */
 enum ingest_wait ingest_device_wait(struct ingest *ing, const char *user_id, const char *device_id,
                                     int timeout_ms);

@@ -72,6 +72,7 @@ struct req_state {
     int64_t pos;                   /* its value */
     int64_t timeout_ms;            /* long-poll timeout */
     int64_t start_ms;              /* arrival */
+    int64_t setup_ms;              /* when computing the response began (setup done) */
     int64_t device_deadline;       /* end of the device wait */
     struct conn *conn;             /* the connection (ref) */
     struct conn *replaced;         /* the connection this one replaced (ref), freed with the request */
@@ -100,6 +101,13 @@ static void req_state_free(void *p)
 {
     struct req_state *s = p;
     if (trace_on) trace_request(s);
+    /* Over 50 s is slow (the Go proxy's mark); a long-poll with a longer timeout counts too. */
+    int64_t ms = clock_mono_ms() - s->start_ms;
+    if (ms > 50000 && s->api->d.metrics) {
+        metrics_inc(s->api->d.metrics->api_slow_requests);
+        LOG_WARN("api", "slow request: %.3f s user=%s device=%s", (double)ms / 1000.0, s->user_id ? s->user_id : "-",
+                 s->device_id ? s->device_id : "-");
+    }
     free(s->user_id);
     free(s->device_id);
     sync_req_release(&s->req);
@@ -190,6 +198,7 @@ static void ensure_polling(struct sync_api *api, const char *user_id, const char
     }
     pthread_mutex_unlock(&api->lock);
     free(key);
+    if (api->d.metrics) metrics_add_l(api->d.metrics->api_num_payloads, "V3EnsurePolling", NULL, 1);
     if (fresh || !token_swap) ingest_device_pending(api->d.ingest, user_id, device_id);
     poller_set_ensure(api->d.pollers, user_id, device_id, token, hash, since, to_device_only);
 }
@@ -389,16 +398,27 @@ static bool parse_i64(const char *s, int64_t *out)
     return true;
 }
 
-static void observe_process(struct sync_api *api, struct req_state *s, double secs)
+/* Setup (auth, waiting for the device, the connection) ends when the
+ * response starts being computed. */
+static void observe_setup(struct sync_api *api, struct req_state *s)
 {
+    s->setup_ms = clock_mono_ms();
     if (api->d.metrics)
-        metrics_observe_l(api->d.metrics->api_process_duration_secs, s->has_pos ? "0" : "1", NULL, secs);
+        metrics_observe_l(api->d.metrics->api_setup_duration_secs, s->has_pos ? "0" : "1", NULL,
+                          (double)(s->setup_ms - s->start_ms) / 1000.0);
+}
+
+/* Processing time counts only responses that did not long-poll. */
+static void observe_process(struct sync_api *api, struct req_state *s)
+{
+    if (api->d.metrics && s->phase != PH_PARKED)
+        metrics_observe_l(api->d.metrics->api_process_duration_secs, s->has_pos ? "0" : "1", NULL,
+                          (double)(clock_mono_ms() - s->setup_ms) / 1000.0);
 }
 
 /* Finishes and answers; returns HTTP_DONE. */
 static enum http_action finish(struct sync_api *api, struct http_req *req, struct req_state *s)
 {
-    double t0 = clock_mono_secs();
     char *err = NULL;
     size_t len = 0;
     char *body = conn_finish(s->conn, s->resp, s->req.txn_id, s->has_pos ? s->pos : 0, s->canonical, &len, &err);
@@ -410,7 +430,7 @@ static enum http_action finish(struct sync_api *api, struct http_req *req, struc
         http_req_respond_error(req, 500, "M_UNKNOWN", "could not build the response, try again");
         return HTTP_DONE;
     }
-    observe_process(api, s, clock_mono_secs() - t0);
+    observe_process(api, s);
     respond_body(req, body, len);
     return HTTP_DONE;
 }
@@ -480,10 +500,8 @@ static enum http_action start_connection(struct sync_api *api, struct http_req *
     s->conn = conn_map_create(api->conns, s->user_id, s->device_id, s->req.conn_id ? s->req.conn_id : "",
                               &s->replaced);
     conn_lock(s->conn);
+    observe_setup(api, s);
     if (apply(req, s) < 0) return HTTP_DONE;
-    if (api->d.metrics)
-        metrics_observe_l(api->d.metrics->api_setup_duration_secs, "1", NULL,
-                          (double)(clock_mono_ms() - s->start_ms) / 1000.0);
     return compute(api, req, s);
 }
 
@@ -530,6 +548,7 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
         respond_body(req, copy, len);
         return HTTP_DONE;
     }
+    observe_setup(api, s);
     if (apply(req, s) < 0) return HTTP_DONE;
     return compute(api, req, s);
 }

@@ -206,6 +206,7 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
     if (evicted) {
         LOG_INFO("sync", "%s: more than %d connections; ending the least recently used", user_id,
                  CONN_MAX_PER_DEVICE);
+        if (m->ctx->metrics) metrics_inc(m->ctx->metrics->api_destroyed_conns);
         conn_end(evicted);
         conn_unref(evicted);
     }
@@ -240,6 +241,10 @@ void conn_map_end_device(struct conn_map *m, const char *user_id, const char *de
     }
     set_gauge(m);
     pthread_mutex_unlock(&m->lock);
+    /* Counted with the expiries, as the Go proxy did for explicit closes. */
+    int n = 0;
+    for (struct conn *e = ended; e; e = e->hh.next) n++;
+    if (n && m->ctx->metrics) metrics_add(m->ctx->metrics->api_expiry_conn_timed_out, n);
     end_all(ended);
     free(prefix);
 }
