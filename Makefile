@@ -40,8 +40,13 @@ WEB_CLIENT := $(sort $(wildcard web/client/*))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all unit clean test format check-unsafe
+.PHONY: all unit clean test format check-unsafe install
 all: $(BUILD)/syncv3
+
+# `make install` puts the binary where deploy/syncv3.service expects it.
+PREFIX ?= /usr/local
+install: $(BUILD)/syncv3
+	install -D -m 0755 $(BUILD)/syncv3 $(DESTDIR)$(PREFIX)/bin/syncv3
 
 $(BUILD)/syncv3: $(BUILD)/src/main.o $(BUILD)/libsyncv3.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
