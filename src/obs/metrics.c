@@ -497,8 +497,9 @@ struct metrics *metrics_new(void)
     m->api_expiry_conn_buffer_full =
         metrics_counter(m, "sliding_sync_api_expiry_conn_buffer_full",
                         "Number of connections expired because their update buffer filled up.", NULL, NULL);
-    m->api_destroyed_conns = metrics_counter(m, "sliding_sync_api_destroyed_conns",
-                                             "Number of connections ended to make room for newer ones of the same device.", NULL, NULL);
+    m->api_destroyed_conns =
+        metrics_counter(m, "sliding_sync_api_destroyed_conns",
+                        "Number of connections ended to make room for newer ones of the same device.", NULL, NULL);
     m->api_setup_duration_secs =
         metrics_histogram(m, "sliding_sync_api_setup_duration_secs",
                           "Time taken in seconds from request arrival to the start of processing.", dur, ndur,

@@ -85,6 +85,23 @@ static void test_json_request_fields(void **state)
     free(l);
 }
 
+/* Formats msg as JSON and checks its message and string fields (kv: key,
+ * value pairs, NULL-terminated; n_fields: how many keys besides time, level,
+ * module and message, or -1 not to count). */
+static void expect_fields(const char *msg, const char *want_msg, int n_fields, const char *const *kv)
+{
+    char *l = fmt_line(LOG_FORMAT_JSON, LOG_INFO, "x", msg, 512);
+    json_t *j = parse(l);
+    assert_string_equal(json_string_value(json_object_get(j, "message")), want_msg);
+    for (; *kv; kv += 2) {
+        const char *got = json_string_value(json_object_get(j, kv[0]));
+        if (!got || strcmp(got, kv[1]) != 0) fail_msg("%s: want %s=%s in %s", msg, kv[0], kv[1], l);
+    }
+    if (n_fields >= 0) assert_int_equal(json_object_size(j), 4 + (size_t)n_fields);
+    json_decref(j);
+    free(l);
+}
+
 static void test_json_only_trailing_words_are_fields(void **state)
 {
     (void)state;
@@ -92,37 +109,13 @@ static void test_json_only_trailing_words_are_fields(void **state)
      * and uppercase keys are never fields; a device ID that looks like a
      * number stays a string. */
     const char *msg = "GET /versions failed (is SYNCV3_SERVER=http://x right?): timeout";
-    char *l = fmt_line(LOG_FORMAT_JSON, LOG_WARN, "main", msg, 512);
-    json_t *j = parse(l);
-    assert_string_equal(json_string_value(json_object_get(j, "message")), msg);
-    assert_int_equal(json_object_size(j), 4);
-    json_decref(j);
-    free(l);
-
-    l = fmt_line(LOG_FORMAT_JSON, LOG_INFO, "x", "done level=9 device=0123 status=abc", 512);
-    j = parse(l);
-    assert_string_equal(json_string_value(json_object_get(j, "message")), "done level=9");
-    assert_string_equal(json_string_value(json_object_get(j, "level")), "info");
-    assert_string_equal(json_string_value(json_object_get(j, "device")), "0123");
-    assert_string_equal(json_string_value(json_object_get(j, "status")), "abc");
-    json_decref(j);
-    free(l);
-
+    expect_fields(msg, msg, 0, (const char *const[]){NULL});
+    expect_fields("done level=9 device=0123 status=abc", "done level=9", 2,
+                  (const char *const[]){"level", "info", "device", "0123", "status", "abc", NULL});
     /* Leading words too; a message of only fields has an empty message. */
-    l = fmt_line(LOG_FORMAT_JSON, LOG_INFO, "poller", "user=@a:b device=D poll started (since \"s1\") n=3", 512);
-    j = parse(l);
-    assert_string_equal(json_string_value(json_object_get(j, "message")), "poll started (since \"s1\")");
-    assert_string_equal(json_string_value(json_object_get(j, "user")), "@a:b");
-    assert_string_equal(json_string_value(json_object_get(j, "device")), "D");
-    assert_string_equal(json_string_value(json_object_get(j, "n")), "3");
-    json_decref(j);
-    free(l);
-    l = fmt_line(LOG_FORMAT_JSON, LOG_INFO, "x", "a=1 b=2", 512);
-    j = parse(l);
-    assert_string_equal(json_string_value(json_object_get(j, "message")), "");
-    assert_string_equal(json_string_value(json_object_get(j, "b")), "2");
-    json_decref(j);
-    free(l);
+    expect_fields("user=@a:b device=D poll started (since \"s1\") n=3", "poll started (since \"s1\")", 3,
+                  (const char *const[]){"user", "@a:b", "device", "D", "n", "3", NULL});
+    expect_fields("a=1 b=2", "", 2, (const char *const[]){"a", "1", "b", "2", NULL});
 }
 
 static void test_json_escapes_everything(void **state)
