@@ -266,9 +266,9 @@ size_t log_format_line(char *out, size_t cap, enum log_format fmt, const struct 
     struct line l = {out, 0, cap - LINE_RESERVE, false};
     struct tm tm;
     gmtime_r(&when->tv_sec, &tm);
-    char ts[40];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, when->tv_nsec / 1000000);
+    char ts[96]; /* 24 bytes in practice; room for any int the compiler can imagine */
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(when->tv_nsec / 1000000 % 1000));
     if (fmt == LOG_FORMAT_TEXT) {
         puts_(&l, ts);
         puts_(&l, " ");
@@ -283,7 +283,7 @@ size_t log_format_line(char *out, size_t cap, enum log_format fmt, const struct 
     struct field f[MAX_FIELDS];
     size_t text_start, text_end;
     int nf = take_fields(msg, f, &text_start, &text_end);
-    char head[96];
+    char head[160];
     snprintf(head, sizeof head, "{\"time\":\"%s\",\"level\":\"%s\",\"module\":", ts,
              log_level_word(lvl));
     if (puts_(&l, head)) put_json_str(&l, module, strlen(module), true);

@@ -522,11 +522,11 @@ struct metrics *metrics_new(void)
     m->sentry_events_dropped =
         metrics_counter(m, "sliding_sync_sentry_events_dropped_total",
                         "Number of error reports dropped (rate limit, full queue or Sentry failing).", NULL, NULL);
-    m->http_responses = metrics_counter(m, "syncv3_http_responses_total",
+    m->http_responses = metrics_counter(m, "sliding_sync_http_responses_total",
                                         "Client HTTP responses by status code (499 = the client went away first).",
                                         "code", NULL);
     m->poller_sync_failures =
-        metrics_counter(m, "syncv3_poller_sync_failures_total",
+        metrics_counter(m, "sliding_sync_poller_sync_failures_total",
                         "Failed /sync requests to the homeserver by status code (0 = no HTTP answer).", "code", NULL);
     return m;
 }

@@ -27,8 +27,12 @@ CATALOGUE = {
     "sliding_sync_api_setup_duration_secs": ("histogram", ["initial"], DUR),
     "sliding_sync_api_process_duration_secs": ("histogram", ["initial"], DUR),
     "sliding_sync_api_slow_requests": ("counter", [], None),
-    "syncv3_http_responses_total": ("counter", ["code"], None),
-    "syncv3_poller_sync_failures_total": ("counter", ["code"], None),
+    "sliding_sync_http_responses_total": ("counter", ["code"], None),
+    "sliding_sync_poller_sync_failures_total": ("counter", ["code"], None),
+    "sliding_sync_trace_spans_exported_total": ("counter", [], None),
+    "sliding_sync_trace_spans_dropped_total": ("counter", [], None),
+    "sliding_sync_sentry_events_sent_total": ("counter", [], None),
+    "sliding_sync_sentry_events_dropped_total": ("counter", [], None),
     "process_resident_memory_bytes": ("gauge", [], None),
     "process_cpu_seconds_total": ("counter", [], None),
     "process_open_fds": ("gauge", [], None),
@@ -74,7 +78,7 @@ def traffic(proxy, hs, user):
     c.sync({}, timeout=100)
     hs.fail_next(user.token, "status", count=1, status=502)
     user.queue(F.sync_response())  # ends the poll in flight; the next one fails
-    wait_until(lambda: metric_sum(proxy.metrics()[1], "syncv3_poller_sync_failures_total"),
+    wait_until(lambda: metric_sum(proxy.metrics()[1], "sliding_sync_poller_sync_failures_total"),
                timeout=20, what="a failed /sync counted")
     return c
 
@@ -108,8 +112,8 @@ def test_every_metric_has_its_type_labels_and_buckets(proxy, hs, alice):
     assert metric_value(proxy.metrics()[1], "sliding_sync_poller_gappy_state_size_count") >= 1
     left = metric_value(proxy.metrics()[1], "sliding_sync_poller_timeline_size_count", {"limited": "unlimited"})
     assert left >= 2, "the left room's timeline counts too"
-    assert metric_value(proxy.metrics()[1], "syncv3_poller_sync_failures_total", {"code": "502"}) == 1
-    assert metric_value(proxy.metrics()[1], "syncv3_http_responses_total", {"code": "200"}) >= 2
+    assert metric_value(proxy.metrics()[1], "sliding_sync_poller_sync_failures_total", {"code": "502"}) == 1
+    assert metric_value(proxy.metrics()[1], "sliding_sync_http_responses_total", {"code": "200"}) >= 2
 
 
 def test_pollers_conns_and_expiry(proxy, hs, alice, bob):
