@@ -1,4 +1,4 @@
-"""SYNCV3_PROM serves Prometheus metrics (internals §5.7)."""
+"""SYNCV3_PROM serves Prometheus metrics (docs/behaviour.md, "Metrics")."""
 
 import fakehs as F
 from helpers import metric_sum, metric_value, wait_until
