@@ -68,7 +68,7 @@ struct ingest {
 };
 
 /* Transaction IDs only matter while the sender's clients wait for their
- * echo: kept an hour, purged at most hourly (internals §2.9). */
+ * echo: kept an hour, purged at most hourly (docs/behaviour.md, "Transaction IDs"). */
 #define TXN_KEEP_MS (60 * 60 * 1000)
 
 static char *dev_key(const char *user_id, const char *device_id)
@@ -467,7 +467,7 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
     add_ephemeral(&ch, ar);
     if (ar->n_own_seen) {
         /* Connections of this device holding back one of these events for
-         * its transaction ID can stop waiting (§11.1). */
+         * its transaction ID can stop waiting (docs/behaviour.md, "Transaction IDs"). */
         json_t *ids = json_array();
         for (size_t i = 0; i < ar->n_own_seen; i++) {
             const struct acc_own *o = &ar->own_seen[i];

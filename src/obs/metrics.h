@@ -24,7 +24,7 @@ struct metric; /* one family; opaque */
 /* Bucket upper bounds of sliding_sync_*_duration_secs. */
 extern const double metrics_duration_buckets[11];
 
-/* The registry plus the syncv3 metrics (the Go proxy's names). The named
+/* The registry plus the syncv3 metrics (the Go proxy's names; docs/behaviour.md, "Metrics"). The named
  * pointers are owned by the registry. */
 struct metrics {
     pthread_mutex_t mu;       /* guards families */

@@ -576,8 +576,9 @@ void conn_add_snapshot(struct conn *c, struct conn_resp *r, const char *room_id,
     if (!cr) return;
     add_snapshot_one(c, r, room_id, sub);
     if (!sub->include_old_rooms || cr->ur->invite) return;
-    /* §11.9: the predecessors the user is joined to, newest first, until the
-     * first one they are not in; in `rooms` only, never in list ops. */
+    /* The predecessors the user is joined to, newest first, until the first
+     * one they are not in; in `rooms` only, never in list ops
+     * (docs/behaviour.md, "Old rooms and upgrades"). */
     for (int depth = 0; depth < CONN_MAX_OLD_ROOMS && cr->ur->meta; depth++) {
         const char *pred = cr->ur->meta->r.predecessor;
         if (!pred || !*pred || strcmp(pred, room_id) == 0) break;

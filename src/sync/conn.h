@@ -80,7 +80,7 @@ void conn_unlock(struct conn *c);
 void conn_abandon(struct conn *c);
 /* Whether the connection was ended (token expired, buffer overflow, replaced, expired). */
 bool conn_dead(struct conn *c);
-/* Response bookkeeping (§5.3). */
+/* Response bookkeeping (docs/behaviour.md, "Positions and retransmits"). */
 int64_t conn_last_req_pos(struct conn *c);
 const char *conn_last_req_body(struct conn *c);
 /* Drops buffered responses below pos; returns the first one above it, or NULL. */
@@ -93,7 +93,7 @@ bool conn_resp_has_data(const struct conn_resp *r);
 /* Room objects in the response (0 for NULL). */
 size_t conn_resp_room_count(const struct conn_resp *r);
 /* While the response holds one of the user's own events whose transaction
- * ID this device's upstream sync has not shown yet (§11.1): the monotonic
+ * ID this device's upstream sync has not shown yet (docs/behaviour.md, "Transaction IDs"): the monotonic
  * time until which it should wait for it; else 0. */
 int64_t conn_resp_hold_until(struct conn_resp *r);
 /* Applies a parsed request: sticky merge, first load of the user's rooms,

@@ -36,7 +36,7 @@ static void typing_lazy_room(void *ud, const char *room_id, const char *edu)
     json_decref(j);
 }
 
-/* §11.1: the user's own message events carry the transaction ID this
+/* The user's own message events carry the transaction ID this
  * device's upstream sync showed for them (the stored copy has none). Live
  * events take it from the CU_TXN updates drained with them; snapshot
  * timelines (older events) from the store, in one query. */
@@ -87,8 +87,9 @@ static int annotate_txns(struct conn *c, struct conn_resp *resp, char **err)
     return rc;
 }
 
-/* B of §11.7: the union of the bump_event_types of every list (the strings
- * are borrowed from the sticky request: free only out->v). */
+/* B of docs/behaviour.md, "Timestamps": the union of the bump_event_types of
+ * every list (the strings are borrowed from the sticky request: free only
+ * out->v). */
 static void bump_union(struct conn *c, struct sync_strv *out)
 {
     *out = (struct sync_strv){0};
@@ -104,7 +105,7 @@ static void bump_union(struct conn *c, struct sync_strv *out)
 }
 
 /* After loading: what the connection now knows it sent (lazy members), and
- * the room's timestamp (§11.7) — only on snapshots and on updates carrying
+ * the room's timestamp (docs/behaviour.md, "Timestamps") — only on snapshots and on updates carrying
  * events, never revealing activity from before the user's join. */
 static void room_settle(struct conn *c, struct resp_room *rr, bool bump)
 {
@@ -220,7 +221,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
             any_snapshot = true;
         }
     }
-    /* Live updates of lazily loaded rooms: members of new senders (§11.2). */
+    /* Live updates of lazily loaded rooms: members of new senders (docs/behaviour.md, "Lazy members"). */
     bool any_lazy = false;
     for (rr = resp->rooms; rr; rr = rr->hh.next) {
         struct croom *cr;
@@ -254,7 +255,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         if (rr->snapshot && rr->n_live) merge_live(rr);
     bool ignores = cache_user_ignores_anyone(c->ctx->cache, c->user_id);
     for (rr = resp->rooms; rr; rr = rr->hh.next) {
-        /* Snapshot timelines leave out messages of ignored users (§11.1). */
+        /* Snapshot timelines leave out messages of ignored users (docs/behaviour.md, "Ignored users"). */
         int kept = 0;
         for (int i = 0; i < rr->tl.n; i++) {
             if (ignores && conn_ignored_message(c, rr->tl.events[i]))
@@ -269,7 +270,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
     if (annotate_txns(c, resp, err) < 0) return NULL;
     {
         /* The extensions see each room with its timeline events in this
-         * response (receipts on them, §16.5). */
+         * response (receipts on them: docs/behaviour.md, "receipts"). */
         size_t n = HASH_COUNT(resp->rooms), k = 0, n_ev = 0;
         for (rr = resp->rooms; rr; rr = rr->hh.next) n_ev += (size_t)rr->tl.n + rr->n_live;
         struct ext_room *rooms = xcalloc(n ? n : 1, sizeof *rooms);
@@ -286,7 +287,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         if (rc < 0) return NULL;
     }
     {
-        /* §16.4: typing users of lazily loaded rooms get their member events. */
+        /* Typing users of lazily loaded rooms get their member events (docs/behaviour.md, "typing"). */
         struct typing_lazy tl = {c, resp, false};
         ext_resp_typing_each(resp->ext, typing_lazy_room, &tl);
         if (tl.any) {
@@ -334,7 +335,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         buf_json_str(&b, txn_id, strlen(txn_id));
     }
     buf_puts(&b, "}\n");
-    /* Buffer it until acknowledged (§5.3). */
+    /* Buffer it until acknowledged (docs/behaviour.md, "Positions and retransmits"). */
     if (c->n_buffered == CONN_MAX_BUFFERED) {
         free(c->buffered[0].body);
         memmove(c->buffered, c->buffered + 1, (CONN_MAX_BUFFERED - 1) * sizeof *c->buffered);

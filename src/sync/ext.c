@@ -123,9 +123,9 @@ void ext_state_release(struct ext_state *s)
     *s = (struct ext_state){0};
 }
 
-/* §6.3: absent/null keeps the previous value; the first appearance is taken
- * as given with lists/rooms defaulting to ["*"]; later ones replace each
- * field that is present and not null. */
+/* Absent/null keeps the previous value; the first appearance is taken as
+ * given with lists/rooms defaulting to ["*"]; later ones replace each field
+ * that is present and not null (docs/behaviour.md, "Sticky parameters"). */
 static json_t *merge_common(struct ext_params *p, json_t *extensions, const char *name)
 {
     json_t *e = json_object_get(extensions, name);
@@ -638,7 +638,7 @@ static int ad_rooms(const struct ext_env *env, struct ext_state *s, struct ext_r
 }
 
 /* The current typing EDU of every in-scope room of the response that has
- * none yet (§16.4: on snapshots and on rooms with live updates). */
+ * none yet (on snapshots and on rooms with live updates). */
 static int ty_rooms(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
                     int n_rooms, PGconn **pg, char **err)
 {
@@ -665,8 +665,9 @@ static int ty_rooms(const struct ext_env *env, struct ext_state *s, struct ext_r
     return rc;
 }
 
-/* §16.5: for the in-scope rooms of the response, the public receipts on
- * their timeline events in this response and all the user's own receipts. */
+/* For the in-scope rooms of the response, the public receipts on their
+ * timeline events in this response and all the user's own receipts
+ * (docs/behaviour.md, "receipts"). */
 static int rc_rooms(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
                     int n_rooms, PGconn **pg, char **err)
 {

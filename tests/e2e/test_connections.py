@@ -1,4 +1,4 @@
-"""Connection semantics (client-api §5): several conn_ids per device, pos
+"""Connection semantics (docs/behaviour.md, "Connections"): several conn_ids per device, pos
 retransmission, txn_id echo, a newer request cancelling a parked one, the
 buffer bound, and a new token taking over a device's poller."""
 

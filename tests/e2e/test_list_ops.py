@@ -1,7 +1,8 @@
 """List operations driven by requests and live updates: sort/range/filter changes
 (INVALIDATE + SYNC), several windows, lists added and deleted mid-connection,
 timeline_limit/required_state changes, overlapping lists, slow_get_all_rooms and the
-notification sorts (client-api §6.3, §6.4, §8, §9, §11.8, §11.10, §12)."""
+notification sorts (docs/behaviour.md, "Sticky parameters", "Request-driven ops",
+"Live ops", "slow_get_all_rooms", "Combined subscriptions", "Sorts")."""
 
 import pytest
 

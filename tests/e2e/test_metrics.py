@@ -1,6 +1,6 @@
 """SYNCV3_PROM serves Prometheus metrics: the Go proxy's names, types, labels and buckets, each
 moving when its event happens; the README's queries and the Grafana dashboard name only
-exported metrics."""
+exported metrics (docs/behaviour.md, "Metrics")."""
 
 import json
 import re

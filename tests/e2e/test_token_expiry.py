@@ -1,5 +1,5 @@
 """The homeserver rejecting a token: poller stops, token forgotten, connections get
-M_UNKNOWN_POS then 401 (client-api §2, internals §2.5, §2.6)."""
+M_UNKNOWN_POS then 401 (docs/behaviour.md, "Authentication", "Pollers and new connections")."""
 
 import time
 
