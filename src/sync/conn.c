@@ -86,6 +86,7 @@ struct conn {
     int q_n;                       /* entries */
     int q_cap;                     /* allocated */
     bool dead;                     /* ended; requests get M_UNKNOWN_POS */
+    enum conn_end_reason end_reason; /* why, once dead */
     struct http_req *waiter;       /* parked request (ref'd) or NULL */
     int64_t cancels;               /* times a parked request was cancelled by a newer one */
     int64_t last_used_ms;          /* for idle expiry */
@@ -348,6 +349,9 @@ void conn_map_end_device(struct conn_map *m, const char *user_id, const char *de
     {
         if (strncmp(c->key, prefix, plen) != 0) continue;
         HASH_DEL(m->conns, c);
+        pthread_mutex_lock(&c->q_lock);
+        if (!c->dead) c->end_reason = CONN_END_TOKEN;
+        pthread_mutex_unlock(&c->q_lock);
         c->hh.next = ended; /* reuse the link for a private list */
         ended = c;
     }
@@ -411,6 +415,14 @@ bool conn_dead(struct conn *c)
     bool d = c->dead;
     pthread_mutex_unlock(&c->q_lock);
     return d;
+}
+
+enum conn_end_reason conn_end_reason(struct conn *c)
+{
+    pthread_mutex_lock(&c->q_lock);
+    enum conn_end_reason r = c->end_reason;
+    pthread_mutex_unlock(&c->q_lock);
+    return r;
 }
 
 /* ---- the listener (ingest thread, cache lock held) ---- */
@@ -1133,7 +1145,7 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
         ids[k++] = cr->ur->room_id;
     }
     int rc = -1;
-    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
     if (!pg) goto out;
     rc = store_latest_of_types(pg, ids, after, (int)k, (const char *const *)rl->bump_event_types.v,
                                (int)rl->bump_event_types.n, c->pos, ts, err);
@@ -1165,7 +1177,7 @@ static int read_space_children(struct conn *c, const char *const *ids, int k, st
 {
     struct store_tl *st = xcalloc((size_t)k, sizeof *st);
     const char *types[] = {"m.space.child"}, *keys[] = {"*"};
-    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
     int rc = pg ? store_state_at(pg, ids, k, c->pos, types, keys, 1, st, err) : -1;
     if (pg) db_release(c->ctx->db, pg);
     for (int i = 0; i < k && rc == 0; i++)
@@ -1704,7 +1716,7 @@ static int annotate_txns(struct conn *c, struct conn_resp *resp, char **err)
     int rc = 0;
     if (n) {
         char **txns = xcalloc(n, sizeof *txns);
-        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
         rc = pg ? store_txn_ids(pg, c->user_id, c->device_id, ids, (int)n, txns, err) : -1;
         if (pg) db_release(c->ctx->db, pg);
         for (size_t i = 0; i < n; i++)
@@ -1808,7 +1820,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
     struct sync_strv bump;
     bump_union(c, &bump);
     if (any_snapshot || any_lazy) {
-        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
         int rc = pg ? room_load(pg, c->user_id, c->pos, resp->rooms, (const char *const *)bump.v, (int)bump.n, err)
                     : -1;
         if (pg) db_release(c->ctx->db, pg);
@@ -1855,7 +1867,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         struct typing_lazy tl = {c, resp, false};
         ext_resp_typing_each(resp->ext, typing_lazy_room, &tl);
         if (tl.any) {
-            PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+            PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
             int rc = pg ? room_load_lazy(pg, c->pos, resp->rooms, err) : -1;
             if (pg) db_release(c->ctx->db, pg);
             if (rc < 0) return NULL;
