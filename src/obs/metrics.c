@@ -510,6 +510,10 @@ struct metrics *metrics_new(void)
     m->api_slow_requests =
         metrics_counter(m, "sliding_sync_api_slow_requests", "Number of requests that took more than 50 seconds.",
                         NULL, NULL);
+    m->api_num_parked_requests =
+        metrics_gauge(m, "sliding_sync_api_num_parked_requests",
+                      "Number of requests parked, by what they wait for (whoami, device, load, long_poll).", "phase",
+                      NULL);
     return m;
 }
 

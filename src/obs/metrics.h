@@ -46,6 +46,7 @@ struct metrics {
     struct metric *api_setup_duration_secs;            /* histogram {initial} */
     struct metric *api_process_duration_secs;          /* histogram {initial} */
     struct metric *api_slow_requests;                  /* counter */
+    struct metric *api_num_parked_requests;            /* gauge {phase} */
 };
 
 /* An empty registry (no syncv3 metrics): release with metrics_release. */
