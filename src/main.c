@@ -35,7 +35,7 @@ struct server {
     struct db_pool *db;          /* PostgreSQL pool */
     struct cache *cache;         /* room and user caches */
     struct ingest *ingest;       /* the ingest thread */
-    struct hsclient *hs;         /* homeserver client for whoami/versions */
+    struct hsclient *hs;         /* homeserver client for the start-up /versions check */
     struct poller_set *pollers;  /* the poller thread */
     struct sync_api *api;        /* the sliding sync API */
     struct http_server *http;    /* client-facing listener */
@@ -56,8 +56,9 @@ static void usage(FILE *out)
     config_print_help(out);
 }
 
-/* The poller reports a dead token to ingest (which forgets it) and to the API
- * (which ends the device's connections). */
+/* The poller reports a dead token to ingest (which forgets it and marks the
+ * device) and to the API (which answers 401 to it and ends the device's
+ * connections). */
 struct expiry_fanout {
     struct ingest *ingest;   /* forgets the token, marks the device */
     struct sync_api *api;    /* ends connections */
@@ -70,7 +71,7 @@ static void on_token_expired(void *ud, const char *user_id, const char *device_i
     struct expiry_fanout *f = ud;
     bool current = !f->api || sync_api_is_current_token(f->api, user_id, device_id, token_hash);
     ingest_on_token_expired(f->ingest, user_id, device_id, token_hash, current);
-    if (f->api && current) sync_api_token_expired(f->api, user_id, device_id);
+    if (f->api) sync_api_token_expired(f->api, user_id, device_id, token_hash, current);
 }
 
 /* The span of one /sync v2 poll, with the size of what it brought; its
@@ -262,7 +263,7 @@ int main(int argc, char **argv)
         goto fail;
     }
     ingest_set_pollers(s.ingest, s.pollers);
-    struct sync_api_deps deps = {&s.cfg, s.db, s.cache, s.ingest, s.pollers, s.hs, s.metrics};
+    struct sync_api_deps deps = {&s.cfg, s.db, s.cache, s.ingest, s.pollers, s.metrics};
     sync_api_new(&s.api, &deps);
     fanout.api = s.api;
 

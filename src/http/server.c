@@ -358,17 +358,36 @@ static char *error_json(const char *errcode, const char *msg, size_t *len)
     return buf_detach(&b, len);
 }
 
-void http_req_respond_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
+static void respond_error_v(struct http_req *req, int status, int retry_after_secs, const char *errcode,
+                            const char *fmt, va_list ap)
 {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     size_t len;
     char *body = error_json(errcode, msg, &len);
     if (status >= 500) SENTRY_HTTP_ERROR(status, req->method, req->path, errcode, msg);
-    queue(req, status, "application/json", body, len, true, NULL, 0);
+    char retry[24];
+    snprintf(retry, sizeof retry, "%d", retry_after_secs);
+    struct http_header h = {"Retry-After", retry};
+    queue(req, status, "application/json", body, len, true, retry_after_secs > 0 ? &h : NULL,
+          retry_after_secs > 0 ? 1 : 0);
+}
+
+void http_req_respond_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_error_v(req, status, 0, errcode, fmt, ap);
+    va_end(ap);
+}
+
+void http_req_respond_retry(struct http_req *req, int status, int retry_after_secs, const char *errcode,
+                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_error_v(req, status, retry_after_secs, errcode, fmt, ap);
+    va_end(ap);
 }
 
 void http_req_log_append(struct http_req *req, const char *fmt, ...)

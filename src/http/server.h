@@ -160,6 +160,11 @@ void http_req_respond_static(struct http_req *req, int status, const char *conte
 void http_req_respond_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* http_req_respond_error with a Retry-After header of retry_after_secs
+ * (when > 0): for errors the client should retry after a pause (503). */
+void http_req_respond_retry(struct http_req *req, int status, int retry_after_secs, const char *errcode,
+                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* Appends " text" to this request's access-log line (e.g. user, device, pos).
  * Never pass tokens. Only from the handler. */
 void http_req_log_append(struct http_req *req, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -528,6 +528,10 @@ struct metrics *metrics_new(void)
     m->poller_sync_failures =
         metrics_counter(m, "sliding_sync_poller_sync_failures_total",
                         "Failed /sync requests to the homeserver by status code (0 = no HTTP answer).", "code", NULL);
+    m->api_num_parked_requests =
+        metrics_gauge(m, "sliding_sync_api_num_parked_requests",
+                      "Number of requests parked, by what they wait for (whoami, device, load, long_poll).", "phase",
+                      NULL);
     return m;
 }
 

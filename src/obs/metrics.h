@@ -53,6 +53,7 @@ struct metrics {
     /* syncv3's own (no Go proxy counterpart) */
     struct metric *http_responses;                     /* counter {code} */
     struct metric *poller_sync_failures;               /* counter {code} */
+    struct metric *api_num_parked_requests;            /* gauge {phase} */
 };
 
 /* An empty registry (no syncv3 metrics): release with metrics_release. */

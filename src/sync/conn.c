@@ -236,6 +236,9 @@ void conn_map_end_device(struct conn_map *m, const char *user_id, const char *de
     {
         if (strncmp(c->key, prefix, plen) != 0) continue;
         HASH_DEL(m->conns, c);
+        pthread_mutex_lock(&c->q_lock);
+        if (!c->dead) c->end_reason = CONN_END_TOKEN;
+        pthread_mutex_unlock(&c->q_lock);
         c->hh.next = ended; /* reuse the link for a private list */
         ended = c;
     }
@@ -303,6 +306,14 @@ bool conn_dead(struct conn *c)
     bool d = c->dead;
     pthread_mutex_unlock(&c->q_lock);
     return d;
+}
+
+enum conn_end_reason conn_end_reason(struct conn *c)
+{
+    pthread_mutex_lock(&c->q_lock);
+    enum conn_end_reason r = c->end_reason;
+    pthread_mutex_unlock(&c->q_lock);
+    return r;
 }
 
 /* ---- the listener (ingest thread, cache lock held) ---- */

@@ -75,7 +75,7 @@ static int annotate_txns(struct conn *c, struct conn_resp *resp, char **err)
     int rc = 0;
     if (n) {
         char **txns = xcalloc(n, sizeof *txns);
-        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
         rc = pg ? store_txn_ids(pg, c->user_id, c->device_id, ids, (int)n, txns, err) : -1;
         if (pg) db_release(c->ctx->db, pg);
         for (size_t i = 0; i < n; i++)
@@ -242,7 +242,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
     struct sync_strv bump;
     bump_union(c, &bump);
     if (any_snapshot || any_lazy) {
-        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
         int rc = pg ? room_load(pg, c->user_id, c->pos, resp->rooms, (const char *const *)bump.v, (int)bump.n, err)
                     : -1;
         if (pg) db_release(c->ctx->db, pg);
@@ -291,7 +291,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         struct typing_lazy tl = {c, resp, false};
         ext_resp_typing_each(resp->ext, typing_lazy_room, &tl);
         if (tl.any) {
-            PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+            PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
             int rc = pg ? room_load_lazy(pg, c->pos, resp->rooms, err) : -1;
             if (pg) db_release(c->ctx->db, pg);
             if (rc < 0) return NULL;

@@ -95,6 +95,7 @@ struct conn {
     int q_n;                       /* entries */
     int q_cap;                     /* allocated */
     bool dead;                     /* ended; requests get M_UNKNOWN_POS */
+    enum conn_end_reason end_reason; /* why, once dead */
     bool listening;                /* the listener is registered with the cache: whoever ends the
                                     * connection must unregister it before its memory can go */
     struct http_req *waiter;       /* parked request (ref'd) or NULL */

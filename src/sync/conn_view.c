@@ -443,7 +443,7 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
         ids[k++] = cr->ur->room_id;
     }
     int rc = -1;
-    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
     if (!pg) goto out;
     rc = store_latest_of_types(pg, ids, after, (int)k, (const char *const *)rl->bump_event_types.v,
                                (int)rl->bump_event_types.n, c->pos, ts, err);
@@ -475,7 +475,7 @@ int conn_read_space_children(struct conn *c, const char *const *ids, int k, stru
 {
     struct store_tl *st = xcalloc((size_t)k, sizeof *st);
     const char *types[] = {"m.space.child"}, *keys[] = {"*"};
-    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
     int rc = pg ? store_state_at(pg, ids, k, c->pos, types, keys, 1, st, err) : -1;
     if (pg) db_release(c->ctx->db, pg);
     for (int i = 0; i < k && rc == 0; i++)

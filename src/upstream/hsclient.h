@@ -1,4 +1,5 @@
-/* The homeserver client: blocking calls to /versions and /account/whoami,
+/* The homeserver client: blocking calls to /versions and /account/whoami
+ * (the server verifies tokens without blocking through poller_set_whoami),
  * plus the request set-up shared with the poller set (URL, unix socket,
  * User-Agent, bearer token, timeouts).
  *
@@ -60,6 +61,14 @@ int hsclient_versions_list(struct hsclient *c, char **versions, char **err);
  * err may be NULL. */
 int hsclient_whoami(struct hsclient *c, const char *token, char **user_id, char **device_id,
                     char **err);
+
+/* The path of whoami. */
+#define HSCLIENT_WHOAMI_PATH "/_matrix/client/v3/account/whoami"
+
+/* Interprets a finished whoami transfer: its HTTP status and body (len bytes;
+ * body may be NULL). Same results and outputs as hsclient_whoami. */
+int hsclient_whoami_result(long status, const char *body, size_t len, char **user_id, char **device_id,
+                           char **err);
 
 /* Prepares a fresh or reset easy handle for GET {base}{path_query}: URL,
  * unix socket, User-Agent, bearer token (when token is non-NULL), total
