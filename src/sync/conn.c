@@ -300,6 +300,8 @@ void conn_map_end_device(struct conn_map *m, const char *user_id, const char *de
     if (n && m->ctx->metrics) metrics_add(m->ctx->metrics->api_expiry_conn_timed_out, n);
     end_all(ended);
     free(prefix);
+    /* The device is gone: the registry of served devices need not keep it. */
+    if (m->ctx->ext) ext_registry_forget(m->ctx->ext, user_id, device_id);
 }
 
 int conn_map_expire(struct conn_map *m, int64_t now_ms)
