@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import fakehs as F
-from helpers import User, metric_value, wait_until
+from helpers import User, metric_value, run_in_thread, wait_until
 
 MAX_USERS = 100
 N_USERS = int(os.environ.get("SYNCV3_TEST_CACHE_USERS", "2000"))
@@ -92,3 +92,27 @@ def test_many_users_once_stay_bounded(make_proxy, hs):
     growth = rss_kb(proxy.proc.pid) - (rss_mark or 0)
     print("%d users in %.1fs, RSS growth after the first 300: %d KiB" % (N_USERS, elapsed, growth))
     assert growth < 96 * 1024, "RSS grew by %d KiB" % growth
+
+
+def test_memory_gauges(proxy, hs, alice):
+    rid = F.new_room_id()
+    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(alice.user_id, "Room"),
+                                                         [F.message(alice.user_id, "hello")])}))
+    c = proxy.client(alice.token)
+    c.sync({"lists": {"a": {"ranges": [[0, 9]], "timeline_limit": 1}}})
+    alice.wait_idle()
+    _, _, rooms, text = gauges(proxy)
+    assert metric_value(text, "sliding_sync_cache_users") == 1
+    assert rooms == 1
+    h = run_in_thread(c.sync, {}, timeout=20000)
+    wait_until(lambda: metric_value(proxy.metrics()[1], "sliding_sync_api_parked_requests") == 1,
+               timeout=10, what="the long-poll counted as parked")
+    alice.queue(F.sync_response(join={rid: F.joined_room(timeline=[F.message(alice.user_id, "live")])}))
+    h.result(30)
+    assert metric_value(proxy.metrics()[1], "sliding_sync_api_parked_requests") == 0
+    # With no request waiting, a live event stays queued until the next request drains it.
+    alice.queue(F.sync_response(join={rid: F.joined_room(timeline=[F.message(alice.user_id, "queued")])}))
+    alice.wait_idle()
+    assert metric_value(proxy.metrics()[1], "sliding_sync_api_queued_updates") >= 1
+    c.sync({}, timeout=100)
+    assert metric_value(proxy.metrics()[1], "sliding_sync_api_queued_updates") == 0
