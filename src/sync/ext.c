@@ -45,12 +45,20 @@ void ext_registry_free(struct ext_registry *r)
     free(r);
 }
 
+/* The device's entry or NULL; *key receives its key (heap). Lock held. */
+static struct served *served_find(struct ext_registry *r, const char *user_id, const char *device_id, char **key)
+{
+    *key = xasprintf("%s|%s", user_id, device_id);
+    struct served *s;
+    HASH_FIND_STR(r->served, *key, s);
+    return s;
+}
+
 bool ext_registry_has(struct ext_registry *r, const char *user_id, const char *device_id)
 {
-    char *key = xasprintf("%s|%s", user_id, device_id);
+    char *key;
     pthread_mutex_lock(&r->lock);
-    struct served *s;
-    HASH_FIND_STR(r->served, key, s);
+    struct served *s = served_find(r, user_id, device_id, &key);
     if (s) {
         /* The most recently used goes to the end: eviction takes the oldest. */
         HASH_DEL(r->served, s);
@@ -63,10 +71,9 @@ bool ext_registry_has(struct ext_registry *r, const char *user_id, const char *d
 
 void ext_registry_add(struct ext_registry *r, const char *user_id, const char *device_id)
 {
-    char *key = xasprintf("%s|%s", user_id, device_id);
+    char *key;
     pthread_mutex_lock(&r->lock);
-    struct served *s;
-    HASH_FIND_STR(r->served, key, s);
+    struct served *s = served_find(r, user_id, device_id, &key);
     if (!s) {
         /* Bounded: the least recently served device is forgotten. Its next
          * read ignores since again, which can only repeat messages it has not
@@ -88,10 +95,9 @@ void ext_registry_add(struct ext_registry *r, const char *user_id, const char *d
 
 void ext_registry_forget(struct ext_registry *r, const char *user_id, const char *device_id)
 {
-    char *key = xasprintf("%s|%s", user_id, device_id);
+    char *key;
     pthread_mutex_lock(&r->lock);
-    struct served *s;
-    HASH_FIND_STR(r->served, key, s);
+    struct served *s = served_find(r, user_id, device_id, &key);
     if (s) {
         HASH_DEL(r->served, s);
         free(s->key);

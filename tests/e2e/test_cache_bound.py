@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import fakehs as F
-from helpers import User, metric_value, run_in_thread, wait_until
+from helpers import User, metric_value, one_room_connection, run_in_thread, wait_until
 
 MAX_USERS = 100
 N_USERS = int(os.environ.get("SYNCV3_TEST_CACHE_USERS", "2000"))
@@ -95,12 +95,7 @@ def test_many_users_once_stay_bounded(make_proxy, hs):
 
 
 def test_memory_gauges(proxy, hs, alice):
-    rid = F.new_room_id()
-    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(alice.user_id, "Room"),
-                                                         [F.message(alice.user_id, "hello")])}))
-    c = proxy.client(alice.token)
-    c.sync({"lists": {"a": {"ranges": [[0, 9]], "timeline_limit": 1}}})
-    alice.wait_idle()
+    c, rid = one_room_connection(proxy, alice)
     _, _, rooms, text = gauges(proxy)
     assert metric_value(text, "sliding_sync_cache_users") == 1
     assert rooms == 1

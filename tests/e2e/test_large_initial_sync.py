@@ -6,7 +6,7 @@ import json
 import time
 
 import fakehs as F
-from helpers import User, run_in_thread
+from helpers import User, one_room_connection, run_in_thread
 
 BIG_MB = 30
 
@@ -30,12 +30,7 @@ def live_latency(c, alice, rid, text):
 
 
 def test_large_initial_sync_does_not_delay_others(proxy, hs, alice):
-    rid = F.new_room_id()
-    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(alice.user_id, "Room"),
-                                                         [F.message(alice.user_id, "hello")])}))
-    c = proxy.client(alice.token)
-    c.sync({"lists": {"a": {"ranges": [[0, 9]], "timeline_limit": 1}}})
-    alice.wait_idle()
+    c, rid = one_room_connection(proxy, alice)
     normal = live_latency(c, alice, rid, "before")
 
     bob = User(hs, "bob")

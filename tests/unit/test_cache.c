@@ -43,6 +43,17 @@ static void load(struct cache *c, const char *user_id, const char *room)
     free(meta);
 }
 
+/* Registers l for user_id as a connection's first request does. */
+static void listen(struct cache *c, const char *user_id, struct cache_listener *l)
+{
+    struct user_room **rooms;
+    int n;
+    int64_t pos;
+    assert_int_equal(cache_snapshot_user(c, user_id, l, &rooms, &n, &pos), 0);
+    for (int i = 0; i < n; i++) user_room_unref(rooms[i]);
+    free(rooms);
+}
+
 static void user_name(char *out, size_t n, int i)
 {
     snprintf(out, n, "@u%d:x", i);
@@ -61,12 +72,7 @@ static void test_lru_order(void **state)
     }
     /* u0 becomes the most recently used: a connection came and went. */
     struct cache_listener l = {.on_update = on_update};
-    struct user_room **rooms;
-    int n;
-    int64_t pos;
-    assert_int_equal(cache_snapshot_user(c, "@u0:x", &l, &rooms, &n, &pos), 0);
-    for (int i = 0; i < n; i++) user_room_unref(rooms[i]);
-    free(rooms);
+    listen(c, "@u0:x", &l);
     cache_unlisten(c, "@u0:x", &l);
     load(c, "@u3:x", "!r3:x");
     /* u1 was the least recently used; u0 stays. */
@@ -96,12 +102,7 @@ static void test_listened_users_stay(void **state)
     int hits = 0;
     struct cache_listener l = {.on_update = on_update, .ud = &hits};
     load(c, "@a:x", "!a:x");
-    struct user_room **rooms;
-    int n;
-    int64_t pos;
-    assert_int_equal(cache_snapshot_user(c, "@a:x", &l, &rooms, &n, &pos), 0);
-    for (int i = 0; i < n; i++) user_room_unref(rooms[i]);
-    free(rooms);
+    listen(c, "@a:x", &l);
     char u[32];
     for (int i = 0; i < 10; i++) {
         user_name(u, sizeof u, i);
@@ -116,9 +117,7 @@ static void test_listened_users_stay(void **state)
     assert_int_equal(st.users, 2);
     /* Everyone listened to: the bound is exceeded rather than breaking a connection. */
     struct cache_listener l2 = {.on_update = on_update, .ud = &hits};
-    assert_int_equal(cache_snapshot_user(c, "@u9:x", &l2, &rooms, &n, &pos), 0);
-    for (int i = 0; i < n; i++) user_room_unref(rooms[i]);
-    free(rooms);
+    listen(c, "@u9:x", &l2);
     load(c, "@b:x", "!b:x");
     cache_get_stats(c, &st);
     assert_int_equal(st.users, 3);
@@ -195,12 +194,7 @@ static void test_pinned_user_stays(void **state)
     assert_true(cache_user_loaded(c, "@q:x"));
     /* The listener takes the pin's place; once it goes, p is an ordinary idle user. */
     struct cache_listener l = {.on_update = on_update};
-    struct user_room **rooms;
-    int n;
-    int64_t pos;
-    assert_int_equal(cache_snapshot_user(c, "@p:x", &l, &rooms, &n, &pos), 0);
-    for (int i = 0; i < n; i++) user_room_unref(rooms[i]);
-    free(rooms);
+    listen(c, "@p:x", &l);
     cache_unlisten(c, "@p:x", &l);
     load(c, "@t:x", "!t:x");
     load(c, "@u:x", "!u:x");
