@@ -123,6 +123,16 @@ static void update_gauges(struct server *s)
     if (s->ingest) metrics_set(s->metrics->api_num_devices_pending_ensure_polling, ingest_pending_devices(s->ingest));
     double total = metrics_value(s->metrics->poller_total_num_polls, NULL, NULL);
     if ((double)st.total_polls > total) metrics_add(s->metrics->poller_total_num_polls, (double)st.total_polls - total);
+    struct cache_stats cs = {0};
+    if (s->cache) cache_get_stats(s->cache, &cs);
+    metrics_set(s->metrics->cache_users, (double)cs.users);
+    metrics_set(s->metrics->cache_rooms, (double)cs.rooms);
+    const char *kinds[2] = {"user", "room"};
+    int64_t counts[2] = {cs.evictions, cs.room_evictions};
+    for (int i = 0; i < 2; i++) {
+        double seen = metrics_value(s->metrics->cache_evictions, kinds[i], NULL);
+        if ((double)counts[i] > seen) metrics_add_l(s->metrics->cache_evictions, kinds[i], NULL, (double)counts[i] - seen);
+    }
 }
 
 static void on_http_done(void *ud, int status)
@@ -251,6 +261,7 @@ int main(int argc, char **argv)
         err = NULL;
     }
     s.cache = cache_new();
+    cache_set_max_users(s.cache, s.cfg.cache_max_users);
     if (ingest_new(&s.ingest, s.db, s.cache, s.metrics) < 0) {
         LOG_FATAL("main", "cannot start the ingest thread");
         goto fail;

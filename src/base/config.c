@@ -37,6 +37,8 @@ static const struct {
     {"SYNCV3_LOG_FORMAT", "text", "text (one readable line per event) or json (one JSON object per line)."},
     {"SYNCV3_DEBUG", "", "1 = trace logging and fail-fast assertions."},
     {"SYNCV3_MAX_DB_CONN", "0", "Most PostgreSQL connections to open; 0 = 8."},
+    {"SYNCV3_CACHE_MAX_USERS", "10000",
+     "Users kept in memory; past it the least recently used users without a connection are evicted. 0 = 10000."},
     {"SYNCV3_DB_IDLE_TIMEOUT_SECS", "3600", "Close database connections idle this long; 0 = never."},
     {"SYNCV3_HTTP_TIMEOUT_SECS", "300", "Total timeout of a request to the homeserver."},
     {"SYNCV3_HTTP_INITIAL_TIMEOUT_SECS", "1800",
@@ -211,6 +213,7 @@ enum config_result config_load(struct config *c, config_getenv_fn get, char **er
     }
 
     if (parse_int("SYNCV3_MAX_DB_CONN", get("SYNCV3_MAX_DB_CONN"), 0, &c->max_db_conn, err) < 0 ||
+        parse_int("SYNCV3_CACHE_MAX_USERS", get("SYNCV3_CACHE_MAX_USERS"), 10000, &c->cache_max_users, err) < 0 ||
         parse_int("SYNCV3_DB_IDLE_TIMEOUT_SECS", get("SYNCV3_DB_IDLE_TIMEOUT_SECS"), 3600,
                   &c->db_idle_timeout_secs, err) < 0 ||
         parse_int("SYNCV3_HTTP_TIMEOUT_SECS", get("SYNCV3_HTTP_TIMEOUT_SECS"), 300,

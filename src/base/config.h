@@ -32,6 +32,7 @@ struct config {
     enum log_format log_format; /* SYNCV3_LOG_FORMAT: text (default) or json */
     bool debug;                 /* SYNCV3_DEBUG=1 */
     int max_db_conn;            /* SYNCV3_MAX_DB_CONN: pool size; 0 = default */
+    int cache_max_users;        /* SYNCV3_CACHE_MAX_USERS: loaded users before idle ones are evicted; 0 = default */
     int db_idle_timeout_secs;   /* SYNCV3_DB_IDLE_TIMEOUT_SECS */
     int http_timeout_secs;      /* SYNCV3_HTTP_TIMEOUT_SECS: normal upstream request timeout */
     int http_initial_timeout_secs; /* SYNCV3_HTTP_INITIAL_TIMEOUT_SECS: first-poll timeout */

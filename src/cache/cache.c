@@ -6,6 +6,7 @@
 #include <uthash.h>
 
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/log.h"
 
 /* A user ID in a room's member set. */
@@ -18,6 +19,7 @@ struct room_entry {
     char *room_id;           /* key */
     struct room_meta *meta;  /* current metadata (ref), may be NULL */
     struct uset *users;      /* loaded users joined or invited */
+    bool swept;              /* queued in cache.sweep (checked for emptiness at the end of the write) */
     UT_hash_handle hh;       /* uthash */
 };
 
@@ -44,6 +46,10 @@ struct user_entry {
     struct dm_entry *dms;             /* m.direct rooms */
     struct ignored_entry *ignored;    /* m.ignored_user_list */
     struct cache_listener *listeners; /* connections of this user */
+    struct user_entry *idle_prev;     /* idle list: older neighbour (only while no listener) */
+    struct user_entry *idle_next;     /* idle list: newer neighbour */
+    bool idle;                        /* on the idle list (no listener) */
+    int64_t pinned_until;             /* monotonic ms before which eviction skips the user (0 = none) */
     UT_hash_handle hh;                /* uthash */
 };
 
@@ -52,6 +58,13 @@ struct cache {
     struct room_entry *rooms;  /* room_id -> entry */
     struct user_entry *users;  /* user_id -> entry (loaded users) */
     int64_t pos;               /* highest NID applied */
+    struct user_entry *idle_head; /* least recently used user without listeners (evicted first) */
+    struct user_entry *idle_tail; /* most recently used user without listeners */
+    int max_users;             /* users kept loaded before idle ones are evicted */
+    int64_t evictions;         /* users evicted so far */
+    int64_t room_evictions;    /* room entries dropped because no loaded user is in them */
+    struct room_entry **sweep; /* rooms that may have lost their last loaded user in this write */
+    int n_sweep, cap_sweep;    /* entries, capacity */
 };
 
 struct room_meta *room_meta_ref(struct room_meta *m)
@@ -180,7 +193,25 @@ struct cache *cache_new(void)
 {
     struct cache *c = xcalloc(1, sizeof *c);
     pthread_rwlock_init(&c->lock, NULL);
+    c->max_users = CACHE_DEFAULT_MAX_USERS;
     return c;
+}
+
+void cache_set_max_users(struct cache *c, int max_users)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    c->max_users = max_users > 0 ? max_users : CACHE_DEFAULT_MAX_USERS;
+    pthread_rwlock_unlock(&c->lock);
+}
+
+void cache_get_stats(struct cache *c, struct cache_stats *st)
+{
+    pthread_rwlock_rdlock(&c->lock);
+    st->users = (int64_t)HASH_COUNT(c->users);
+    st->rooms = (int64_t)HASH_COUNT(c->rooms);
+    st->evictions = c->evictions;
+    st->room_evictions = c->room_evictions;
+    pthread_rwlock_unlock(&c->lock);
 }
 
 static void free_uset(struct uset **s)
@@ -245,6 +276,7 @@ void cache_free(struct cache *c)
         free(ue->user_id);
         free(ue);
     }
+    free(c->sweep);
     pthread_rwlock_destroy(&c->lock);
     free(c);
 }
@@ -274,6 +306,37 @@ static struct room_entry *get_room(struct cache *c, const char *room_id)
     return r;
 }
 
+/* Queues a room to be dropped at the end of the write if no loaded user is
+ * left in it. Entries are only freed by cache_sweep, so the pointer stays
+ * valid until then. */
+static void sweep_push(struct cache *c, struct room_entry *r)
+{
+    if (r->swept) return;
+    if (c->n_sweep == c->cap_sweep) {
+        c->cap_sweep = c->cap_sweep ? c->cap_sweep * 2 : 16;
+        c->sweep = xrealloc(c->sweep, (size_t)c->cap_sweep * sizeof *c->sweep);
+    }
+    r->swept = true;
+    c->sweep[c->n_sweep++] = r;
+}
+
+/* Drops the queued rooms nobody loaded is in: their metadata is not kept
+ * fresh any more, and views that still hold it keep their own reference. */
+static void cache_sweep(struct cache *c)
+{
+    for (int i = 0; i < c->n_sweep; i++) {
+        struct room_entry *r = c->sweep[i];
+        r->swept = false;
+        if (r->users) continue;
+        HASH_DEL(c->rooms, r);
+        room_meta_unref(r->meta);
+        free(r->room_id);
+        free(r);
+        c->room_evictions++;
+    }
+    c->n_sweep = 0;
+}
+
 static void room_add_user(struct room_entry *r, const char *user_id)
 {
     struct uset *e;
@@ -284,7 +347,7 @@ static void room_add_user(struct room_entry *r, const char *user_id)
     HASH_ADD_KEYPTR(hh, r->users, e->user_id, strlen(e->user_id), e);
 }
 
-static void room_del_user(struct room_entry *r, const char *user_id)
+static void room_del_user(struct cache *c, struct room_entry *r, const char *user_id)
 {
     struct uset *e;
     HASH_FIND_STR(r->users, user_id, e);
@@ -292,6 +355,37 @@ static void room_del_user(struct room_entry *r, const char *user_id)
     HASH_DEL(r->users, e);
     free(e->user_id);
     free(e);
+    if (!r->users) sweep_push(c, r);
+}
+
+/* ---- the idle list (users without listeners, least recently used first) ---- */
+
+static void idle_unlink(struct cache *c, struct user_entry *u)
+{
+    if (!u->idle) return;
+    if (u->idle_prev)
+        u->idle_prev->idle_next = u->idle_next;
+    else
+        c->idle_head = u->idle_next;
+    if (u->idle_next)
+        u->idle_next->idle_prev = u->idle_prev;
+    else
+        c->idle_tail = u->idle_prev;
+    u->idle_prev = u->idle_next = NULL;
+    u->idle = false;
+}
+
+static void idle_append(struct cache *c, struct user_entry *u)
+{
+    if (u->idle) return;
+    u->idle_prev = c->idle_tail;
+    u->idle_next = NULL;
+    if (c->idle_tail)
+        c->idle_tail->idle_next = u;
+    else
+        c->idle_head = u;
+    c->idle_tail = u;
+    u->idle = true;
 }
 
 static bool user_is_dm(struct user_entry *u, const char *room_id)
@@ -309,6 +403,21 @@ bool cache_user_loaded(struct cache *c, const char *user_id)
     bool ok = find_user(c, user_id) != NULL;
     pthread_rwlock_unlock(&c->lock);
     return ok;
+}
+
+bool cache_pin_user(struct cache *c, const char *user_id)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    struct user_entry *u = find_user(c, user_id);
+    if (u) {
+        u->pinned_until = clock_mono_ms() + CACHE_PIN_MS;
+        if (u->idle) {
+            idle_unlink(c, u);
+            idle_append(c, u);
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return u != NULL;
 }
 
 int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_listener *l, struct user_room ***out,
@@ -336,6 +445,8 @@ int cache_snapshot_user(struct cache *c, const char *user_id, struct cache_liste
     if (l) {
         l->next = u->listeners;
         u->listeners = l;
+        u->pinned_until = 0;
+        idle_unlink(c, u);
     }
     pthread_rwlock_unlock(&c->lock);
     return 0;
@@ -352,6 +463,8 @@ void cache_unlisten(struct cache *c, const char *user_id, struct cache_listener 
                 break;
             }
         }
+        /* Its last connection went: the user becomes the most recently used idle one. */
+        if (!u->listeners) idle_append(c, u);
     }
     pthread_rwlock_unlock(&c->lock);
 }
@@ -463,6 +576,49 @@ static void put_meta(struct cache *c, struct store_room *r)
     struct room_entry *e = get_room(c, r->room_id);
     room_meta_unref(e->meta);
     e->meta = meta_new(r);
+    if (!e->users) sweep_push(c, e);
+}
+
+/* Forgets a loaded user: their rooms' member sets, their views, DMs and
+ * ignored users. Only for users without listeners; the store still has
+ * everything and a later connection loads them again. */
+static void evict_user(struct cache *c, struct user_entry *u)
+{
+    idle_unlink(c, u);
+    HASH_DEL(c->users, u);
+    struct ur_entry *e, *t;
+    HASH_ITER(hh, u->rooms, e, t)
+    {
+        HASH_DEL(u->rooms, e);
+        struct room_entry *re = find_room(c, e->key);
+        if (re) room_del_user(c, re, u->user_id);
+        user_room_unref(e->r);
+        free(e->key);
+        free(e);
+    }
+    free_dms(&u->dms);
+    free_ignored(&u->ignored);
+    free(u->user_id);
+    free(u);
+    c->evictions++;
+}
+
+/* Evicts the least recently used idle users until at most max_users are
+ * loaded (keep, if non-NULL, is never evicted). Users with listeners are
+ * not on the idle list, so they stay whatever the count. */
+static void evict_over_bound(struct cache *c, struct user_entry *keep)
+{
+    int64_t now = -1;
+    struct user_entry *v = c->idle_head;
+    while (v && (int64_t)HASH_COUNT(c->users) > c->max_users) {
+        struct user_entry *next = v->idle_next;
+        if (v != keep && v->pinned_until) {
+            if (now < 0) now = clock_mono_ms();
+            if (v->pinned_until <= now) v->pinned_until = 0;
+        }
+        if (v != keep && !v->pinned_until) evict_user(c, v);
+        v = next;
+    }
 }
 
 static bool invite_is_direct(const char *invite_state, const char *user_id)
@@ -527,7 +683,7 @@ static void user_del_room(struct cache *c, struct user_entry *u, const char *roo
     if (!e) return;
     HASH_DEL(u->rooms, e);
     struct room_entry *re = find_room(c, room_id);
-    if (re) room_del_user(re, u->user_id);
+    if (re) room_del_user(c, re, u->user_id);
     user_room_unref(e->r);
     free(e->key);
     free(e);
@@ -549,6 +705,14 @@ void cache_install_user(struct cache *c, const char *user_id, struct store_user_
     set_ignored(u, ignored_json);
     for (int i = 0; i < n_rooms; i++) user_put_room(c, u, &rooms[i]);
     if (pos > c->pos) c->pos = pos;
+    /* Loaded for a connection that registers its listener next: the most
+     * recently used until then. */
+    if (!u->listeners) {
+        idle_unlink(c, u);
+        idle_append(c, u);
+    }
+    evict_over_bound(c, u);
+    cache_sweep(c);
     pthread_rwlock_unlock(&c->lock);
 }
 
@@ -787,5 +951,6 @@ void cache_apply(struct cache *c, struct cache_changes *ch)
     ch->n_user_updates = 0;
     for (int i = 0; i < ch->n_invites; i++) store_user_room_release(&ch->invites[i]);
     if (ch->pos > c->pos) c->pos = ch->pos;
+    cache_sweep(c);
     pthread_rwlock_unlock(&c->lock);
 }

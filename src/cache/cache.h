@@ -2,9 +2,11 @@
  * every user) and per-user room sets, plus the listeners (connections) to
  * wake when something changes for a user.
  *
- * Threads: only the ingest thread writes (cache_apply, cache_install_user,
- * cache_room_put); HTTP threads read under the read lock through the
- * cache_read_* functions, which copy what they need. Listener callbacks run on
+ * Threads: only the ingest thread writes data (cache_apply,
+ * cache_install_user) and evicts (when it installs a user); HTTP threads read
+ * under the read lock and take the write lock only to register or remove a
+ * listener (which moves the user on or off the idle list that eviction
+ * takes from). Listener callbacks run on
  * the ingest thread with the write lock held: they must only queue and wake.
  * Lock order: (a connection's request lock) -> cache lock -> (a connection's
  * queue lock). Nothing blocks on the network or the database while holding
@@ -104,13 +106,35 @@ bool user_room_has_tag(const struct user_room *r, const char *tag);
 
 struct cache;
 
+/* Users kept loaded by default (SYNCV3_CACHE_MAX_USERS). */
+#define CACHE_DEFAULT_MAX_USERS 10000
+
 struct cache *cache_new(void);
 void cache_free(struct cache *c);
+/* The bound on loaded users: past it, the least recently used users without
+ * a listener are evicted when another user is loaded (ingest thread). Users
+ * with a listener are never evicted, so the count can exceed the bound while
+ * that many users have connections. max_users <= 0 means the default. */
+void cache_set_max_users(struct cache *c, int max_users);
+
+/* What the cache holds, for the gauges. */
+struct cache_stats {
+    int64_t users;          /* loaded users */
+    int64_t rooms;          /* room entries (rooms some loaded user is in) */
+    int64_t evictions;      /* users evicted since start */
+    int64_t room_evictions; /* room entries dropped since start */
+};
+void cache_get_stats(struct cache *c, struct cache_stats *st);
 
 /* ---- readers (any thread) ---- */
 
 /* Whether the user's data is loaded. */
 bool cache_user_loaded(struct cache *c, const char *user_id);
+/* Whether the user is loaded; if so, they become the most recently used and
+ * are not evicted for CACHE_PIN_MS or until a listener registers, whichever
+ * comes first: a request that found them loaded can register its listener. */
+bool cache_pin_user(struct cache *c, const char *user_id);
+#define CACHE_PIN_MS 30000
 /* References to the user's rooms (heap array of refs: unref each, then free)
  * and the position they reflect, and registers l (if non-NULL) in the same
  * critical section, so every later change reaches l and none before it does.

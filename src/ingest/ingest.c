@@ -51,10 +51,12 @@ struct ingest {
     struct metrics *metrics;     /* may be NULL */
     struct poller_set *pollers;  /* whose results we process */
     pthread_t thread;            /* the ingest thread */
+    pthread_t parser;            /* parses large bodies the poller handed out unparsed */
     pthread_mutex_t lock;        /* guards the queue, devices, hooks and stop */
     pthread_cond_t cond;         /* signalled on new jobs and stop */
     struct ingest_hooks hooks;   /* what to tell the layer above */
     struct job *head, *tail;     /* job queue; loads are put at the head */
+    struct job *p_head, *p_tail; /* results waiting to be parsed (the parser's queue) */
     struct device *devices;      /* readiness per device */
     bool stop;                   /* the thread should exit */
     bool joined;                 /* ingest_stop joined the thread */
@@ -140,7 +142,51 @@ void ingest_on_response(void *ud, struct poller_result *res)
     struct job *j = xcalloc(1, sizeof *j);
     j->kind = JOB_RESULT;
     j->res = res;
-    push(ing, j, false);
+    if (res->body) {
+        push(ing, j, false);
+        return;
+    }
+    /* A large body: parsed on the parser thread, so neither the poller's
+     * transfers nor other devices' results wait for it. */
+    pthread_mutex_lock(&ing->lock);
+    if (ing->p_tail)
+        ing->p_tail->next = j;
+    else
+        ing->p_head = j;
+    ing->p_tail = j;
+    pthread_cond_broadcast(&ing->cond);
+    pthread_mutex_unlock(&ing->lock);
+}
+
+static void *run_parser(void *arg)
+{
+    struct ingest *ing = arg;
+    for (;;) {
+        pthread_mutex_lock(&ing->lock);
+        while (!ing->p_head && !ing->stop) pthread_cond_wait(&ing->cond, &ing->lock);
+        struct job *j = ing->stop ? NULL : ing->p_head;
+        if (j) {
+            ing->p_head = j->next;
+            if (!ing->p_head) ing->p_tail = NULL;
+            j->next = NULL;
+        }
+        pthread_mutex_unlock(&ing->lock);
+        if (!j) break;
+        char *why = NULL;
+        if (poller_result_parse(j->res, &why) == 0) {
+            push(ing, j, false);
+            continue;
+        }
+        LOG_WARN("ingest", "%s/%s: /sync response not usable (will retry): %s", j->res->user_id, j->res->device_id,
+                 why);
+        free(why);
+        if (ing->pollers)
+            poller_set_done(ing->pollers, j->res, false);
+        else
+            poller_result_free(j->res);
+        job_free(j);
+    }
+    return NULL;
 }
 
 void ingest_on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash,
@@ -679,6 +725,15 @@ int ingest_new(struct ingest **out, struct db_pool *db, struct cache *cache, str
         free(ing);
         return -1;
     }
+    if (pthread_create(&ing->parser, NULL, run_parser, ing) != 0) {
+        pthread_mutex_lock(&ing->lock);
+        ing->stop = true;
+        pthread_cond_broadcast(&ing->cond);
+        pthread_mutex_unlock(&ing->lock);
+        pthread_join(ing->thread, NULL);
+        free(ing);
+        return -1;
+    }
     *out = ing;
     return 0;
 }
@@ -697,13 +752,21 @@ void ingest_stop(struct ingest *ing)
     ing->joined = true;
     pthread_cond_broadcast(&ing->cond);
     pthread_mutex_unlock(&ing->lock);
-    if (!joined) pthread_join(ing->thread, NULL);
+    if (!joined) {
+        pthread_join(ing->thread, NULL);
+        pthread_join(ing->parser, NULL);
+    }
 }
 
 void ingest_free(struct ingest *ing)
 {
     if (!ing) return;
     ingest_stop(ing);
+    for (struct job *j = ing->p_head, *next; j; j = next) {
+        next = j->next;
+        poller_result_free(j->res);
+        job_free(j);
+    }
     for (struct job *j = ing->head, *next; j; j = next) {
         next = j->next;
         if (j->kind == JOB_RESULT) poller_result_free(j->res);

@@ -511,6 +511,12 @@ struct metrics *metrics_new(void)
     m->api_slow_requests =
         metrics_counter(m, "sliding_sync_api_slow_requests", "Number of requests that took more than 50 seconds.",
                         NULL, NULL);
+    m->api_queued_updates = metrics_gauge(m, "sliding_sync_api_queued_updates",
+                                          "Number of live updates queued in connections, not yet drained.", NULL, NULL);
+    m->cache_users = metrics_gauge(m, "sliding_sync_cache_users", "Number of users loaded in the cache.", NULL, NULL);
+    m->cache_rooms = metrics_gauge(m, "sliding_sync_cache_rooms", "Number of rooms held in the cache.", NULL, NULL);
+    m->cache_evictions = metrics_counter(m, "sliding_sync_cache_evictions_total",
+                                         "Number of cache entries evicted (kind: user or room).", "kind", NULL);
     m->trace_spans_exported = metrics_counter(m, "sliding_sync_trace_spans_exported_total",
                                               "Number of trace spans the collector accepted.", NULL, NULL);
     m->trace_spans_dropped =

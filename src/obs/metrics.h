@@ -46,6 +46,10 @@ struct metrics {
     struct metric *api_setup_duration_secs;            /* histogram {initial} */
     struct metric *api_process_duration_secs;          /* histogram {initial} */
     struct metric *api_slow_requests;                  /* counter */
+    struct metric *api_queued_updates;                 /* gauge: live updates queued in all connections */
+    struct metric *cache_users;                        /* gauge: users loaded in the cache */
+    struct metric *cache_rooms;                        /* gauge: rooms in the cache */
+    struct metric *cache_evictions;                    /* counter {kind}: users / rooms evicted */
     struct metric *trace_spans_exported;               /* counter: spans the collector accepted */
     struct metric *trace_spans_dropped;                /* counter: spans lost (queue full, collector failing) */
     struct metric *sentry_events_sent;                 /* counter: error reports Sentry accepted */

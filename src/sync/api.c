@@ -385,7 +385,7 @@ static int wait_for_load(struct sync_api *api, struct http_req *req, struct req_
     int rc = 0;
     bool failed = s->phase == PH_LOAD && waitlist_fired(api->waits, &s->wait, &rc) && rc < 0;
     waitlist_remove(api->waits, &s->wait);
-    if (cache_user_loaded(api->d.cache, s->auth.user_id)) return -1;
+    if (cache_pin_user(api->d.cache, s->auth.user_id)) return -1;
     if (!s->load_deadline) s->load_deadline = clock_mono_ms() + LOAD_WAIT_MS;
     if (failed || clock_mono_ms() >= s->load_deadline || http_req_shutting_down(req)) {
         http_req_respond_retry(req, 503, 1, "M_UNKNOWN", "could not load the account, try again");
@@ -397,7 +397,7 @@ static int wait_for_load(struct sync_api *api, struct http_req *req, struct req_
     if (waitlist_add(api->waits, &s->wait, key, req)) ingest_load_user_async(api->d.ingest, s->auth.user_id);
     free(key);
     /* Loaded meanwhile (by a load that fired before we listened)? */
-    if (cache_user_loaded(api->d.cache, s->auth.user_id)) {
+    if (cache_pin_user(api->d.cache, s->auth.user_id)) {
         waitlist_remove(api->waits, &s->wait);
         return -1;
     }

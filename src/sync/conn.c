@@ -43,6 +43,35 @@ void conn_clist_free(struct clist *l)
     free(l);
 }
 
+static void cu_unref(struct conn_user *cu)
+{
+    if (!cu || atomic_fetch_sub(&cu->refs, 1) != 1) return;
+    free(cu->user_id);
+    free(cu);
+}
+
+void conn_queued_sub(struct conn *c, int n)
+{
+    if (!n) return;
+    if (c->cu) atomic_fetch_sub(&c->cu->queued, n);
+    if (c->ctx->metrics) metrics_add(c->ctx->metrics->api_queued_updates, -(double)n);
+}
+
+/* The user's shared counts, made on first use (map lock held). */
+static struct conn_user *cu_get(struct conn_map *m, const char *user_id)
+{
+    struct conn_user *cu;
+    HASH_FIND_STR(m->users, user_id, cu);
+    if (!cu) {
+        cu = xcalloc(1, sizeof *cu);
+        cu->user_id = xstrdup(user_id);
+        atomic_init(&cu->refs, 1);
+        HASH_ADD_KEYPTR(hh, m->users, cu->user_id, strlen(cu->user_id), cu);
+    }
+    atomic_fetch_add(&cu->refs, 1);
+    return cu;
+}
+
 static void conn_destroy(struct conn *c)
 {
     /* Every path that ends a connection unregisters it first; this is the
@@ -66,6 +95,8 @@ static void conn_destroy(struct conn *c)
     HASH_ITER(hh, c->rooms, r, rt) conn_croom_del(c, r);
     free(c->room_block);
     for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
+    conn_queued_sub(c, c->q_n);
+    cu_unref(c->cu);
     free(c->queue);
     for (int i = 0; i < c->n_buffered; i++) free(c->buffered[i].body);
     sync_req_release(&c->muxed);
@@ -138,6 +169,12 @@ void conn_map_free(struct conn_map *m)
         conn_end(c);
         conn_unref(c);
     }
+    struct conn_user *cu, *cut;
+    HASH_ITER(hh, m->users, cu, cut)
+    {
+        HASH_DEL(m->users, cu);
+        cu_unref(cu);
+    }
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -164,6 +201,25 @@ struct conn *conn_map_get(struct conn_map *m, const char *user_id, const char *d
     return c;
 }
 
+/* The least recently used of the connections whose key starts with the
+ * plen bytes of prefix (idle ones first: only the map holds them, no request
+ * is in flight, so none is cut short when an idle one can go), and how many
+ * there are. Map lock held. */
+static struct conn *lru_of(struct conn_map *m, const char *prefix, size_t plen, int *n)
+{
+    *n = 0;
+    struct conn *oldest = NULL, *oldest_idle = NULL, *it, *tmp;
+    HASH_ITER(hh, m->conns, it, tmp)
+    {
+        if (strncmp(it->key, prefix, plen) != 0) continue;
+        (*n)++;
+        if (!oldest || it->last_used_ms < oldest->last_used_ms) oldest = it;
+        if (atomic_load(&it->refs) == 1 && (!oldest_idle || it->last_used_ms < oldest_idle->last_used_ms))
+            oldest_idle = it;
+    }
+    return oldest_idle ? oldest_idle : oldest;
+}
+
 struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id,
                              struct conn **replaced)
 {
@@ -172,28 +228,22 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
     struct conn *old;
     HASH_FIND_STR(m->conns, c->key, old);
     if (old) HASH_DEL(m->conns, old);
-    /* A device keeps at most CONN_MAX_PER_DEVICE connections: beyond that the
-     * least recently used one ends, so no client can grow memory without
-     * bound by inventing conn_ids. */
-    struct conn *evicted = NULL;
+    /* A device keeps at most CONN_MAX_PER_DEVICE connections and a user
+     * CONN_MAX_PER_USER across their devices: beyond that the least recently
+     * used one ends, so no client can grow memory without bound by inventing
+     * conn_ids or devices. */
     size_t plen = strlen(c->key) - strlen(conn_id);
     int n = 0;
-    struct conn *oldest = NULL, *oldest_idle = NULL, *it, *tmp;
-    HASH_ITER(hh, m->conns, it, tmp)
-    {
-        if (strncmp(it->key, c->key, plen) != 0) continue;
-        n++;
-        if (!oldest || it->last_used_ms < oldest->last_used_ms) oldest = it;
-        /* Only the map holds an idle one: no request of it is in flight. */
-        if (atomic_load(&it->refs) == 1 && (!oldest_idle || it->last_used_ms < oldest_idle->last_used_ms))
-            oldest_idle = it;
+    struct conn *evicted = lru_of(m, c->key, plen, &n);
+    if (n < CONN_MAX_PER_DEVICE) evicted = NULL;
+    if (!evicted) {
+        char *uprefix = xasprintf("%s|", user_id);
+        evicted = lru_of(m, uprefix, strlen(uprefix), &n);
+        free(uprefix);
+        if (n < CONN_MAX_PER_USER) evicted = NULL;
     }
-    /* Never cut a request short when an idle connection can go instead. */
-    if (oldest_idle) oldest = oldest_idle;
-    if (n >= CONN_MAX_PER_DEVICE && oldest) {
-        HASH_DEL(m->conns, oldest);
-        evicted = oldest;
-    }
+    if (evicted) HASH_DEL(m->conns, evicted);
+    c->cu = cu_get(m, user_id);
     HASH_ADD_KEYPTR(hh, m->conns, c->key, strlen(c->key), c);
     atomic_fetch_add(&c->refs, 1);
     set_gauge(m);
@@ -204,8 +254,8 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
         *replaced = old;
     }
     if (evicted) {
-        LOG_INFO("sync", "%s: more than %d connections; ending the least recently used", user_id,
-                 CONN_MAX_PER_DEVICE);
+        LOG_INFO("sync", "%s: too many connections (at most %d per device, %d per user); ending the least "
+                 "recently used", user_id, CONN_MAX_PER_DEVICE, CONN_MAX_PER_USER);
         if (m->ctx->metrics) metrics_inc(m->ctx->metrics->api_destroyed_conns);
         conn_end(evicted);
         conn_unref(evicted);
@@ -250,6 +300,8 @@ void conn_map_end_device(struct conn_map *m, const char *user_id, const char *de
     if (n && m->ctx->metrics) metrics_add(m->ctx->metrics->api_expiry_conn_timed_out, n);
     end_all(ended);
     free(prefix);
+    /* The device is gone: the registry of served devices need not keep it. */
+    if (m->ctx->ext) ext_registry_forget(m->ctx->ext, user_id, device_id);
 }
 
 int conn_map_expire(struct conn_map *m, int64_t now_ms)
@@ -269,6 +321,14 @@ int conn_map_expire(struct conn_map *m, int64_t now_ms)
         c->hh.next = ended;
         ended = c;
         n++;
+    }
+    /* Shared counts no connection uses any more. */
+    struct conn_user *cu, *cut;
+    HASH_ITER(hh, m->users, cu, cut)
+    {
+        if (atomic_load(&cu->refs) != 1) continue;
+        HASH_DEL(m->users, cu);
+        cu_unref(cu);
     }
     set_gauge(m);
     pthread_mutex_unlock(&m->lock);
@@ -324,18 +384,27 @@ static void on_update(void *ud, struct cache_update *u)
     struct http_req *w = NULL;
     pthread_mutex_lock(&c->q_lock);
     if (!c->dead) {
-        if (c->q_n >= CONN_MAX_QUEUE) {
+        int user_q = c->cu ? atomic_load(&c->cu->queued) : 0;
+        if (c->q_n >= CONN_MAX_QUEUE || user_q >= CONN_MAX_QUEUE_PER_USER) {
             /* The client is not keeping up: end the connection rather than
              * hold unbounded memory or stall ingest. */
-            LOG_WARN("sync", "%s: %d updates queued; ending the connection", c->user_id, c->q_n);
+            LOG_WARN("sync", "%s: %d updates queued (%d for the user); ending the connection", c->user_id, c->q_n,
+                     user_q);
             c->dead = true;
             if (c->ctx->metrics) metrics_inc(c->ctx->metrics->api_expiry_conn_buffer_full);
+            /* Nobody drains a dead connection: give its share of the user's
+             * budget back now, so the user's other connections go on. */
+            for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
+            conn_queued_sub(c, c->q_n);
+            c->q_n = 0;
         } else {
             if (c->q_n == c->q_cap) {
                 c->q_cap = c->q_cap ? 2 * c->q_cap : 16;
                 c->queue = xrealloc(c->queue, (size_t)c->q_cap * sizeof *c->queue);
             }
             c->queue[c->q_n++] = cache_update_ref(u);
+            if (c->cu) atomic_fetch_add(&c->cu->queued, 1);
+            if (c->ctx->metrics) metrics_add(c->ctx->metrics->api_queued_updates, 1);
         }
         w = c->waiter;
         c->waiter = NULL;

@@ -33,6 +33,15 @@ struct metrics;
 #define CONN_MAX_PER_DEVICE 64
 /* Most unacknowledged responses kept per connection. */
 #define CONN_MAX_BUFFERED 8
+/* Most bytes of unacknowledged responses kept per connection: past it the
+ * oldest are dropped (the newest always stays, however large). */
+#define CONN_MAX_BUFFERED_BYTES (4 * 1024 * 1024)
+/* Most connections of one user across all their devices; more end the least
+ * recently used (idle ones first). */
+#define CONN_MAX_PER_USER 100
+/* Most live updates queued across all connections of one user: an update that
+ * would pass it ends the connection it was for, like a full queue. */
+#define CONN_MAX_QUEUE_PER_USER 10000
 
 /* Shared services a connection computes with. */
 struct sync_ctx {

@@ -342,6 +342,19 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         c->n_buffered--;
     }
     c->buffered[c->n_buffered++] = (struct conn_buffered){pos, xstrndup(b.ptr, b.len), b.len};
+    /* And at most CONN_MAX_BUFFERED_BYTES of them: the oldest go first (a
+     * client that asks for one again starts over with M_UNKNOWN_POS). */
+    size_t total = 0;
+    for (int i = 0; i < c->n_buffered; i++) total += c->buffered[i].len;
+    int drop = 0;
+    while (total > CONN_MAX_BUFFERED_BYTES && drop < c->n_buffered - 1) {
+        total -= c->buffered[drop].len;
+        free(c->buffered[drop++].body);
+    }
+    if (drop) {
+        memmove(c->buffered, c->buffered + drop, (size_t)(c->n_buffered - drop) * sizeof *c->buffered);
+        c->n_buffered -= drop;
+    }
     c->last_req_pos = req_pos;
     free(c->last_req_body);
     c->last_req_body = canonical_body ? xstrdup(canonical_body) : NULL;

@@ -343,6 +343,7 @@ void conn_drain(struct conn *c, struct conn_resp *resp, int max)
             c->q_n -= n;
         }
         pthread_mutex_unlock(&c->q_lock);
+        conn_queued_sub(c, n);
         if (!n) break;
         for (int i = 0; i < n; i++) {
             apply_update(c, resp, batch[i]);

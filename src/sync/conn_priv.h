@@ -66,6 +66,14 @@ struct cspace {
     UT_hash_handle hh;             /* in conn.spaces */
 };
 
+/* What all connections of one user share: the count their queues hold. */
+struct conn_user {
+    char *user_id;                 /* owned; hash key */
+    atomic_int refs;               /* the map's entry + one per connection */
+    atomic_int queued;             /* updates in the queues of the user's connections */
+    UT_hash_handle hh;             /* in conn_map.users */
+};
+
 struct conn {
     char *key;                     /* "user|device|conn_id" (map key) */
     char *user_id;                 /* owner */
@@ -89,6 +97,7 @@ struct conn {
     struct conn_buffered buffered[CONN_MAX_BUFFERED]; /* unacknowledged responses, oldest first */
     int n_buffered;                /* entries used */
     struct cache_listener listener; /* registered with the cache while loaded */
+    struct conn_user *cu;          /* the user's shared counts (ref), set when it enters the map */
     /* --- under q_lock --- */
     pthread_mutex_t q_lock;        /* guards the fields below */
     struct cache_update **queue;   /* live updates not processed yet */
@@ -107,6 +116,7 @@ struct conn {
 struct conn_map {
     pthread_mutex_t lock;          /* guards conns */
     struct conn *conns;            /* key -> connection (one ref each) */
+    struct conn_user *users;       /* user_id -> shared counts (one ref each; unused ones purged by expiry) */
     struct sync_ctx *ctx;          /* shared services */
 };
 
@@ -144,6 +154,9 @@ struct conn_resp {
 #define CONN_TXN_WAIT_MS 1000
 
 /* ---- conn.c ---- */
+
+/* Takes n updates off the queue's count (q_lock not needed). */
+void conn_queued_sub(struct conn *c, int n);
 
 /* Forgets a list's per-room recency under bump_event_types. */
 void conn_bump_clear(struct clist *l);

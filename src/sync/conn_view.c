@@ -402,6 +402,8 @@ static int load_rooms(struct conn *c, char **err)
     struct user_room **rooms = NULL;
     int n = 0;
     int64_t pos = 0;
+    /* The request pinned the user when it found them loaded (cache_pin_user),
+     * so eviction leaves them until this registers the listener. */
     if (cache_snapshot_user(c->ctx->cache, c->user_id, &c->listener, &rooms, &n, &pos) < 0) {
         *err = xstrdup("the user's rooms are not loaded");
         return -1;

@@ -45,24 +45,45 @@ void ext_registry_free(struct ext_registry *r)
     free(r);
 }
 
-static bool registry_has(struct ext_registry *r, const char *user_id, const char *device_id)
+/* The device's entry or NULL; *key receives its key (heap). Lock held. */
+static struct served *served_find(struct ext_registry *r, const char *user_id, const char *device_id, char **key)
 {
-    char *key = xasprintf("%s|%s", user_id, device_id);
-    pthread_mutex_lock(&r->lock);
+    *key = xasprintf("%s|%s", user_id, device_id);
     struct served *s;
-    HASH_FIND_STR(r->served, key, s);
+    HASH_FIND_STR(r->served, *key, s);
+    return s;
+}
+
+bool ext_registry_has(struct ext_registry *r, const char *user_id, const char *device_id)
+{
+    char *key;
+    pthread_mutex_lock(&r->lock);
+    struct served *s = served_find(r, user_id, device_id, &key);
+    if (s) {
+        /* The most recently used goes to the end: eviction takes the oldest. */
+        HASH_DEL(r->served, s);
+        HASH_ADD_KEYPTR(hh, r->served, s->key, strlen(s->key), s);
+    }
     pthread_mutex_unlock(&r->lock);
     free(key);
     return s != NULL;
 }
 
-static void registry_add(struct ext_registry *r, const char *user_id, const char *device_id)
+void ext_registry_add(struct ext_registry *r, const char *user_id, const char *device_id)
 {
-    char *key = xasprintf("%s|%s", user_id, device_id);
+    char *key;
     pthread_mutex_lock(&r->lock);
-    struct served *s;
-    HASH_FIND_STR(r->served, key, s);
+    struct served *s = served_find(r, user_id, device_id, &key);
     if (!s) {
+        /* Bounded: the least recently served device is forgotten. Its next
+         * read ignores since again, which can only repeat messages it has not
+         * acknowledged, never lose any. */
+        if (HASH_COUNT(r->served) >= EXT_REGISTRY_MAX) {
+            struct served *old = r->served;
+            HASH_DEL(r->served, old);
+            free(old->key);
+            free(old);
+        }
         s = xcalloc(1, sizeof *s);
         s->key = key;
         key = NULL;
@@ -70,6 +91,28 @@ static void registry_add(struct ext_registry *r, const char *user_id, const char
     }
     pthread_mutex_unlock(&r->lock);
     free(key);
+}
+
+void ext_registry_forget(struct ext_registry *r, const char *user_id, const char *device_id)
+{
+    char *key;
+    pthread_mutex_lock(&r->lock);
+    struct served *s = served_find(r, user_id, device_id, &key);
+    if (s) {
+        HASH_DEL(r->served, s);
+        free(s->key);
+        free(s);
+    }
+    pthread_mutex_unlock(&r->lock);
+    free(key);
+}
+
+size_t ext_registry_count(struct ext_registry *r)
+{
+    pthread_mutex_lock(&r->lock);
+    size_t n = HASH_COUNT(r->served);
+    pthread_mutex_unlock(&r->lock);
+    return n;
 }
 
 /* ---- sticky parameters ---- */
@@ -484,7 +527,7 @@ static int td_run(const struct ext_env *env, struct ext_state *s, struct ext_res
          * client's old (large) since would delete new messages unseen.
          * Re-sending from 0 costs duplicates after a restart, never loss.
          * The response keeps this since for later reads (live wakes). */
-        if (!registry_has(env->reg, env->user_id, env->device_id)) {
+        if (!ext_registry_has(env->reg, env->user_id, env->device_id)) {
             if (since)
                 LOG_INFO("ext", "%s/%s: first to-device read since start; ignoring since %" PRId64,
                          env->user_id, env->device_id, since);
@@ -503,7 +546,7 @@ static int td_run(const struct ext_env *env, struct ext_state *s, struct ext_res
     r->td_since = since;
     r->td_started = true;
     r->td_dirty = false;
-    if (first) registry_add(env->reg, env->user_id, env->device_id);
+    if (first) ext_registry_add(env->reg, env->user_id, env->device_id);
     LOG_DEBUG("ext", "%s/%s: to-device since %" PRId64 ": %d messages", env->user_id, env->device_id, since, n);
     return 0;
 }

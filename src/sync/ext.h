@@ -37,6 +37,16 @@ struct db_pool;
 struct ext_registry;
 struct ext_registry *ext_registry_new(void);
 void ext_registry_free(struct ext_registry *r);
+/* Devices the registry remembers at most (the least recently served go). */
+#define EXT_REGISTRY_MAX 100000
+/* Whether the device's to-device stream was served since start (and marks
+ * it recently used), and recording that it was. */
+bool ext_registry_has(struct ext_registry *r, const char *user_id, const char *device_id);
+void ext_registry_add(struct ext_registry *r, const char *user_id, const char *device_id);
+/* Forgets a device (its token died): its next first read ignores since again. */
+void ext_registry_forget(struct ext_registry *r, const char *user_id, const char *device_id);
+/* Devices remembered. */
+size_t ext_registry_count(struct ext_registry *r);
 
 /* One extension's sticky common parameters (docs/behaviour.md, "Sticky parameters", "Extension scope"). */
 struct ext_params {

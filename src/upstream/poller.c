@@ -26,6 +26,11 @@
 #define MAX_SERVER_DELAY_MS (15 * 60 * 1000)
 /* Longest sleep of the loop when nothing is scheduled (wake-ups cut it short). */
 #define IDLE_WAIT_MS 10000
+/* Received first-poll bytes not yet processed before more first polls wait. */
+#define DEFAULT_MAX_FIRST_BYTES ((size_t)256 * 1024 * 1024)
+/* 200 bodies above this are handed out unparsed (poller_result_parse): parsing
+ * megabytes here would stop every other device's transfer meanwhile. */
+#define PARSE_INLINE_MAX ((size_t)1024 * 1024)
 
 enum cmd_kind {
     CMD_ENSURE, /* start polling or update the token */
@@ -126,6 +131,7 @@ struct poller_set {
     uint64_t next_gen;              /* last poller generation handed out */
     uint64_t rng;                   /* xorshift state for jitter; poller thread only */
     int first_in_flight;            /* first polls (timeout=0 initial syncs) in flight; poller thread only */
+    size_t first_bytes;             /* bytes of first-poll results handed out and not done; poller thread only */
     atomic_int num_pollers;         /* stats: devices in the hash */
     atomic_int outstanding;         /* stats: DEV_IN_FLIGHT devices */
     atomic_int awaiting;            /* stats: DEV_AWAIT_DONE devices */
@@ -408,6 +414,54 @@ static void token_rejected(struct poller_set *s, struct device *d, int status)
     remove_device(s, d);
 }
 
+static struct poller_result *new_result(struct device *d, char *since, char *next_batch, char *token_hash,
+                                        json_t *body, double secs, size_t bytes)
+{
+    struct poller_result *res = xcalloc(1, sizeof *res);
+    res->user_id = xstrdup(d->user_id);
+    res->device_id = xstrdup(d->device_id);
+    res->since = since;
+    res->next_batch = next_batch;
+    res->token_hash = token_hash;
+    res->body = body;
+    res->initial = res->since[0] == '\0';
+    res->first = d->req_first;
+    res->to_device_only = d->req_to_device_only;
+    res->http_secs = secs;
+    res->bytes = bytes;
+    res->poller_gen = d->gen;
+    return res;
+}
+
+static void hand_out(struct poller_set *s, struct device *d, struct poller_result *res)
+{
+    d->state = DEV_AWAIT_DONE;
+    atomic_fetch_add(&s->awaiting, 1);
+    if (res->first) s->first_bytes += res->bytes;
+    LOG_DEBUG("poller", "user=%s device=%s response next_batch=%s (%zu bytes) in %.3f s", d->user_id, d->device_id,
+              res->next_batch ? res->next_batch : "(not parsed yet)", res->bytes, res->http_secs);
+    s->cb.on_response(s->cb.ud, res);
+}
+
+int poller_result_parse(struct poller_result *res, char **why)
+{
+    if (res->body) return 0;
+    json_error_t jerr;
+    json_t *json = jsonx_loadb(res->raw ? res->raw : "", res->raw_len, 0, &jerr);
+    free(res->raw);
+    res->raw = NULL;
+    const char *next_batch = json_string_value(json_object_get(json, "next_batch"));
+    if (!json_is_object(json) || !next_batch || !next_batch[0]) {
+        *why = !json ? xasprintf("invalid JSON: %s", jerr.text)
+                     : xstrdup(json_is_object(json) ? "response has no next_batch" : "response body is not a JSON object");
+        json_decref(json);
+        return -1;
+    }
+    res->next_batch = xstrdup(next_batch);
+    res->body = json;
+    return 0;
+}
+
 /* A finished transfer of d with curl result cc. */
 static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
 {
@@ -444,6 +498,14 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
     }
     json_error_t jerr;
     size_t body_len = body.len;
+    if (status == 200 && body_len > PARSE_INLINE_MAX) {
+        struct poller_result *res = new_result(d, since, NULL, d->req_token_hash, NULL, secs, body_len);
+        since = NULL;
+        d->req_token_hash = NULL;
+        res->raw = buf_detach(&body, &res->raw_len);
+        hand_out(s, d, res);
+        goto out;
+    }
     json = jsonx_loadb(buf_cstr(&body), body.len, 0, &jerr);
     buf_release(&body);
     const char *errcode = json_string_value(json_object_get(json, "errcode"));
@@ -478,27 +540,11 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
         fail(s, d, 200, 0, "response has no next_batch");
         goto out;
     }
-    struct poller_result *res = xcalloc(1, sizeof *res);
-    res->user_id = xstrdup(d->user_id);
-    res->device_id = xstrdup(d->device_id);
-    res->since = since;
+    struct poller_result *res = new_result(d, since, xstrdup(next_batch), token_hash, json, secs, body_len);
     since = NULL;
-    res->next_batch = xstrdup(next_batch);
-    res->token_hash = token_hash;
     token_hash = NULL;
-    res->body = json;
     json = NULL;
-    res->initial = res->since[0] == '\0';
-    res->first = d->req_first;
-    res->to_device_only = d->req_to_device_only;
-    res->http_secs = secs;
-    res->bytes = body_len;
-    res->poller_gen = d->gen;
-    d->state = DEV_AWAIT_DONE;
-    atomic_fetch_add(&s->awaiting, 1);
-    LOG_DEBUG("poller", "user=%s device=%s response next_batch=%s in %.3f s", d->user_id,
-              d->device_id, res->next_batch, secs);
-    s->cb.on_response(s->cb.ud, res);
+    hand_out(s, d, res);
 out:
     json_decref(json);
     buf_release(&body);
@@ -610,6 +656,7 @@ static void apply_ensure(struct poller_set *s, struct cmd *c)
 
 static void apply_done(struct poller_set *s, struct poller_result *res, bool ok)
 {
+    if (res->first) s->first_bytes -= res->bytes < s->first_bytes ? res->bytes : s->first_bytes;
     struct device *d = find_device(s, res->user_id, res->device_id);
     if (!d || d->gen != res->poller_gen || d->state != DEV_AWAIT_DONE) {
         poller_result_free(res);
@@ -702,7 +749,8 @@ static void *run(void *arg)
             /* First polls are whole initial syncs for the homeserver: at
              * start-up, hundreds of devices resume at once, so only a few
              * run together and the rest wait their turn. */
-            if (d->first && s->first_in_flight >= s->opt.max_first_in_flight) {
+            if (d->first && (s->first_in_flight >= s->opt.max_first_in_flight ||
+                             s->first_bytes >= s->opt.max_first_bytes)) {
                 schedule(s, d, now + 100 + (int64_t)(next_random(s) % 100));
                 continue;
             }
@@ -760,6 +808,7 @@ int poller_set_new(struct poller_set **out, const struct config *cfg,
         s->opt.backoff_max_ms = s->opt.backoff_base_ms;
     if (s->opt.max_body == 0) s->opt.max_body = DEFAULT_MAX_BODY;
     if (s->opt.max_first_in_flight <= 0) s->opt.max_first_in_flight = DEFAULT_MAX_FIRST_IN_FLIGHT;
+    if (s->opt.max_first_bytes == 0) s->opt.max_first_bytes = DEFAULT_MAX_FIRST_BYTES;
     s->timeout_secs = cfg->http_timeout_secs > 0 ? cfg->http_timeout_secs : DEFAULT_TIMEOUT_SECS;
     s->initial_timeout_secs = cfg->http_initial_timeout_secs > 0 ? cfg->http_initial_timeout_secs
                                                                  : DEFAULT_INITIAL_TIMEOUT_SECS;
@@ -868,5 +917,6 @@ void poller_result_free(struct poller_result *res)
     free(res->next_batch);
     free(res->token_hash);
     json_decref(res->body);
+    free(res->raw);
     free(res);
 }

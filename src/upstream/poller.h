@@ -2,7 +2,8 @@
  * device at once (libcurl multi interface).
  *
  * One poller per (user_id, device_id). A poller sends one request at a time:
- * after a 200 response with a JSON object body it hands the parsed result to
+ * after a 200 response with a JSON object body it hands the parsed result (a
+ * large body unparsed: see poller_result_parse) to
  * on_response and sends nothing more until the receiver calls
  * poller_set_done() for that result (the receiver stores it first). done(ok)
  * advances the since token to the result's next_batch and polls again at
@@ -52,10 +53,13 @@ struct poller_result {
     char *user_id;       /* who this is for */
     char *device_id;     /* the device polled */
     char *since;         /* the since token the request used ("" if none) */
-    char *next_batch;    /* from the response, never NULL */
+    char *next_batch;    /* from the response; NULL until poller_result_parse for a large body */
     char *token_hash;    /* SHA-256 hex of the token the request used */
-    json_t *body;        /* the whole parsed response, a JSON object, never NULL; the
-                            result holds one reference (json_incref to keep it) */
+    json_t *body;        /* the whole parsed response, a JSON object; the result holds one
+                            reference (json_incref to keep it). NULL for a large body, which
+                            comes unparsed in raw: the receiver parses it (poller_result_parse) */
+    char *raw;           /* the unparsed body (owned), or NULL once parsed */
+    size_t raw_len;      /* bytes in raw */
     bool initial;        /* the request had no since token (initial sync) */
     bool first;          /* first poll of this poller object since it was created */
     bool to_device_only; /* the request's filter excluded rooms */
@@ -87,6 +91,8 @@ struct poller_options {
     int64_t backoff_max_ms;  /* cap of the doubling delay (60000) */
     size_t max_body;         /* largest response body accepted, bytes (512 MiB) */
     int max_first_in_flight; /* most first polls (initial syncs) in flight at once (16) */
+    size_t max_first_bytes;  /* first polls wait while handed-out first-poll results not yet done
+                              * hold this many bytes (256 MiB) */
 };
 
 /* Counters, read with poller_set_stats. */
@@ -146,6 +152,12 @@ void poller_set_whoami(struct poller_set *s, const char *token, poller_whoami_fn
 int poller_set_count(struct poller_set *s);
 /* Fills *st with a snapshot of the counters. Thread-safe. */
 void poller_set_stats(struct poller_set *s, struct poller_stats *st);
+
+/* Parses a result handed out unparsed (body NULL, raw set): sets body and
+ * next_batch. 0, or -1 with *why (heap) when the body is not a JSON object
+ * with a next_batch: the receiver then calls poller_set_done(res, false).
+ * Any thread; a no-op for a parsed result. */
+int poller_result_parse(struct poller_result *res, char **why);
 
 /* Frees a result without telling the set (shutdown only). NULL is a no-op. */
 void poller_result_free(struct poller_result *res);

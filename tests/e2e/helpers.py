@@ -378,6 +378,18 @@ def sync_op_room_ids(resp, key):
     return out
 
 
+def one_room_connection(proxy, user):
+    """user joined to one new room (initial sync stored) and a connection whose first response was
+    consumed (list "a", timeline_limit 1). Returns (SlidingSync, room_id)."""
+    rid = fakehs.new_room_id()
+    user.queue(fakehs.sync_response(join={rid: fakehs.joined_room(
+        fakehs.room_state(user.user_id, "Room"), [fakehs.message(user.user_id, "hello")])}))
+    c = proxy.client(user.token)
+    c.sync({"lists": {"a": {"ranges": [[0, 9]], "timeline_limit": 1}}})
+    user.wait_idle()
+    return c, rid
+
+
 def metric_value(text, name, labels=None):
     """The value of sample `name` (exact, with labels all matching) in Prometheus text, or None."""
     for line in text.splitlines():
@@ -396,7 +408,7 @@ def metric_value(text, name, labels=None):
 
 __all__ = ["REPO", "SS_PATH", "V3_SYNC_PATH", "Proxy", "SlidingSync", "Response", "User",
            "http_request", "wait_until", "binary_path", "sanitizer_env", "sanitizer_report",
-           "clean_env", "list_ops", "sync_op_room_ids", "metric_value", "metric_sum", "run_in_thread",
+           "clean_env", "list_ops", "one_room_connection", "sync_op_room_ids", "metric_value", "metric_sum", "run_in_thread",
            "fakehs"]
 
 

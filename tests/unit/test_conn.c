@@ -50,9 +50,10 @@ static int teardown(void **state)
 }
 
 /* A connection that has served its first request: loaded and listening. */
-static struct conn *open_conn(struct fixture *f, const char *conn_id, struct conn **replaced)
+static struct conn *open_conn_on(struct fixture *f, const char *device_id, const char *conn_id,
+                                 struct conn **replaced)
 {
-    struct conn *c = conn_map_create(f->map, USER, DEVICE, conn_id, replaced);
+    struct conn *c = conn_map_create(f->map, USER, device_id, conn_id, replaced);
     struct sync_req req;
     sync_req_init(&req);
     struct conn_resp *resp = conn_resp_new();
@@ -63,6 +64,11 @@ static struct conn *open_conn(struct fixture *f, const char *conn_id, struct con
     conn_resp_free(resp);
     sync_req_release(&req);
     return c;
+}
+
+static struct conn *open_conn(struct fixture *f, const char *conn_id, struct conn **replaced)
+{
+    return open_conn_on(f, DEVICE, conn_id, replaced);
 }
 
 static void notify(struct fixture *f, int n)
@@ -163,6 +169,61 @@ static void test_map_free_then_notify(void **state)
     notify(f, 2);
 }
 
+/* A user's connections across devices are capped too; the newest stays. */
+static void test_user_connection_cap(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    char dev[32];
+    for (int i = 0; i <= CONN_MAX_PER_USER; i++) {
+        snprintf(dev, sizeof dev, "D%d", i);
+        conn_unref(open_conn_on(f, dev, "", &replaced));
+        assert_null(replaced);
+    }
+    assert_int_equal(conn_map_count(f->map), CONN_MAX_PER_USER);
+    snprintf(dev, sizeof dev, "D%d", CONN_MAX_PER_USER);
+    struct conn *c = conn_map_get(f->map, USER, dev, "");
+    assert_non_null(c);
+    assert_false(conn_dead(c));
+    conn_unref(c);
+    notify(f, 2);
+}
+
+/* Updates queued across a user's connections are capped: each queue below
+ * its own limit, the sum over the user's limit ends connections. */
+static void test_user_queue_cap(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    enum { N = 6 };
+    struct conn *cs[N];
+    char dev[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(dev, sizeof dev, "D%d", i);
+        cs[i] = open_conn_on(f, dev, "", &replaced);
+    }
+    int per_conn = CONN_MAX_QUEUE_PER_USER / N + 10;
+    assert_true(per_conn < CONN_MAX_QUEUE);
+    notify(f, per_conn);
+    int dead = 0;
+    for (int i = 0; i < N; i++) dead += conn_dead(cs[i]);
+    /* One went over and gave its share back; the others go on. */
+    assert_true(dead >= 1 && dead < N);
+    /* Draining gives the budget back: a new connection of the user receives. */
+    for (int i = 0; i < N; i++) {
+        struct conn_resp *resp = conn_resp_new();
+        conn_lock(cs[i]);
+        conn_drain(cs[i], resp, CONN_MAX_QUEUE);
+        conn_unlock(cs[i]);
+        conn_resp_free(resp);
+    }
+    struct conn *c = open_conn_on(f, "NEW", "", &replaced);
+    notify(f, 10);
+    assert_false(conn_dead(c));
+    conn_unref(c);
+    for (int i = 0; i < N; i++) conn_unref(cs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +233,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_device_end_then_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_held_reference_outlives_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_free_then_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_connection_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_queue_cap, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,9 +83,33 @@ static void test_to_device_since_and_limit(void **state)
     ext_state_release(&s);
 }
 
+/* The registry of served devices is bounded: the least recently served
+ * device goes first, and a device whose token died is forgotten. */
+static void test_registry_bounded(void **state)
+{
+    (void)state;
+    struct ext_registry *r = ext_registry_new();
+    char dev[32];
+    for (int i = 0; i < EXT_REGISTRY_MAX; i++) {
+        snprintf(dev, sizeof dev, "D%d", i);
+        ext_registry_add(r, "@u:x", dev);
+    }
+    assert_true(ext_registry_has(r, "@u:x", "D0")); /* now the most recently used */
+    ext_registry_add(r, "@u:x", "NEW");
+    assert_int_equal(ext_registry_count(r), EXT_REGISTRY_MAX);
+    assert_true(ext_registry_has(r, "@u:x", "D0"));
+    assert_false(ext_registry_has(r, "@u:x", "D1"));
+    assert_true(ext_registry_has(r, "@u:x", "NEW"));
+    ext_registry_forget(r, "@u:x", "NEW");
+    assert_false(ext_registry_has(r, "@u:x", "NEW"));
+    assert_int_equal(ext_registry_count(r), EXT_REGISTRY_MAX - 1);
+    ext_registry_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_registry_bounded),
         cmocka_unit_test(test_first_appearance_needs_enabled),
         cmocka_unit_test(test_defaults_and_merge),
         cmocka_unit_test(test_to_device_since_and_limit),

@@ -648,6 +648,61 @@ static void test_body_too_large(void **state)
     env_stop(&e, 0);
 }
 
+/* First polls wait while earlier first-poll results not yet done hold
+ * max_first_bytes; done gives the budget back. */
+static void test_first_poll_byte_budget(void **state)
+{
+    struct env e;
+    struct poller_options opt = {.max_first_bytes = 10};
+    env_start(&e, false, &opt);
+    fake_script(e.f, 200, "{\"next_batch\":\"one\",\"pad\":\"xxxxxxxxxx\"}", NULL);
+    poller_set_ensure(e.s, "@a:test", "D1", "t1", "h1", "", false);
+    struct poller_result *r0 = rx_wait(&e.rx, 0);
+    assert_true(r0->first);
+    poller_set_ensure(e.s, "@b:test", "D2", "t2", "h2", "", false);
+    usleep(400 * 1000);
+    assert_int_equal(fake_wait(e.f, 99, 0), 1);
+    poller_set_done(e.s, r0, true);
+    /* D1's next poll and D2's first one. */
+    assert_int_equal(fake_wait(e.f, 3, WAIT_MS), 3);
+    env_stop(&e, 1);
+}
+
+/* A large body is handed out unparsed; the receiver parses it. */
+static void test_large_body_unparsed(void **state)
+{
+    struct env e;
+    env_start(&e, false, NULL);
+    size_t n = 1536 * 1024;
+    char *big = xmalloc(n + 1);
+    memset(big, 'x', n);
+    static const char head[] = "{\"next_batch\":\"L\",\"pad\":\"";
+    memcpy(big, head, sizeof head - 1);
+    memcpy(big + n - 2, "\"}", 2);
+    big[n] = '\0';
+    fake_script(e.f, 200, big, NULL);
+    big[0] = '[';
+    fake_script(e.f, 200, big, NULL);
+    free(big);
+    poller_set_ensure(e.s, "@l:test", "D", "t", "h", "", false);
+    struct poller_result *r = rx_wait(&e.rx, 0);
+    assert_null(r->body);
+    assert_null(r->next_batch);
+    assert_int_equal(r->raw_len, n);
+    char *why = NULL;
+    assert_int_equal(poller_result_parse(r, &why), 0);
+    assert_string_equal(r->next_batch, "L");
+    assert_int_equal(json_string_length(json_object_get(r->body, "pad")), n - (sizeof head - 1) - 2);
+    poller_set_done(e.s, r, true);
+    r = rx_wait(&e.rx, 1);
+    assert_int_equal(poller_result_parse(r, &why), -1);
+    assert_non_null(strstr(why, "invalid JSON"));
+    free(why);
+    poller_set_done(e.s, r, false);
+    rx_wait_count(&e.rx, &e.rx.nfail, 1);
+    env_stop(&e, 2);
+}
+
 static void test_stop_and_free_with_outstanding(void **state)
 {
     struct env e;
@@ -862,6 +917,8 @@ int main(void)
         cmocka_unit_test(test_retries_and_backoff),
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_stop_and_free_with_outstanding),
+        cmocka_unit_test(test_first_poll_byte_budget),
+        cmocka_unit_test(test_large_body_unparsed),
         cmocka_unit_test(test_whoami_on_the_poller_thread),
         cmocka_unit_test(test_hsclient),
         cmocka_unit_test(test_hsclient_threads),
