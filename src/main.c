@@ -250,6 +250,7 @@ int main(int argc, char **argv)
     struct http_route routes[] = {
         {"/_matrix/client/unstable/org.matrix.msc3575/sync", "POST", sync_api_handle, s.api},
         {"/_matrix/client/v3/sync", "POST", sync_api_handle, s.api},
+        {"/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "POST", sync_api_handle_msc4186, s.api},
         {"/client/server.json", "GET", sync_api_server_json, s.api},
     };
     struct http_listen_opts lo;

@@ -18,7 +18,9 @@
 #include "store/db.h"
 #include "store/tokens.h"
 #include "sync/conn.h"
+#include "sync/conn_msc4186.h"
 #include "sync/ext.h"
+#include "sync/msc4186_request.h"
 #include "sync/request.h"
 #include "upstream/hsclient.h"
 #include "upstream/poller.h"
@@ -79,6 +81,7 @@ struct req_state {
     int64_t cancels_at_park;       /* conn_cancels when parked */
     struct http_req *http;         /* the request this state belongs to (outlives it) */
     struct trace_ctx trace;        /* the request's span (zero when not traced) */
+    json_t *msc4186;               /* MSC4186 request: its translated body, else NULL */
 };
 
 /* The request's span, recorded when the request ends: who, what it asked,
@@ -104,6 +107,7 @@ static void req_state_free(void *p)
     free(s->device_id);
     sync_req_release(&s->req);
     free(s->canonical);
+    json_decref(s->msc4186);
     conn_resp_free(s->resp);
     conn_unref(s->conn);
     conn_unref(s->replaced);
@@ -441,13 +445,20 @@ static enum http_action compute(struct sync_api *api, struct http_req *req, stru
     }
 }
 
+/* The request applied to the locked connection, in its dialect. */
+static int apply_request(struct req_state *s, char **err)
+{
+    if (s->msc4186) return conn_msc4186_apply(s->conn, s->msc4186, s->resp, err);
+    return conn_apply_request(s->conn, &s->req, s->resp, err);
+}
+
 /* Applies the request to the locked connection into a fresh response. On
  * failure answers, unlocks and returns -1. */
 static int apply(struct http_req *req, struct req_state *s)
 {
     s->resp = conn_resp_new();
     char *err = NULL;
-    if (conn_apply_request(s->conn, &s->req, s->resp, &err) == 0) return 0;
+    if (apply_request(s, &err) == 0) return 0;
     conn_unlock(s->conn);
     LOG_ERROR("api", "%s: %s", s->user_id, err);
     free(err);
@@ -517,7 +528,7 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
         if (!same) {
             s->resp = conn_resp_new();
             char *err = NULL;
-            if (conn_apply_request(s->conn, &s->req, s->resp, &err) == 0) {
+            if (apply_request(s, &err) == 0) {
                 conn_drain(s->conn, s->resp, DRAIN_MAX);
                 size_t blen;
                 char *body = conn_finish(s->conn, s->resp, s->req.txn_id, s->pos, s->canonical, &blen, &err);
@@ -534,7 +545,7 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
     return compute(api, req, s);
 }
 
-static enum http_action first_call(struct sync_api *api, struct http_req *req)
+static enum http_action first_call(struct sync_api *api, struct http_req *req, bool msc4186)
 {
     struct req_state *s = xcalloc(1, sizeof *s);
     s->api = api;
@@ -546,12 +557,13 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
 
     const char *pos = http_req_query(req, "pos");
     const char *timeout = http_req_query(req, "timeout");
-    s->timeout_ms = DEFAULT_TIMEOUT_MS;
+    /* MSC4186: no timeout answers at once. */
+    s->timeout_ms = msc4186 ? 0 : DEFAULT_TIMEOUT_MS;
     if (timeout && !parse_i64(timeout, &s->timeout_ms)) {
         http_req_respond_error(req, 400, "M_INVALID_PARAM", "invalid timeout: must be an integer (milliseconds)");
         return HTTP_DONE;
     }
-    if (s->timeout_ms < MIN_TIMEOUT_MS) s->timeout_ms = MIN_TIMEOUT_MS;
+    if (s->timeout_ms < (msc4186 ? 0 : MIN_TIMEOUT_MS)) s->timeout_ms = msc4186 ? 0 : MIN_TIMEOUT_MS;
     if (s->timeout_ms > 24LL * 3600 * 1000) s->timeout_ms = 24LL * 3600 * 1000;
     if (pos && *pos) {
         if (!parse_i64(pos, &s->pos) || s->pos < 0) {
@@ -562,7 +574,8 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
     }
     struct slice body = http_req_body(req);
     struct sync_req_error perr = {0};
-    if (sync_req_parse(&s->req, body.p, body.len, &perr) != 0) {
+    if ((msc4186 ? msc4186_req_parse(&s->req, &s->msc4186, body.p, body.len, &perr)
+                 : sync_req_parse(&s->req, body.p, body.len, &perr)) != 0) {
         http_req_respond_error(req, 400, sync_req_errcode(perr.code), "%s", perr.message);
         return HTTP_DONE;
     }
@@ -586,11 +599,11 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
     return start_connection(api, req, s);
 }
 
-enum http_action sync_api_handle(void *ud, struct http_req *req)
+static enum http_action handle(void *ud, struct http_req *req, bool msc4186)
 {
     struct sync_api *api = ud;
     struct req_state *s = http_req_state(req);
-    if (!s) return first_call(api, req);
+    if (!s) return first_call(api, req, msc4186);
     switch (s->phase) {
     case PH_WAIT_DEVICE: return start_connection(api, req, s);
     case PH_PARKED:
@@ -601,6 +614,16 @@ enum http_action sync_api_handle(void *ud, struct http_req *req)
     }
     http_req_respond_error(req, 500, "M_UNKNOWN", "internal error");
     return HTTP_DONE;
+}
+
+enum http_action sync_api_handle(void *ud, struct http_req *req)
+{
+    return handle(ud, req, false);
+}
+
+enum http_action sync_api_handle_msc4186(void *ud, struct http_req *req)
+{
+    return handle(ud, req, true);
 }
 
 enum http_action sync_api_server_json(void *ud, struct http_req *req)

@@ -76,6 +76,7 @@ struct conn {
     pthread_mutex_t req_lock;      /* serialises requests of this connection */
     /* --- under req_lock --- */
     bool loaded;                   /* the user's rooms were loaded and the listener registered */
+    bool msc4186;                  /* speaks MSC4186: nothing sticky, responses in its shape */
     struct sync_req muxed;         /* sticky request state */
     struct ext_state ext;          /* the extensions' sticky state */
     struct clist *lists;           /* key -> sorted rooms */
