@@ -3,6 +3,124 @@
 #include "sync/conn_priv.h"
 #include "sync/msc4186_room.h"
 
+/* What a room was last sent as on an MSC4186 connection: the parameters
+ * (timeline_limit and required_state of every source showing it) and the
+ * state of the connection's view then. A room that comes back into a window
+ * with both unchanged is not sent again: the client has it. */
+struct m4186_sent {
+    char *room_id;          /* owned; hash key */
+    char *params;           /* the parameters, as a canonical string (owned) */
+    int64_t latest_nid;     /* the room's newest event then */
+    int64_t notif;          /* unread counts then */
+    int64_t highlight;      /* and highlights */
+    bool invite;            /* was an invite */
+    int64_t invite_ts;      /* when the invite arrived */
+    UT_hash_handle hh;      /* in conn.m4186_sent */
+};
+
+void conn_msc4186_release(struct conn *c)
+{
+    struct m4186_sent *s, *t;
+    HASH_ITER(hh, c->m4186_sent, s, t)
+    {
+        HASH_DEL(c->m4186_sent, s);
+        free(s->room_id);
+        free(s->params);
+        free(s);
+    }
+}
+
+/* The combined parameters of every source showing the room (its
+ * subscription and the lists whose window holds it). */
+static void sources_of(struct conn *c, const char *room_id, struct room_params *p)
+{
+    *p = (struct room_params){0};
+    struct sync_req_sub *s = sync_req_find_sub(&c->muxed, room_id);
+    if (s) room_params_add(p, s->sub.timeline_limit, s->sub.required_state, s->sub.n_required_state, false);
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        struct sync_req_list *rl = conn_muxed_list(c, cl->key);
+        if (conn_in_window(cl, rl, room_id))
+            room_params_add(p, rl->sub.timeline_limit, rl->sub.required_state, rl->sub.n_required_state, false);
+    }
+}
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const struct rs_pair *x = a, *y = b;
+    int d = strcmp(x->type, y->type);
+    return d ? d : strcmp(x->key, y->key);
+}
+
+/* The parameters as a canonical string: timeline_limit, then the sorted pairs. */
+static char *params_key(struct conn *c, const char *room_id)
+{
+    struct room_params p;
+    sources_of(c, room_id, &p);
+    if (p.n_rs) qsort(p.rs, p.n_rs, sizeof *p.rs, cmp_pair);
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%lld", (long long)p.timeline_limit);
+    for (size_t i = 0; i < p.n_rs; i++) buf_printf(&b, "\x1e%s\x1f%s", p.rs[i].type, p.rs[i].key);
+    room_params_release(&p);
+    return buf_detach(&b, NULL);
+}
+
+static void view_of(const struct user_room *ur, struct m4186_sent *v)
+{
+    v->latest_nid = ur->meta ? ur->meta->r.latest_nid : 0;
+    v->notif = ur->notif;
+    v->highlight = ur->highlight;
+    v->invite = ur->invite;
+    v->invite_ts = ur->invite_ts;
+}
+
+static bool same_view(const struct m4186_sent *a, const struct m4186_sent *b)
+{
+    return a->latest_nid == b->latest_nid && a->notif == b->notif && a->highlight == b->highlight &&
+           a->invite == b->invite && a->invite_ts == b->invite_ts;
+}
+
+/* Drops the response's snapshots of rooms the client already has as they are. */
+static void drop_unchanged(struct conn *c, struct conn_resp *resp)
+{
+    struct resp_room *rr, *rt;
+    HASH_ITER(hh, resp->rooms, rr, rt)
+    {
+        struct croom *cr;
+        struct m4186_sent *s;
+        if (!rr->snapshot || rr->n_live) continue;
+        HASH_FIND_STR(c->rooms, rr->room_id, cr);
+        HASH_FIND_STR(c->m4186_sent, rr->room_id, s);
+        if (!cr || !s) continue;
+        struct m4186_sent now;
+        view_of(cr->ur, &now);
+        if (!same_view(s, &now)) continue;
+        char *key = params_key(c, rr->room_id);
+        bool same = strcmp(key, s->params) == 0;
+        free(key);
+        if (!same) continue;
+        HASH_DEL(resp->rooms, rr);
+        resp_room_free(rr);
+    }
+}
+
+/* Records what a written room now is on the client. */
+static void note_sent(struct conn *c, const struct resp_room *rr, const struct croom *cr)
+{
+    struct m4186_sent *s;
+    HASH_FIND_STR(c->m4186_sent, rr->room_id, s);
+    if (!s) {
+        if (!rr->snapshot) return; /* never sent whole: nothing to compare with later */
+        s = xcalloc(1, sizeof *s);
+        s->room_id = xstrdup(rr->room_id);
+        HASH_ADD_KEYPTR(hh, c->m4186_sent, s->room_id, strlen(s->room_id), s);
+    }
+    if (rr->snapshot) {
+        free(s->params);
+        s->params = params_key(c, rr->room_id);
+    }
+    view_of(cr->ur, s);
+}
+
 int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *resp, char **err)
 {
     c->msc4186 = true;
@@ -37,6 +155,7 @@ int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *res
     free(dump);
     int rc = conn_apply_request(c, &req, resp, err);
     sync_req_release(&req);
+    if (rc == 0) drop_unchanged(c, resp);
     return rc;
 }
 
@@ -81,14 +200,8 @@ static size_t live_state_of(struct conn *c, const struct resp_room *rr, struct e
     bool any = false;
     for (size_t i = 0; i < rr->n_live && !any; i++) any = rr->live[i]->state_key != NULL;
     if (!any) return 0;
-    struct room_params p = {0};
-    struct sync_req_sub *s = sync_req_find_sub(&c->muxed, rr->room_id);
-    if (s) room_params_add(&p, 0, s->sub.required_state, s->sub.n_required_state, false);
-    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
-        struct sync_req_list *rl = conn_muxed_list(c, cl->key);
-        if (conn_in_window(cl, rl, rr->room_id))
-            room_params_add(&p, 0, rl->sub.required_state, rl->sub.n_required_state, false);
-    }
+    struct room_params p;
+    sources_of(c, rr->room_id, &p);
     struct rs_matcher m;
     rs_matcher_init(&m, p.rs, p.n_rs, c->user_id);
     for (size_t i = 0; i < rr->n_live; i++) {
@@ -127,6 +240,7 @@ void conn_msc4186_write(struct conn *c, struct conn_resp *resp, struct buf *b)
         buf_putc(b, ':');
         msc4186_room_write(b, c->user_id, rr, n_ls ? ls : NULL, n_ls);
         if (n_ls) free(ls);
+        if (cr) note_sent(c, rr, cr);
     }
     buf_putc(b, '}');
 }

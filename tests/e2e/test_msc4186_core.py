@@ -199,3 +199,22 @@ def test_msc3575_fields_ignored(proxy, alice, rooms):
             "unsubscribe_rooms": [r1], "txn_id": "t1"}
     resp = sss(proxy, alice).sync(body)
     assert resp["lists"]["all"]["ops"][0]["room_ids"] == [r3], "sort stays by recency"
+
+
+def test_room_back_in_window_only_if_changed(proxy, alice, rooms):
+    (r1, _, _), (r2, _, _), (r3, _, _) = rooms
+    c = sss(proxy, alice)
+    small, big = {"lists": lists(ranges=[(0, 0)])}, {"lists": lists(ranges=[(0, 2)])}
+    c.sync(small)
+    assert set(c.sync(big)["rooms"]) == {r1, r2}
+    c.sync(small)
+    assert c.sync(big)["rooms"] == {}, "the client has every room as it is"
+    c.sync(small)
+    ev = F.message(alice.user_id, "while away")
+    alice.queue(F.sync_response(join={r2: F.joined_room(timeline=[ev])}))
+    alice.wait_idle()
+    resp = c.sync(small)
+    assert resp["rooms"][r2]["initial"] is True, "r2 moved into the window"
+    assert resp["rooms"][r2]["timeline"][-1] == ev
+    resp = c.sync(big)
+    assert set(resp["rooms"]) == set(), "r3 unchanged, r2 already sent"
