@@ -121,6 +121,20 @@ static void note_sent(struct conn *c, const struct resp_room *rr, const struct c
     view_of(cr->ur, s);
 }
 
+/* Positions of MSC4186 connections are unique: each connection starts its
+ * numbers at its own base, (seconds at start-up + connections made) * 10^9,
+ * so a position of a replaced (or earlier process's) connection is never
+ * taken for one of its successor's. */
+#define POS_SPACING 1000000000LL
+static atomic_llong pos_bases;
+
+static int64_t next_base(void)
+{
+    long long zero = 0;
+    atomic_compare_exchange_strong(&pos_bases, &zero, (long long)(clock_wall_ms() / 1000));
+    return (int64_t)atomic_fetch_add(&pos_bases, 1) * POS_SPACING;
+}
+
 int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *resp, char **err)
 {
     c->msc4186 = true;
@@ -156,6 +170,7 @@ int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *res
     int rc = conn_apply_request(c, &req, resp, err);
     sync_req_release(&req);
     if (rc == 0) drop_unchanged(c, resp);
+    if (rc == 0 && resp->initial) c->next_pos = next_base();
     return rc;
 }
 
