@@ -24,6 +24,7 @@
 #include "store/db.h"
 #include "store/migrate.h"
 #include "sync/api.h"
+#include "sync/versions.h"
 #include "upstream/hsclient.h"
 #include "upstream/poller.h"
 
@@ -37,6 +38,7 @@ struct server {
     struct hsclient *hs;         /* homeserver client for whoami/versions */
     struct poller_set *pollers;  /* the poller thread */
     struct sync_api *api;        /* the sliding sync API */
+    struct versions *versions;   /* GET /_matrix/client/versions with our feature flag */
     struct http_server *http;    /* client-facing listener */
     struct prom_server *prom;    /* metrics listener, or NULL */
     struct pprof_server *pprof;  /* profiling listener, or NULL */
@@ -141,6 +143,7 @@ static void shutdown_all(struct server *s)
     poller_set_free(s->pollers);
     ingest_free(s->ingest);
     sync_api_free(s->api);
+    versions_free(s->versions);
     hsclient_free(s->hs);
     cache_free(s->cache);
     db_pool_free(s->db);
@@ -246,12 +249,14 @@ int main(int argc, char **argv)
     struct sync_api_deps deps = {&s.cfg, s.db, s.cache, s.ingest, s.pollers, s.hs, s.metrics};
     sync_api_new(&s.api, &deps);
     fanout.api = s.api;
+    s.versions = versions_new(s.hs);
 
     struct http_route routes[] = {
         {"/_matrix/client/unstable/org.matrix.msc3575/sync", "POST", sync_api_handle, s.api},
         {"/_matrix/client/v3/sync", "POST", sync_api_handle, s.api},
         {"/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "POST", sync_api_handle_msc4186, s.api},
         {"/client/server.json", "GET", sync_api_server_json, s.api},
+        {"/_matrix/client/versions", "GET", versions_handle, s.versions},
     };
     struct http_listen_opts lo;
     http_listen_opts_from_config(&lo, &s.cfg);

@@ -181,10 +181,19 @@ static void set_err(char **err, char *msg)
 
 int hsclient_versions(struct hsclient *c, char **err)
 {
+    json_t *body = NULL;
+    int rc = hsclient_versions_get(c, &body, err);
+    json_decref(body);
+    return rc;
+}
+
+int hsclient_versions_get(struct hsclient *c, json_t **out, char **err)
+{
     int rc = HSCLIENT_FAILED;
     char *msg = NULL;
     long status = 0;
     json_t *body = NULL;
+    *out = NULL;
     if (err) *err = NULL;
     if (get_json(c, "/_matrix/client/versions", NULL, &status, &body, &msg) < 0) goto out;
     if (status != 200) {
@@ -196,6 +205,8 @@ int hsclient_versions(struct hsclient *c, char **err)
         goto out;
     }
     rc = HSCLIENT_OK;
+    *out = body;
+    body = NULL;
 out:
     json_decref(body);
     if (msg) set_err(err, msg);

@@ -15,6 +15,7 @@
 #define SYNCV3_UPSTREAM_HSCLIENT_H
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <stddef.h>
 
 #include "base/buf.h"
@@ -47,6 +48,9 @@ void hsclient_free(struct hsclient *c);
  * array, else HSCLIENT_FAILED with *err set to a one-line heap message
  * (free()); on success *err is NULL. err may be NULL. */
 int hsclient_versions(struct hsclient *c, char **err);
+/* The same call, keeping the answer: on HSCLIENT_OK *out is the homeserver's
+ * JSON object (a new reference for the caller to json_decref), else NULL. */
+int hsclient_versions_get(struct hsclient *c, json_t **out, char **err);
 
 /* GET /_matrix/client/v3/account/whoami with token.
  * HSCLIENT_OK: *user_id and *device_id are heap strings (free()).
