@@ -178,11 +178,10 @@ static void write_lists(struct conn *c, struct buf *b)
 {
     buf_puts(b, "\"lists\":{");
     bool first = true;
-    for (struct sync_req_list *rl = c->muxed.lists; rl; rl = rl->hh.next) {
-        struct clist *cl;
-        HASH_FIND_STR(c->lists, rl->key, cl);
-        if (!cl) continue;
-        if (!first) buf_putc(b, ',');
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        const struct sync_req_list *rl = conn_muxed_list(c, cl->key);
+        if (!rl) continue;
+        buf_puts(b, first ? "" : ",");
         first = false;
         int64_t count = (int64_t)sync_list_count(cl->l);
         buf_json_str(b, rl->key, strlen(rl->key));

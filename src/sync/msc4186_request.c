@@ -139,50 +139,43 @@ int msc4186_req_translate(const char *body, size_t len, json_t **out, struct syn
         json_decref(root);
         return fail(err, SYNC_REQ_ERR_BAD_JSON, "request body must be a JSON object");
     }
+    /* The three maps: absent or null, else an object. */
+    static const char *const maps[] = {"lists", "room_subscriptions", "extensions"};
+    for (size_t i = 0; i < sizeof maps / sizeof *maps; i++) {
+        json_t *m = json_object_get(root, maps[i]);
+        if (m && !json_is_null(m) && !json_is_object(m)) {
+            json_decref(root);
+            return fail(err, SYNC_REQ_ERR_BAD_JSON, "%s must be an object", maps[i]);
+        }
+    }
     json_t *r = json_object();
     copy_field(r, root, "conn_id");
     copy_field(r, root, "txn_id");
+    const char *k;
+    json_t *v;
     json_t *lists = json_object_get(root, "lists");
-    if (lists && !json_is_null(lists)) {
-        if (!json_is_object(lists)) {
-            json_decref(root);
-            json_decref(r);
-            return fail(err, SYNC_REQ_ERR_BAD_JSON, "lists must be an object");
-        }
+    if (json_is_object(lists)) {
         json_t *ol = json_object();
-        const char *k;
-        json_t *v;
         json_object_foreach(lists, k, v) json_object_set_new(ol, k, list_of(v));
         json_object_set_new(r, "lists", ol);
     }
     json_t *subs = json_object_get(root, "room_subscriptions");
-    if (subs && !json_is_null(subs)) {
-        if (!json_is_object(subs)) {
-            json_decref(root);
-            json_decref(r);
-            return fail(err, SYNC_REQ_ERR_BAD_JSON, "room_subscriptions must be an object");
-        }
+    if (json_is_object(subs)) {
         json_t *os = json_object();
-        const char *k;
-        json_t *v;
         json_object_foreach(subs, k, v)
         {
-            if (!json_is_object(v)) {
-                json_object_set(os, k, v); /* rejected by the parser */
-                continue;
+            json_t *sub = v; /* not an object: rejected by the parser */
+            if (json_is_object(v)) {
+                sub = json_object();
+                room_config(sub, v);
+            } else {
+                json_incref(v);
             }
-            json_t *s = json_object();
-            room_config(s, v);
-            json_object_set_new(os, k, s);
+            json_object_set_new(os, k, sub);
         }
         json_object_set_new(r, "room_subscriptions", os);
     }
     json_t *exts = json_object_get(root, "extensions");
-    if (exts && !json_is_null(exts) && !json_is_object(exts)) {
-        json_decref(root);
-        json_decref(r);
-        return fail(err, SYNC_REQ_ERR_BAD_JSON, "extensions must be an object");
-    }
     json_t *oe = json_object();
     for (size_t i = 0; i < sizeof known_exts / sizeof *known_exts; i++)
         json_object_set_new(oe, known_exts[i], extension_of(json_object_get(exts, known_exts[i]), known_exts[i]));

@@ -18,24 +18,18 @@ def _uint(path, v):
         _fail(path, "expected an unsigned integer (js_int::UInt)", v)
 
 
-def _str(path, v):
-    if not isinstance(v, str):
-        _fail(path, "expected a string", v)
+def _of(kind, what):
+    """A checker that v is an instance of kind (bool is no int, and no int is a bool)."""
+    def check(path, v):
+        if not isinstance(v, kind):
+            _fail(path, "expected " + what, v)
+    return check
 
 
-def _bool(path, v):
-    if not isinstance(v, bool):
-        _fail(path, "expected a boolean", v)
-
-
-def _obj(path, v):
-    if not isinstance(v, dict):
-        _fail(path, "expected an object", v)
-
-
-def _arr(path, v):
-    if not isinstance(v, list):
-        _fail(path, "expected an array", v)
+_str = _of(str, "a string")
+_bool = _of(bool, "a boolean")
+_obj = _of(dict, "an object")
+_arr = _of(list, "an array")
 
 
 def _opt(d, k, fn, path):

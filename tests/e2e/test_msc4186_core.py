@@ -18,17 +18,14 @@ def lists(ranges=((0, 9),), timeline_limit=2, required_state=RS, **extra):
 
 @pytest.fixture
 def rooms(alice):
-    """Three named rooms, oldest first: Apple, Banana, Cherry (3 messages each)."""
+    """Three named rooms, oldest first: Apple, Banana, Cherry (3 messages each), as
+    (room_id, state, timeline) triples."""
     A = alice.user_id
-    out, join = [], {}
-    for n in ("Apple", "Banana", "Cherry"):
-        rid = F.new_room_id(n.lower())
-        st = F.room_state(A, n)
-        tl = [F.message(A, "%s %d" % (n, i)) for i in range(3)]
-        join[rid] = F.joined_room(st, tl, prev_batch="pb_" + n)
-        out.append((rid, st, tl))
-    alice.queue(F.sync_response(join=join))
-    return out
+    made = [(F.new_room_id(n.lower()), F.room_state(A, n), [F.message(A, "%s %d" % (n, i)) for i in range(3)])
+            for n in ("Apple", "Banana", "Cherry")]
+    alice.queue(F.sync_response(join={rid: F.joined_room(st, tl, prev_batch="pb_" + st[-1]["content"]["name"])
+                                      for rid, st, tl in made}))
+    return made
 
 
 def sss(proxy, user):

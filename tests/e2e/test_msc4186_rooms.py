@@ -7,6 +7,19 @@ from helpers import SimplifiedSync
 BOB, CAROL = "@bob:localhost", "@carol:localhost"
 
 
+def own_room(alice, label):
+    """A room of alice's own, named label, with one message."""
+    rid = F.new_room_id(label.lower())
+    A = alice.user_id
+    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(A, label), [F.message(A, "x")])}))
+    return rid
+
+
+def live(alice, rid, *events):
+    alice.queue(F.sync_response(join={rid: F.joined_room(timeline=list(events))}))
+    alice.wait_idle()
+
+
 def sub(rid, timeline_limit=5, required_state=()):
     return {"room_subscriptions": {rid: {"timeline_limit": timeline_limit,
                                          "required_state": [list(p) for p in required_state]}}}
@@ -100,48 +113,38 @@ def test_required_state_special_values(proxy, alice):
     tl = [F.message(BOB, "from bob")]
     alice.queue(F.sync_response(join={rid: F.joined_room(st, tl)}))
     c = SimplifiedSync(proxy, alice.token)
-    resp = c.sync(sub(rid, 1, [("*", "*"), ("m.room.member", BOB)]))
-    assert len(resp["rooms"][rid]["required_state"]) == len(st), "[*,*] is all state, no exclusions"
-    c.reset()
-    resp = c.sync({"conn_id": "b", **sub(rid, 1, [("m.room.member", "$ME"), ("m.room.member", "$LAZY")])})
-    keys = sorted(e["state_key"] for e in resp["rooms"][rid]["required_state"])
+
+    def state_of(conn_id, pairs):
+        c.reset()
+        return c.sync({"conn_id": conn_id, **sub(rid, 1, pairs)})["rooms"][rid]["required_state"]
+
+    assert len(state_of("a", [("*", "*"), ("m.room.member", BOB)])) == len(st), \
+        "[*,*] is all state, no exclusions"
+    keys = sorted(e["state_key"] for e in state_of("b", [("m.room.member", "$ME"), ("m.room.member", "$LAZY")]))
     assert keys == sorted([A, BOB]), "$ME and the lazily loaded timeline sender"
-    c.reset()
-    resp = c.sync({"conn_id": "c", **sub(rid, 1, [("m.room.member", "*")])})
-    assert len(resp["rooms"][rid]["required_state"]) == 3
-    c.reset()
-    resp = c.sync({"conn_id": "d", **sub(rid, 1, [("*", "")])})
-    types = sorted(e["type"] for e in resp["rooms"][rid]["required_state"])
+    assert len(state_of("c", [("m.room.member", "*")])) == 3
+    types = sorted(e["type"] for e in state_of("d", [("*", "")]))
     assert types == sorted(["m.room.create", "m.room.power_levels", "m.room.join_rules", "m.room.name",
                             "m.room.encryption"])
 
 
 def test_bump_stamp_moves_with_bump_types(proxy, alice):
-    rid = F.new_room_id("bump")
-    A = alice.user_id
-    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(A, "Bump"), [F.message(A, "1")])}))
+    rid = own_room(alice, "Bump")
     c = SimplifiedSync(proxy, alice.token)
     body = all_rooms()
     first = c.sync(body)["rooms"][rid]["bump_stamp"]
-    alice.queue(F.sync_response(join={rid: F.joined_room(timeline=[F.topic(A, "no bump")])}))
-    alice.wait_idle()
+    live(alice, rid, F.topic(alice.user_id, "no bump"))
     room = c.sync(body)["rooms"][rid]
     assert room.get("bump_stamp", first) == first, "a topic change is not a bump event"
-    msg = F.message(A, "2")
-    alice.queue(F.sync_response(join={rid: F.joined_room(timeline=[msg])}))
-    alice.wait_idle()
-    room = c.sync(body)["rooms"][rid]
-    assert room["bump_stamp"] > first
+    live(alice, rid, F.message(alice.user_id, "2"))
+    assert c.sync(body)["rooms"][rid]["bump_stamp"] > first
 
 
 def test_live_member_change_sends_counts(proxy, alice):
-    rid = F.new_room_id("counts")
-    A = alice.user_id
-    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(A, "Counts"), [F.message(A, "x")])}))
+    rid = own_room(alice, "Counts")
     c = SimplifiedSync(proxy, alice.token)
     body = all_rooms()
     assert c.sync(body)["rooms"][rid]["joined_count"] == 1
-    alice.queue(F.sync_response(join={rid: F.joined_room(timeline=[F.join(BOB)])}))
-    alice.wait_idle()
+    live(alice, rid, F.join(BOB))
     room = c.sync(body)["rooms"][rid]
     assert room["joined_count"] == 2 and room["invited_count"] == 0
