@@ -87,6 +87,12 @@ static void write_invite(struct writer *w, const struct resp_room *r)
         json_decref(arr);
         arr = json_array();
     }
+    /* Only events ruma can read: objects with a string type and state key. */
+    for (size_t i = json_array_size(arr); i-- > 0;) {
+        json_t *ev = json_array_get(arr, i);
+        if (!json_is_string(json_object_get(ev, "type")) || !json_is_string(json_object_get(ev, "state_key")))
+            json_array_remove(arr, i);
+    }
     put_str(w, "name", stripped_str(arr, "m.room.name", "name"));
     put_str(w, "avatar", stripped_str(arr, "m.room.avatar", "url"));
     key(w, "invite_state");

@@ -74,6 +74,20 @@ def test_invite(proxy, alice):
     assert not room.get("timeline"), "nothing of the room's timeline leaks to an invitee"
 
 
+def test_hostile_invite_state_filtered(proxy, alice):
+    rid = F.new_room_id("badinv")
+    inv = F.invite_to(BOB, alice.user_id)
+    body = F.sync_response(invite={rid: F.invited_room(inv)})
+    body["rooms"]["invite"][rid]["invite_state"]["events"][:0] = [
+        5, "x", {"type": 7, "state_key": ""}, {"type": "m.room.name", "state_key": "", "content": {"name": 1}}]
+    alice.queue(body)
+    resp = SimplifiedSync(proxy, alice.token).sync(all_rooms())
+    room = resp["rooms"][rid]
+    assert "name" not in room
+    assert all(isinstance(e, dict) and isinstance(e["type"], str) for e in room["invite_state"])
+    assert room["invite_state"][-1]["state_key"] == alice.user_id
+
+
 def test_is_dm_from_m_direct(proxy, alice):
     dm, group = F.new_room_id("dm"), F.new_room_id("group")
     alice.queue(F.sync_response(
