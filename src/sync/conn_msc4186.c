@@ -135,6 +135,55 @@ static int64_t next_base(void)
     return (int64_t)atomic_fetch_add(&pos_bases, 1) * POS_SPACING;
 }
 
+/* Parses an MSC3575 body built here (t is kept). Returns 0 or -1 with *err. */
+static int parse_built(json_t *t, struct sync_req *req, char **err)
+{
+    char *dump = json_dumps(t, JSON_COMPACT);
+    struct sync_req_error perr = {0};
+    int rc = sync_req_parse(req, dump, strlen(dump), &perr);
+    free(dump);
+    if (rc == 0) return 0;
+    *err = xasprintf("translated request rejected: %s", perr.message);
+    return -1;
+}
+
+/* Removes the lists named in gone (steals it) from the connection. */
+static int drop_lists(struct conn *c, json_t *gone, char **err)
+{
+    json_t *t = json_pack("{s:o}", "lists", gone);
+    struct sync_req req;
+    if (parse_built(t, &req, err) < 0) {
+        json_decref(t);
+        return -1;
+    }
+    sync_req_merge(&c->muxed, &req, NULL);
+    sync_req_release(&req);
+    const char *key;
+    json_t *v;
+    json_object_foreach(gone, key, v)
+    {
+        struct clist *cl;
+        HASH_FIND_STR(c->lists, key, cl);
+        if (!cl) continue;
+        HASH_DEL(c->lists, cl);
+        conn_clist_free(cl);
+    }
+    json_decref(t);
+    return 0;
+}
+
+/* Parses an MSC3575 body built here and applies it. Steals t. */
+static int apply_json(struct conn *c, json_t *t, struct conn_resp *resp, char **err)
+{
+    struct sync_req req;
+    int rc = parse_built(t, &req, err);
+    json_decref(t);
+    if (rc < 0) return -1;
+    rc = conn_apply_request(c, &req, resp, err);
+    sync_req_release(&req);
+    return rc;
+}
+
 int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *resp, char **err)
 {
     c->msc4186 = true;
@@ -144,31 +193,33 @@ int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *res
         lists = json_object();
         json_object_set_new(t, "lists", lists);
     }
+    json_t *gone = json_object();
     for (struct sync_req_list *rl = c->muxed.lists; rl; rl = rl->hh.next) {
         json_t *nl = json_object_get(lists, rl->key);
         if (!nl) {
-            json_object_set_new(lists, rl->key, json_pack("{s:b}", "deleted", 1));
+            json_object_set_new(gone, rl->key, json_pack("{s:b}", "deleted", 1));
             continue;
         }
         /* The sticky merge reads 0 as "unchanged"; here it means no timeline. */
         if (json_integer_value(json_object_get(nl, "timeline_limit")) == 0) rl->sub.timeline_limit = 0;
     }
+    int rc = 0;
+    if (json_object_size(gone) + json_object_size(lists) > SYNC_REQ_MAX_LISTS) {
+        /* Together past the parser's limit: remove the old lists first
+         * (just the lists: a second full apply would read the extensions twice). */
+        rc = drop_lists(c, gone, err);
+    } else {
+        json_object_update(lists, gone);
+        json_decref(gone);
+    }
     json_t *subs = json_object_get(t, "room_subscriptions"), *unsub = json_array();
     for (struct sync_req_sub *s = c->muxed.room_subscriptions; s; s = s->hh.next)
         if (!json_object_get(subs, s->room_id)) json_array_append_new(unsub, json_string(s->room_id));
     json_object_set_new(t, "unsubscribe_rooms", unsub);
-    char *dump = json_dumps(t, JSON_COMPACT);
-    json_decref(t);
-    struct sync_req req;
-    struct sync_req_error perr = {0};
-    if (sync_req_parse(&req, dump, strlen(dump), &perr) != 0) {
-        free(dump);
-        *err = xasprintf("translated request rejected: %s", perr.message);
-        return -1;
-    }
-    free(dump);
-    int rc = conn_apply_request(c, &req, resp, err);
-    sync_req_release(&req);
+    if (rc == 0)
+        rc = apply_json(c, t, resp, err);
+    else
+        json_decref(t);
     if (rc == 0) drop_unchanged(c, resp);
     if (rc == 0 && resp->initial) c->next_pos = next_base();
     return rc;

@@ -215,3 +215,11 @@ def test_room_back_in_window_only_if_changed(proxy, alice, rooms):
     assert resp["rooms"][r2]["timeline"][-1] == ev
     resp = c.sync(big)
     assert set(resp["rooms"]) == set(), "r3 unchanged, r2 already sent"
+
+
+def test_all_lists_replaced_at_the_limit(proxy, alice, rooms):
+    c = sss(proxy, alice)
+    mk = lambda prefix: {"%s%d" % (prefix, i): {"ranges": [[0, 0]], "timeline_limit": 0} for i in range(100)}
+    assert len(c.sync({"lists": mk("a")})["lists"]) == 100
+    resp = c.sync({"lists": mk("b")})
+    assert sorted(resp["lists"]) == sorted(mk("b")), "100 new lists replace 100 old ones"
