@@ -90,3 +90,21 @@ def test_odd_but_valid_bodies(client):
                  {"lists": None, "room_subscriptions": None, "extensions": None}):
         client.reset()
         client.sync(body)
+
+
+def test_pos_after_restart(proxy, client):
+    client.sync({"conn_id": "room-list"})
+    proxy.restart()
+    r = client.request({"conn_id": "room-list"}, pos=client.pos)
+    assert err(r) == (400, "M_UNKNOWN_POS"), "connections live in memory: the client starts over"
+    client.reset()
+    client.sync({"conn_id": "room-list"})
+
+
+def test_cors_preflight(proxy):
+    from helpers import SSS_PATH, http_request
+    r = http_request(proxy.url + SSS_PATH, method="OPTIONS",
+                     headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    assert r.status in (200, 204)
+    assert r.headers.get("Access-Control-Allow-Origin") == "*"
+    assert "POST" in r.headers.get("Access-Control-Allow-Methods", "")
