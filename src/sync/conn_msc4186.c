@@ -15,6 +15,7 @@ struct m4186_sent {
     int64_t highlight;      /* and highlights */
     bool invite;            /* was an invite */
     int64_t invite_ts;      /* when the invite arrived */
+    bool is_dm;             /* was a DM */
     UT_hash_handle hh;      /* in conn.m4186_sent */
 };
 
@@ -71,12 +72,13 @@ static void view_of(const struct user_room *ur, struct m4186_sent *v)
     v->highlight = ur->highlight;
     v->invite = ur->invite;
     v->invite_ts = ur->invite_ts;
+    v->is_dm = ur->is_dm;
 }
 
 static bool same_view(const struct m4186_sent *a, const struct m4186_sent *b)
 {
     return a->latest_nid == b->latest_nid && a->notif == b->notif && a->highlight == b->highlight &&
-           a->invite == b->invite && a->invite_ts == b->invite_ts;
+           a->invite == b->invite && a->invite_ts == b->invite_ts && a->is_dm == b->is_dm;
 }
 
 /* Drops the response's snapshots of rooms the client already has as they are. */
@@ -284,8 +286,21 @@ static size_t live_state_of(struct conn *c, const struct resp_room *rr, struct e
     return n;
 }
 
+/* Rooms the client shows whose DM status changed since they were sent
+ * (m.direct changed) get an object saying so. */
+static void add_dm_changes(struct conn *c, struct conn_resp *resp)
+{
+    for (struct m4186_sent *s = c->m4186_sent; s; s = s->hh.next) {
+        struct croom *cr;
+        HASH_FIND_STR(c->rooms, s->room_id, cr);
+        if (cr && !cr->ur->invite && s->is_dm != cr->ur->is_dm && conn_visible(c, s->room_id))
+            conn_resp_room_get(c, resp, s->room_id);
+    }
+}
+
 void conn_msc4186_write(struct conn *c, struct conn_resp *resp, struct buf *b)
 {
+    add_dm_changes(c, resp);
     write_lists(c, b);
     buf_puts(b, ",\"rooms\":{");
     bool first = true;
@@ -297,13 +312,16 @@ void conn_msc4186_write(struct conn *c, struct conn_resp *resp, struct buf *b)
             user_room_unref(rr->ur);
             rr->ur = user_room_ref(cr->ur);
         }
+        struct m4186_sent *sent;
+        HASH_FIND_STR(c->m4186_sent, rr->room_id, sent);
+        bool dm_changed = !rr->snapshot && cr && sent && sent->is_dm != cr->ur->is_dm;
         struct event **ls = NULL;
         size_t n_ls = rr->snapshot ? 0 : live_state_of(c, rr, &ls);
         if (!first) buf_putc(b, ',');
         first = false;
         buf_json_str(b, rr->room_id, strlen(rr->room_id));
         buf_putc(b, ':');
-        msc4186_room_write(b, c->user_id, rr, n_ls ? ls : NULL, n_ls);
+        msc4186_room_write(b, c->user_id, rr, n_ls ? ls : NULL, n_ls, dm_changed);
         if (n_ls) free(ls);
         if (cr) note_sent(c, rr, cr);
     }

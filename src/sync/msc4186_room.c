@@ -192,7 +192,7 @@ static void write_live(struct writer *w, const char *user_id, const struct resp_
 }
 
 void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r,
-                        struct event *const *live_state, size_t n_live_state)
+                        struct event *const *live_state, size_t n_live_state, bool dm_changed)
 {
     struct writer w = {b, true};
     buf_putc(b, '{');
@@ -206,6 +206,10 @@ void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_ro
         write_snapshot(&w, user_id, r, m);
     else
         write_live(&w, user_id, r, m, live_state, n_live_state);
+    if (dm_changed && r->ur) {
+        key(&w, "is_dm");
+        buf_puts(b, r->ur->is_dm ? "true" : "false");
+    }
     int64_t notif = r->ur ? r->ur->notif : 0, highlight = r->ur ? r->ur->highlight : 0;
     put_int(&w, "notification_count", notif);
     put_int(&w, "highlight_count", highlight);

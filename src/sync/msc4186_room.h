@@ -14,6 +14,7 @@
 #ifndef SYNCV3_SYNC_MSC4186_ROOM_H
 #define SYNCV3_SYNC_MSC4186_ROOM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "base/buf.h"
@@ -24,8 +25,9 @@
 
 /* Appends the room object of r to b. live_state (n_live_state entries,
  * borrowed) are r's live state events that match the room's required_state;
- * they go into `required_state` after r->state (lazily loaded members). */
+ * they go into `required_state` after r->state (lazily loaded members).
+ * dm_changed: a live update says `is_dm` (true or false) as it is now. */
 void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r,
-                        struct event *const *live_state, size_t n_live_state);
+                        struct event *const *live_state, size_t n_live_state, bool dm_changed);
 
 #endif

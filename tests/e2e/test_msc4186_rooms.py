@@ -162,3 +162,20 @@ def test_live_member_change_sends_counts(proxy, alice):
     live(alice, rid, F.join(BOB))
     room = c.sync(body)["rooms"][rid]
     assert room["joined_count"] == 2 and room["invited_count"] == 0
+
+
+def test_is_dm_change_is_sent(proxy, alice):
+    rid = F.new_room_id("becomes_dm")
+    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(BOB) + [F.join(alice.user_id)],
+                                                         [F.message(BOB, "hi")])}))
+    c = SimplifiedSync(proxy, alice.token)
+    body = {**all_rooms(), "extensions": {"account_data": {"enabled": True}}}
+    assert "is_dm" not in c.sync(body)["rooms"][rid]
+    alice.queue(F.sync_response(account_data=[F.account_data("m.direct", {BOB: [rid]})]))
+    alice.wait_idle()
+    room = c.sync(body, timeout=5000)["rooms"][rid]
+    assert room["is_dm"] is True and "initial" not in room
+    alice.queue(F.sync_response(account_data=[F.account_data("m.direct", {})]))
+    alice.wait_idle()
+    assert c.sync(body, timeout=5000)["rooms"][rid]["is_dm"] is False
+    assert c.sync(body)["rooms"] == {}, "said once"
