@@ -40,8 +40,13 @@ WEB_CLIENT := $(sort $(wildcard web/client/*))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all unit clean test format check-unsafe
+.PHONY: all unit clean test format format-check check-unsafe install
 all: $(BUILD)/syncv3
+
+# `make install` puts the binary where deploy/syncv3.service expects it.
+PREFIX ?= /usr/local
+install: $(BUILD)/syncv3
+	install -D -m 0755 $(BUILD)/syncv3 $(DESTDIR)$(PREFIX)/bin/syncv3
 
 $(BUILD)/syncv3: $(BUILD)/src/main.o $(BUILD)/libsyncv3.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -83,8 +88,16 @@ clean:
 	rm -rf build-fuzz
 	rm -rf build build-san
 
+# clang-format with the repository's .clang-format. `make format` rewrites the
+# files in place; `make format-check` only reports, per file, how many places
+# it would change (never fails, and is not part of the tests).
+FORMAT_FILES := src/main.c $(SRCS) $(wildcard src/*/*.h src/*/*/*.h) $(UNIT_SRCS)
 format:
-	clang-format -i $(SRCS) $(wildcard src/*/*.h src/*/*/*.h) $(UNIT_SRCS)
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run $(FORMAT_FILES) 2>&1 | grep -E '^[^ ]+:[0-9]+:[0-9]+: warning' | cut -d: -f1 | \
+	  sort | uniq -c | sort -rn | awk '{n += $$1; print} END {printf "%d places clang-format would change\n", n}'
 
 check-unsafe:
 	@! grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|gets)\(' $(SRCS) || (echo "unsafe call found" && false)

@@ -12,6 +12,7 @@ PACKAGES=(
   python3 python3-pytest python3-pytest-timeout
   curl ca-certificates
   chromium fonts-dejavu-core
+  nginx   # only its binary: tests/e2e/test_deploy.py runs nginx -t and a private instance on the examples
 )
 
 missing=()

@@ -13,6 +13,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "cache/cache.h"
+#include "cli/cli.h"
 #include "http/prom.h"
 #include "http/server.h"
 #include "http/static.h"
@@ -35,7 +36,7 @@ struct server {
     struct db_pool *db;          /* PostgreSQL pool */
     struct cache *cache;         /* room and user caches */
     struct ingest *ingest;       /* the ingest thread */
-    struct hsclient *hs;         /* homeserver client for whoami/versions */
+    struct hsclient *hs;         /* homeserver client: the start-up check, clients' /versions */
     struct poller_set *pollers;  /* the poller thread */
     struct sync_api *api;        /* the sliding sync API */
     struct versions *versions;   /* GET /_matrix/client/versions with our feature flag */
@@ -51,14 +52,15 @@ static const char *env(const char *name)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "syncv3 %s (%s): a sliding sync server for Matrix.\n\n"
-                 "Usage: syncv3 [--help | --version]\n\n",
-            SYNCV3_VERSION, SYNCV3_COMMIT);
+    fprintf(out, "syncv3 %s (%s): a sliding sync server for Matrix.\n\n", SYNCV3_VERSION, SYNCV3_COMMIT);
+    cli_print_usage(out);
+    fputc('\n', out);
     config_print_help(out);
 }
 
-/* The poller reports a dead token to ingest (which forgets it) and to the API
- * (which ends the device's connections). */
+/* The poller reports a dead token to ingest (which forgets it and marks the
+ * device) and to the API (which answers 401 to it and ends the device's
+ * connections). */
 struct expiry_fanout {
     struct ingest *ingest;   /* forgets the token, marks the device */
     struct sync_api *api;    /* ends connections */
@@ -71,7 +73,7 @@ static void on_token_expired(void *ud, const char *user_id, const char *device_i
     struct expiry_fanout *f = ud;
     bool current = !f->api || sync_api_is_current_token(f->api, user_id, device_id, token_hash);
     ingest_on_token_expired(f->ingest, user_id, device_id, token_hash, current);
-    if (f->api && current) sync_api_token_expired(f->api, user_id, device_id);
+    if (f->api) sync_api_token_expired(f->api, user_id, device_id, token_hash, current);
 }
 
 /* The span of one /sync v2 poll, with the size of what it brought; its
@@ -120,8 +122,17 @@ static void update_gauges(struct server *s)
     poller_set_stats(s->pollers, &st);
     metrics_set(s->metrics->poller_num_pollers, st.num_pollers);
     metrics_set(s->metrics->poller_num_outstanding_sync_v2_reqs, st.outstanding);
+    if (s->ingest) metrics_set(s->metrics->api_num_devices_pending_ensure_polling, ingest_pending_devices(s->ingest));
     double total = metrics_value(s->metrics->poller_total_num_polls, NULL, NULL);
     if ((double)st.total_polls > total) metrics_add(s->metrics->poller_total_num_polls, (double)st.total_polls - total);
+}
+
+static void on_http_done(void *ud, int status)
+{
+    struct server *s = ud;
+    char code[16];
+    snprintf(code, sizeof code, "%d", status);
+    metrics_add_l(s->metrics->http_responses, code, NULL, 1);
 }
 
 /* Gauges that mirror other modules' state are read when scraped. */
@@ -157,6 +168,14 @@ static void shutdown_all(struct server *s)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "check") == 0) {
+        if (argc > 2) {
+            fprintf(stderr, "syncv3 check takes no arguments (try --help)\n");
+            return 2;
+        }
+        return cli_check(env, stdout, stderr);
+    }
+    if (argc >= 2 && strcmp(argv[1], "migrate") == 0) return cli_migrate(argc - 2, argv + 2, env, stdout, stderr);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -186,6 +205,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_threshold = s.cfg.log_level;
+    log_output_format = s.cfg.log_format;
     if (s.cfg.pprof) pprof_heap_sampling_on(); /* before any thread starts */
     LOG_INFO("main", "syncv3 %s (%s) starting; log level %s, max db connections %d", SYNCV3_VERSION,
              SYNCV3_COMMIT, log_level_name(s.cfg.log_level), s.cfg.max_db_conn);
@@ -246,7 +266,7 @@ int main(int argc, char **argv)
         goto fail;
     }
     ingest_set_pollers(s.ingest, s.pollers);
-    struct sync_api_deps deps = {&s.cfg, s.db, s.cache, s.ingest, s.pollers, s.hs, s.metrics};
+    struct sync_api_deps deps = {&s.cfg, s.db, s.cache, s.ingest, s.pollers, s.metrics};
     sync_api_new(&s.api, &deps);
     fanout.api = s.api;
     s.versions = versions_new(s.hs);
@@ -264,6 +284,8 @@ int main(int argc, char **argv)
     lo.static_prefix = "/client/";
     lo.static_files = web_client_files;
     lo.n_static_files = web_client_files_count;
+    lo.on_done = on_http_done;
+    lo.on_done_ud = &s;
     if (http_server_start(&s.http, &lo, routes, sizeof routes / sizeof routes[0]) < 0) {
         LOG_FATAL("main", "cannot listen on %s", s.cfg.bindaddr);
         goto fail;

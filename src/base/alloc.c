@@ -10,9 +10,14 @@
 #include <malloc.h>
 #endif
 
+#include "base/log.h"
+
 static _Noreturn void oom(size_t n)
 {
-    fprintf(stderr, "FATAL out of memory allocating %zu bytes\n", n);
+    /* log_write formats on the stack: it needs no memory. The fatal hook
+     * (error reports) would allocate, and fail again. */
+    log_fatal_hook = NULL;
+    log_write(LOG_FATAL, "alloc", "out of memory allocating %zu bytes", n);
     abort();
 }
 
@@ -67,7 +72,7 @@ char *xasprintf(const char *fmt, ...)
 
 void check_failed(const char *file, int line, const char *expr)
 {
-    fprintf(stderr, "FATAL assertion failed at %s:%d: %s\n", file, line, expr);
+    log_write(LOG_FATAL, "check", "assertion failed at %s:%d: %s", file, line, expr);
     abort();
 }
 

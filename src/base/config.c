@@ -34,6 +34,7 @@ static const struct {
     {"SYNCV3_SENTRY_CRASH_DIR", "$TMPDIR or /tmp",
      "Directory where a crash leaves its report, sent at the next start (with SYNCV3_SENTRY_DSN)."},
     {"SYNCV3_LOG_LEVEL", "info", "trace, debug, info, warn, error or fatal."},
+    {"SYNCV3_LOG_FORMAT", "text", "text (one readable line per event) or json (one JSON object per line)."},
     {"SYNCV3_DEBUG", "", "1 = trace logging and fail-fast assertions."},
     {"SYNCV3_MAX_DB_CONN", "0", "Most PostgreSQL connections to open; 0 = 8."},
     {"SYNCV3_DB_IDLE_TIMEOUT_SECS", "3600", "Close database connections idle this long; 0 = never."},
@@ -202,6 +203,12 @@ enum config_result config_load(struct config *c, config_getenv_fn get, char **er
         return CONFIG_INVALID;
     }
     if (c->debug) c->log_level = LOG_TRACE;
+    const char *lfmt = get("SYNCV3_LOG_FORMAT");
+    c->log_format = LOG_FORMAT_TEXT;
+    if (lfmt && *lfmt && log_format_parse(lfmt, &c->log_format) < 0) {
+        *err = xasprintf("SYNCV3_LOG_FORMAT must be text or json; got '%s'", lfmt);
+        return CONFIG_INVALID;
+    }
 
     if (parse_int("SYNCV3_MAX_DB_CONN", get("SYNCV3_MAX_DB_CONN"), 0, &c->max_db_conn, err) < 0 ||
         parse_int("SYNCV3_DB_IDLE_TIMEOUT_SECS", get("SYNCV3_DB_IDLE_TIMEOUT_SECS"), 3600,

@@ -29,6 +29,7 @@ struct config {
     char *sentry_environment;   /* SYNCV3_SENTRY_ENVIRONMENT, or NULL (= "production") */
     char *sentry_crash_dir;     /* SYNCV3_SENTRY_CRASH_DIR, or NULL (= $TMPDIR, else /tmp) */
     enum log_level log_level;   /* SYNCV3_LOG_LEVEL (SYNCV3_DEBUG=1 forces trace) */
+    enum log_format log_format; /* SYNCV3_LOG_FORMAT: text (default) or json */
     bool debug;                 /* SYNCV3_DEBUG=1 */
     int max_db_conn;            /* SYNCV3_MAX_DB_CONN: pool size; 0 = default */
     int db_idle_timeout_secs;   /* SYNCV3_DB_IDLE_TIMEOUT_SECS */

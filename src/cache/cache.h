@@ -133,7 +133,7 @@ int64_t cache_position(struct cache *c);
 void cache_install_user(struct cache *c, const char *user_id, struct store_user_room *rooms, int n_rooms,
                         struct store_room *metas, int n_metas, const char *m_direct_json,
                         const char *ignored_json, int64_t pos);
-/* Whether user_id's m.ignored_user_list names other (client-api §11.1). */
+/* Whether user_id's m.ignored_user_list names other (docs/behaviour.md, "Ignored users"). */
 bool cache_user_ignores(struct cache *c, const char *user_id, const char *other);
 /* Whether user_id's m.ignored_user_list names anyone (one check before many). */
 bool cache_user_ignores_anyone(struct cache *c, const char *user_id);

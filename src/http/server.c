@@ -72,6 +72,8 @@ struct http_server {
     const struct http_static_file *static_files; /* files below static_prefix (borrowed) */
     size_t n_static_files;       /* entries in static_files */
     size_t max_body;             /* request body limit in bytes */
+    void (*on_done)(void *, int); /* per-request completion hook, or NULL */
+    void *on_done_ud;            /* its argument */
     char *tls_key_pem;           /* PEM key text handed to libmicrohttpd, or NULL */
     char *tls_cert_pem;          /* PEM certificate text, or NULL */
     atomic_bool shutting_down;   /* http_server_stop has begun */
@@ -356,17 +358,36 @@ static char *error_json(const char *errcode, const char *msg, size_t *len)
     return buf_detach(&b, len);
 }
 
-void http_req_respond_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
+static void respond_error_v(struct http_req *req, int status, int retry_after_secs, const char *errcode,
+                            const char *fmt, va_list ap)
 {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     size_t len;
     char *body = error_json(errcode, msg, &len);
     if (status >= 500) SENTRY_HTTP_ERROR(status, req->method, req->path, errcode, msg);
-    queue(req, status, "application/json", body, len, true, NULL, 0);
+    char retry[24];
+    snprintf(retry, sizeof retry, "%d", retry_after_secs);
+    struct http_header h = {"Retry-After", retry};
+    queue(req, status, "application/json", body, len, true, retry_after_secs > 0 ? &h : NULL,
+          retry_after_secs > 0 ? 1 : 0);
+}
+
+void http_req_respond_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_error_v(req, status, 0, errcode, fmt, ap);
+    va_end(ap);
+}
+
+void http_req_respond_retry(struct http_req *req, int status, int retry_after_secs, const char *errcode,
+                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_error_v(req, status, retry_after_secs, errcode, fmt, ap);
+    va_end(ap);
 }
 
 void http_req_log_append(struct http_req *req, const char *fmt, ...)
@@ -668,6 +689,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     LOG_AT(lvl, "http", "%s %s status=%d size=%zu duration=%.3f%s%s", req->method, req->path, status,
            req->resp_size, secs, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1",
            buf_cstr(&req->logx));
+    if (s->on_done) s->on_done(s->on_done_ud, status);
 
     pthread_mutex_lock(&s->amu);
     s->active--;
@@ -778,6 +800,8 @@ int http_server_start(struct http_server **out, const struct http_listen_opts *o
     pthread_mutex_init(&s->amu, NULL);
     pthread_cond_init(&s->acond, NULL);
     s->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+    s->on_done = opts->on_done;
+    s->on_done_ud = opts->on_done_ud;
     s->routes = xcalloc(n_routes ? n_routes : 1, sizeof *s->routes);
     for (size_t i = 0; i < n_routes; i++) {
         CHECK(routes[i].path && routes[i].fn);

@@ -61,6 +61,10 @@ struct http_listen_opts {
     const char *static_prefix; /* URL prefix (ending in '/') served from static_files, e.g. "/client/"; NULL = none */
     const struct http_static_file *static_files; /* the files below static_prefix (http/static.h); borrowed */
     size_t n_static_files;     /* entries in static_files */
+    /* Called once per ended request, on an HTTP thread, with the status sent
+     * (499 when the client went away first); NULL = none. Must not block. */
+    void (*on_done)(void *ud, int status);
+    void *on_done_ud;          /* passed to on_done */
 };
 
 /* Fills o from the SYNCV3_BINDADDR / SYNCV3_TLS_* settings of c, other fields
@@ -155,6 +159,11 @@ void http_req_respond_static(struct http_req *req, int status, const char *conte
  * sent as an error report when SYNCV3_SENTRY_DSN is set (obs/sentry.h). */
 void http_req_respond_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* http_req_respond_error with a Retry-After header of retry_after_secs
+ * (when > 0): for errors the client should retry after a pause (503). */
+void http_req_respond_retry(struct http_req *req, int status, int retry_after_secs, const char *errcode,
+                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Appends " text" to this request's access-log line (e.g. user, device, pos).
  * Never pass tokens. Only from the handler. */

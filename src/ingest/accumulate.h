@@ -55,7 +55,7 @@ struct acc_unread {
     int64_t highlight;      /* highlight_count */
 };
 
-/* Typing and receipt changes of one room (internals §2.7). Receipts are a
+/* Typing and receipt changes of one room (docs/behaviour.md, "Ordering and de-duplication"). Receipts are a
  * compact JSON array of rows [user_id, thread_id ("" = unthreaded),
  * event_id, ts], only the rows whose event changed. */
 struct acc_ephemeral {

@@ -4,7 +4,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <uthash.h>
 
 #include "base/alloc.h"
@@ -32,15 +31,7 @@ struct job {
     char *device_id;             /* JOB_EXPIRED */
     char *token_hash;            /* JOB_EXPIRED */
     bool device_expired;         /* JOB_EXPIRED: it was the device's current token */
-    struct load_wait *waiter;    /* JOB_LOAD: who to tell */
     struct job *next;            /* queue link */
-};
-
-/* A caller of ingest_load_user waiting for its job. */
-struct load_wait {
-    bool done;                   /* the job finished */
-    int rc;                      /* its result */
-    int refs;                    /* 2 while both sides hold it */
 };
 
 enum dev_state { DEV_PENDING, DEV_READY, DEV_EXPIRED };
@@ -48,6 +39,8 @@ enum dev_state { DEV_PENDING, DEV_READY, DEV_EXPIRED };
 struct device {
     char *key;                   /* "user_id|device_id" */
     enum dev_state state;        /* readiness */
+    char *expired_hash;          /* DEV_EXPIRED: the rejected token's hash */
+    char *worked_hash;           /* the token whose older tokens were deleted last (ingest thread only) */
     struct acc_e2ee_memo memo;   /* last OTK counts / fallback types seen (ingest thread only) */
     UT_hash_handle hh;           /* uthash */
 };
@@ -58,8 +51,9 @@ struct ingest {
     struct metrics *metrics;     /* may be NULL */
     struct poller_set *pollers;  /* whose results we process */
     pthread_t thread;            /* the ingest thread */
-    pthread_mutex_t lock;        /* guards the queue, devices, waiters and stop */
-    pthread_cond_t cond;         /* signalled on new jobs, finished loads and device changes */
+    pthread_mutex_t lock;        /* guards the queue, devices, hooks and stop */
+    pthread_cond_t cond;         /* signalled on new jobs and stop */
+    struct ingest_hooks hooks;   /* what to tell the layer above */
     struct job *head, *tail;     /* job queue; loads are put at the head */
     struct device *devices;      /* readiness per device */
     bool stop;                   /* the thread should exit */
@@ -68,7 +62,7 @@ struct ingest {
 };
 
 /* Transaction IDs only matter while the sender's clients wait for their
- * echo: kept an hour, purged at most hourly (internals §2.9). */
+ * echo: kept an hour, purged at most hourly (docs/behaviour.md, "Transaction IDs"). */
 #define TXN_KEEP_MS (60 * 60 * 1000)
 
 static char *dev_key(const char *user_id, const char *device_id)
@@ -90,6 +84,27 @@ static struct device *get_device(struct ingest *ing, const char *user_id, const 
     d->state = DEV_PENDING;
     HASH_ADD_KEYPTR(hh, ing->devices, d->key, strlen(d->key), d);
     return d;
+}
+
+static struct ingest_hooks hooks_of(struct ingest *ing)
+{
+    pthread_mutex_lock(&ing->lock);
+    struct ingest_hooks h = ing->hooks;
+    pthread_mutex_unlock(&ing->lock);
+    return h;
+}
+
+void ingest_set_hooks(struct ingest *ing, const struct ingest_hooks *h)
+{
+    pthread_mutex_lock(&ing->lock);
+    ing->hooks = *h;
+    pthread_mutex_unlock(&ing->lock);
+}
+
+static void device_changed(struct ingest *ing, const char *user_id, const char *device_id)
+{
+    struct ingest_hooks h = hooks_of(ing);
+    if (h.on_device) h.on_device(h.ud, user_id, device_id);
 }
 
 static void push(struct ingest *ing, struct job *j, bool front)
@@ -133,7 +148,7 @@ void ingest_on_token_expired(void *ud, const char *user_id, const char *device_i
 {
     struct ingest *ing = ud;
     /* Readers must see the expiry before the device's connections end. */
-    if (device_expired) ingest_device_expire(ing, user_id, device_id);
+    if (device_expired) ingest_device_expire(ing, user_id, device_id, token_hash);
     struct job *j = xcalloc(1, sizeof *j);
     j->kind = JOB_EXPIRED;
     j->device_expired = device_expired;
@@ -146,105 +161,71 @@ void ingest_on_token_expired(void *ud, const char *user_id, const char *device_i
 void ingest_on_failure(void *ud, const char *user_id, const char *device_id, int http_status, int fail_count,
                        int64_t retry_ms, const char *why)
 {
+    struct ingest *ing = ud;
     LOG_DEBUG("poller", "%s/%s: /sync failed (status %d, %s); attempt %d, retrying in %lld ms", user_id, device_id,
              http_status, why, fail_count, (long long)retry_ms);
+    char code[16];
+    snprintf(code, sizeof code, "%d", http_status > 0 ? http_status : 0);
+    if (ing->metrics) metrics_add_l(ing->metrics->poller_sync_failures, code, NULL, 1);
 }
 
-void ingest_device_expire(struct ingest *ing, const char *user_id, const char *device_id)
+void ingest_device_expire(struct ingest *ing, const char *user_id, const char *device_id, const char *token_hash)
 {
     pthread_mutex_lock(&ing->lock);
-    get_device(ing, user_id, device_id)->state = DEV_EXPIRED;
-    pthread_cond_broadcast(&ing->cond);
+    struct device *d = get_device(ing, user_id, device_id);
+    d->state = DEV_EXPIRED;
+    free(d->expired_hash);
+    d->expired_hash = xstrdup(token_hash ? token_hash : "");
     pthread_mutex_unlock(&ing->lock);
+    device_changed(ing, user_id, device_id);
 }
 
 void ingest_device_pending(struct ingest *ing, const char *user_id, const char *device_id)
 {
     pthread_mutex_lock(&ing->lock);
-    get_device(ing, user_id, device_id)->state = DEV_PENDING;
+    struct device *d = get_device(ing, user_id, device_id);
+    d->state = DEV_PENDING;
+    free(d->expired_hash);
+    d->expired_hash = NULL;
     pthread_mutex_unlock(&ing->lock);
 }
 
 bool ingest_device_ready(struct ingest *ing, const char *user_id, const char *device_id)
 {
+    return ingest_device_state(ing, user_id, device_id, NULL) == INGEST_DEVICE_READY;
+}
+
+enum ingest_device_state ingest_device_state(struct ingest *ing, const char *user_id, const char *device_id,
+                                             const char *token_hash)
+{
     char *key = dev_key(user_id, device_id);
     pthread_mutex_lock(&ing->lock);
     struct device *d;
     HASH_FIND_STR(ing->devices, key, d);
-    bool ready = d && d->state == DEV_READY;
+    enum ingest_device_state st = INGEST_DEVICE_PENDING;
+    if (d && d->state == DEV_READY) st = INGEST_DEVICE_READY;
+    if (d && d->state == DEV_EXPIRED)
+        st = token_hash && strcmp(d->expired_hash, token_hash) != 0 ? INGEST_DEVICE_STOPPED : INGEST_DEVICE_EXPIRED;
     pthread_mutex_unlock(&ing->lock);
     free(key);
-    return ready;
+    return st;
 }
 
-static void deadline_ts(struct timespec *ts, int timeout_ms)
+int ingest_pending_devices(struct ingest *ing)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-enum ingest_wait ingest_device_wait(struct ingest *ing, const char *user_id, const char *device_id,
-                                    int timeout_ms)
-{
-    struct timespec ts;
-    deadline_ts(&ts, timeout_ms);
-    char *key = dev_key(user_id, device_id);
-    enum ingest_wait rc = INGEST_TIMEOUT;
+    int n = 0;
     pthread_mutex_lock(&ing->lock);
-    for (;;) {
-        struct device *d;
-        HASH_FIND_STR(ing->devices, key, d);
-        if (d && d->state == DEV_READY) {
-            rc = INGEST_READY;
-            break;
-        }
-        if (d && d->state == DEV_EXPIRED) {
-            rc = INGEST_EXPIRED;
-            break;
-        }
-        if (ing->stop || pthread_cond_timedwait(&ing->cond, &ing->lock, &ts) != 0) break;
-    }
+    for (struct device *d = ing->devices; d; d = d->hh.next) n += d->state == DEV_PENDING;
     pthread_mutex_unlock(&ing->lock);
-    free(key);
-    return rc;
+    return n;
 }
 
-enum ingest_wait ingest_load_user(struct ingest *ing, const char *user_id, int timeout_ms)
+void ingest_load_user_async(struct ingest *ing, const char *user_id)
 {
-    if (cache_user_loaded(ing->cache, user_id)) return INGEST_READY;
-    struct load_wait *w = xcalloc(1, sizeof *w);
-    w->refs = 2;
     struct job *j = xcalloc(1, sizeof *j);
     j->kind = JOB_LOAD;
     j->user_id = xstrdup(user_id);
-    j->waiter = w;
     push(ing, j, true);
-    struct timespec ts;
-    deadline_ts(&ts, timeout_ms);
-    pthread_mutex_lock(&ing->lock);
-    while (!w->done && !ing->stop)
-        if (pthread_cond_timedwait(&ing->cond, &ing->lock, &ts) != 0) break;
-    enum ingest_wait rc = w->done ? (w->rc == 0 ? INGEST_READY : INGEST_FAILED) : INGEST_TIMEOUT;
-    bool last = --w->refs == 0;
-    pthread_mutex_unlock(&ing->lock);
-    if (last) free(w);
-    return rc;
-}
-
-static void finish_load(struct ingest *ing, struct load_wait *w, int rc)
-{
-    pthread_mutex_lock(&ing->lock);
-    w->done = true;
-    w->rc = rc;
-    bool last = --w->refs == 0;
-    pthread_cond_broadcast(&ing->cond);
-    pthread_mutex_unlock(&ing->lock);
-    if (last) free(w);
 }
 
 /* ---- jobs ---- */
@@ -454,7 +435,7 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
     add_ephemeral(&ch, ar);
     if (ar->n_own_seen) {
         /* Connections of this device holding back one of these events for
-         * its transaction ID can stop waiting (§11.1). */
+         * its transaction ID can stop waiting (docs/behaviour.md, "Transaction IDs"). */
         json_t *ids = json_array();
         for (size_t i = 0; i < ar->n_own_seen; i++) {
             const struct acc_own *o = &ar->own_seen[i];
@@ -511,21 +492,51 @@ static void observe(struct ingest *ing, struct poller_result *res, struct acc_re
     }
     for (size_t i = 0; i < sizeof payloads / sizeof payloads[0]; i++)
         if (payloads[i].n) metrics_add_l(ing->metrics->poller_num_payloads, payloads[i].name, NULL, (double)payloads[i].n);
-    json_t *join = json_object_get(json_object_get(res->body, "rooms"), "join");
-    const char *rid;
-    json_t *sec;
-    json_object_foreach(join, rid, sec)
-    {
-        json_t *tl = json_object_get(sec, "timeline");
-        json_t *evs = json_object_get(tl, "events");
-        bool limited = json_is_true(json_object_get(tl, "limited"));
-        if (json_is_array(evs))
-            metrics_observe_l(ing->metrics->poller_timeline_size, limited ? "limited" : "unlimited", NULL,
-                              (double)json_array_size(evs));
-        json_t *st = json_object_get(json_object_get(sec, "state"), "events");
-        if (limited && json_is_array(st) && json_array_size(st))
-            metrics_observe(ing->metrics->poller_gappy_state_size, (double)json_array_size(st));
+    /* Timelines of joined and left rooms; gappy state of joined rooms only. */
+    static const char *const sections[] = {"join", "leave"};
+    for (int k = 0; k < 2; k++) {
+        json_t *rooms = json_object_get(json_object_get(res->body, "rooms"), sections[k]);
+        const char *rid;
+        json_t *sec;
+        json_object_foreach(rooms, rid, sec)
+        {
+            json_t *tl = json_object_get(sec, "timeline");
+            json_t *evs = json_object_get(tl, "events");
+            bool limited = json_is_true(json_object_get(tl, "limited"));
+            if (json_is_array(evs))
+                metrics_observe_l(ing->metrics->poller_timeline_size, limited ? "limited" : "unlimited", NULL,
+                                  (double)json_array_size(evs));
+            json_t *st = json_object_get(json_object_get(sec, "state"), "events");
+            if (k == 0 && limited && json_is_array(st) && json_array_size(st))
+                metrics_observe(ing->metrics->poller_gappy_state_size, (double)json_array_size(st));
+        }
     }
+}
+
+/* The first stored response polled with a token makes the device's older
+ * tokens superseded: their rows go, and the layer above forgets them. */
+static void forget_older_tokens(struct ingest *ing, PGconn *c, struct poller_result *res, struct device *d)
+{
+    if (!res->token_hash || (d->worked_hash && strcmp(d->worked_hash, res->token_hash) == 0)) return;
+    char **old = NULL, *err = NULL;
+    int n = 0;
+    if (store_tokens_delete_older(c, res->user_id, res->device_id, res->token_hash, &old, &n, &err) < 0) {
+        LOG_WARN("ingest", "%s/%s: deleting superseded tokens failed (retried next poll): %s", res->user_id,
+                 res->device_id, err ? err : "?");
+        free(err);
+        return;
+    }
+    free(d->worked_hash);
+    d->worked_hash = xstrdup(res->token_hash);
+    if (n) {
+        LOG_INFO("ingest", "%s/%s: a newer token works; forgot %d older token%s", res->user_id, res->device_id, n,
+                 n == 1 ? "" : "s");
+        struct ingest_hooks h = hooks_of(ing);
+        if (h.on_superseded)
+            h.on_superseded(h.ud, res->user_id, res->device_id, res->token_hash, (const char *const *)old, n);
+    }
+    for (int i = 0; i < n; i++) free(old[i]);
+    free(old);
 }
 
 static void process_result(struct ingest *ing, struct poller_result *res)
@@ -548,6 +559,7 @@ static void process_result(struct ingest *ing, struct poller_result *res)
                   res->device_id);
     }
     ok = true;
+    forget_older_tokens(ing, c, res, d);
     LOG_DEBUG("ingest", "%s/%s: %d new events, %zu rooms, %d to-device", res->user_id, res->device_id, ar.n_events,
               ar.n_rooms, ar.n_to_device);
     observe(ing, res, &ar, clock_mono_secs() - t0);
@@ -564,11 +576,19 @@ out:
     free(err);
     acc_result_release(&ar);
     if (ok) {
+        /* A response polled with another token than the rejected one proves
+         * the device's new poller works. */
         pthread_mutex_lock(&ing->lock);
         struct device *dv = get_device(ing, res->user_id, res->device_id);
-        if (dv->state != DEV_EXPIRED) dv->state = DEV_READY;
-        pthread_cond_broadcast(&ing->cond);
+        bool changed = dv->state == DEV_PENDING ||
+                       (dv->state == DEV_EXPIRED && res->token_hash && strcmp(dv->expired_hash, res->token_hash) != 0);
+        if (changed) {
+            dv->state = DEV_READY;
+            free(dv->expired_hash);
+            dv->expired_hash = NULL;
+        }
         pthread_mutex_unlock(&ing->lock);
+        if (changed) device_changed(ing, res->user_id, res->device_id);
     }
     if (trim) {
         /* Free the parsed body here, then give the freed memory back. */
@@ -584,7 +604,8 @@ out:
 
 static void process_expired(struct ingest *ing, struct job *j)
 {
-    LOG_INFO("ingest", "%s/%s: the homeserver rejected the token; forgetting it", j->user_id, j->device_id);
+    LOG_INFO("ingest", "%s/%s: the homeserver rejected %s token; forgetting it", j->user_id, j->device_id,
+             j->device_expired ? "the device's" : "an older");
     char *err = NULL;
     PGconn *c = db_acquire(ing->db, 10000, &err);
     if (c) {
@@ -594,14 +615,9 @@ static void process_expired(struct ingest *ing, struct job *j)
         LOG_ERROR("ingest", "deleting token: %s", err);
     }
     free(err);
-    /* An old token of a device that already polls with a newer one: only its
-     * row goes; the device and its connections carry on. */
-    if (!j->device_expired) return;
-    pthread_mutex_lock(&ing->lock);
-    get_device(ing, j->user_id, j->device_id)->state = DEV_EXPIRED;
-    pthread_cond_broadcast(&ing->cond);
-    pthread_mutex_unlock(&ing->lock);
-    cache_notify_user(ing->cache, j->user_id, cache_update_new(CU_TOKEN_EXPIRED, NULL, j->device_id));
+    /* The device was marked expired and its connections ended when the poller
+     * reported it (ingest_on_token_expired): doing it again here, later,
+     * would end what a new token of the device started meanwhile. */
 }
 
 static void maybe_purge(struct ingest *ing)
@@ -637,7 +653,12 @@ static void *run(void *arg)
         pthread_mutex_unlock(&ing->lock);
         switch (j->kind) {
         case JOB_RESULT: process_result(ing, j->res); break;
-        case JOB_LOAD: finish_load(ing, j->waiter, load_user(ing, j->user_id)); break;
+        case JOB_LOAD: {
+            int rc = load_user(ing, j->user_id);
+            struct ingest_hooks h = hooks_of(ing);
+            if (h.on_loaded) h.on_loaded(h.ud, j->user_id, rc);
+            break;
+        }
         case JOB_EXPIRED: process_expired(ing, j); break;
         }
         job_free(j);
@@ -686,7 +707,6 @@ void ingest_free(struct ingest *ing)
     for (struct job *j = ing->head, *next; j; j = next) {
         next = j->next;
         if (j->kind == JOB_RESULT) poller_result_free(j->res);
-        if (j->kind == JOB_LOAD) finish_load(ing, j->waiter, -1);
         job_free(j);
     }
     struct device *d, *t;
@@ -694,6 +714,8 @@ void ingest_free(struct ingest *ing)
     {
         HASH_DEL(ing->devices, d);
         acc_e2ee_memo_release(&d->memo);
+        free(d->expired_hash);
+        free(d->worked_hash);
         free(d->key);
         free(d);
     }

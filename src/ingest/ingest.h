@@ -6,7 +6,9 @@
  *
  * It keeps each device's readiness: a device becomes ready when its first
  * response since its poller (re)started has been processed, and expired when
- * the homeserver rejects its token. */
+ * the homeserver rejects its token. Once a response polled with a token is
+ * stored, the device's older tokens are deleted (refresh-token clients
+ * rotate them every few minutes), so the token table stays bounded. */
 #ifndef SYNCV3_INGEST_INGEST_H
 #define SYNCV3_INGEST_INGEST_H
 
@@ -30,33 +32,59 @@ void ingest_stop(struct ingest *ing);
  * tokens were not advanced, so they are fetched again next start). */
 void ingest_free(struct ingest *ing);
 
+/* What ingest tells the layer above it, without calling into it. Every
+ * function is called with no ingest lock held; none may block. */
+struct ingest_hooks {
+    void *ud; /* passed to every hook */
+    /* A device's readiness changed (it became ready, or its token was
+     * rejected). Ingest or poller thread. May be NULL. */
+    void (*on_device)(void *ud, const char *user_id, const char *device_id);
+    /* A load asked for with ingest_load_user_async finished: rc 0 (the user
+     * is in the cache) or -1. Ingest thread. May be NULL. */
+    void (*on_loaded)(void *ud, const char *user_id, int rc);
+    /* The device's token token_hash worked (a response polled with it was
+     * stored), and the device's older tokens were deleted from the store:
+     * their hashes (n of them, n >= 1). Ingest thread. May be NULL. */
+    void (*on_superseded)(void *ud, const char *user_id, const char *device_id, const char *token_hash,
+                          const char *const *old_hashes, int n);
+};
+
+/* Installs the hooks (copied); call before any poller or client can start. */
+void ingest_set_hooks(struct ingest *ing, const struct ingest_hooks *h);
+
 /* Poller callbacks (poller thread): queue work for the ingest thread. */
 void ingest_on_response(void *ud, struct poller_result *res);
 /* device_expired: token_hash was the device's current token (its poller
- * stopped); otherwise only that older token's row is forgotten. */
+ * stopped: the device is marked expired at once); otherwise only that older
+ * token's row is forgotten. */
 void ingest_on_token_expired(void *ud, const char *user_id, const char *device_id, const char *token_hash,
                              bool device_expired);
 void ingest_on_failure(void *ud, const char *user_id, const char *device_id, int http_status, int fail_count,
                        int64_t retry_ms, const char *why);
 
-enum ingest_wait {
-    INGEST_READY = 0,     /* done */
-    INGEST_EXPIRED = -1,  /* the device's token was rejected by the homeserver */
-    INGEST_TIMEOUT = -2,  /* not done within the time given */
-    INGEST_FAILED = -3,   /* a database error */
+/* A device's readiness, as seen by a request holding one of its tokens. */
+enum ingest_device_state {
+    INGEST_DEVICE_PENDING, /* its poller runs and has not stored a response since it (re)started */
+    INGEST_DEVICE_READY,   /* a response was stored since its poller started */
+    INGEST_DEVICE_EXPIRED, /* its poller stopped because the homeserver rejected this token */
+    INGEST_DEVICE_STOPPED, /* its poller stopped because the homeserver rejected another token */
 };
 
-/* Marks a device's token as rejected at once (the poller saw 401); the token
- * row is deleted by the ingest thread after. */
-void ingest_device_expire(struct ingest *ing, const char *user_id, const char *device_id);
+/* Marks a device's poller stopped because token_hash was rejected (the poller
+ * saw 401), and calls on_device. */
+void ingest_device_expire(struct ingest *ing, const char *user_id, const char *device_id, const char *token_hash);
 /* Marks a device as waiting for its first response (its poller starts or restarts now). */
 void ingest_device_pending(struct ingest *ing, const char *user_id, const char *device_id);
-/* Whether the device has processed a response since its poller started. */
+/* Whether the device has stored a response since its poller started. */
 bool ingest_device_ready(struct ingest *ing, const char *user_id, const char *device_id);
-/* Blocks until the device is ready or expired, or timeout_ms passes. */
-enum ingest_wait ingest_device_wait(struct ingest *ing, const char *user_id, const char *device_id,
-                                    int timeout_ms);
-/* Loads the user into the cache on the ingest thread (no-op when loaded) and waits. */
-enum ingest_wait ingest_load_user(struct ingest *ing, const char *user_id, int timeout_ms);
+/* How many devices wait for their first response (for a gauge). */
+int ingest_pending_devices(struct ingest *ing);
+/* The device's state for a request with token_hash. A device never seen is
+ * pending. */
+enum ingest_device_state ingest_device_state(struct ingest *ing, const char *user_id, const char *device_id,
+                                             const char *token_hash);
+/* Queues loading the user into the cache on the ingest thread, ahead of
+ * responses (a no-op job when loaded already); on_loaded tells when done. */
+void ingest_load_user_async(struct ingest *ing, const char *user_id);
 
 #endif

@@ -497,8 +497,9 @@ struct metrics *metrics_new(void)
     m->api_expiry_conn_buffer_full =
         metrics_counter(m, "sliding_sync_api_expiry_conn_buffer_full",
                         "Number of connections expired because their update buffer filled up.", NULL, NULL);
-    m->api_destroyed_conns = metrics_counter(m, "sliding_sync_api_destroyed_conns",
-                                             "Number of connections destroyed by room invalidation.", NULL, NULL);
+    m->api_destroyed_conns =
+        metrics_counter(m, "sliding_sync_api_destroyed_conns",
+                        "Number of connections ended to make room for newer ones of the same device.", NULL, NULL);
     m->api_setup_duration_secs =
         metrics_histogram(m, "sliding_sync_api_setup_duration_secs",
                           "Time taken in seconds from request arrival to the start of processing.", dur, ndur,
@@ -521,6 +522,16 @@ struct metrics *metrics_new(void)
     m->sentry_events_dropped =
         metrics_counter(m, "sliding_sync_sentry_events_dropped_total",
                         "Number of error reports dropped (rate limit, full queue or Sentry failing).", NULL, NULL);
+    m->http_responses = metrics_counter(m, "sliding_sync_http_responses_total",
+                                        "Client HTTP responses by status code (499 = the client went away first).",
+                                        "code", NULL);
+    m->poller_sync_failures =
+        metrics_counter(m, "sliding_sync_poller_sync_failures_total",
+                        "Failed /sync requests to the homeserver by status code (0 = no HTTP answer).", "code", NULL);
+    m->api_num_parked_requests =
+        metrics_gauge(m, "sliding_sync_api_num_parked_requests",
+                      "Number of requests parked, by what they wait for (whoami, device, load, long_poll).", "phase",
+                      NULL);
     return m;
 }
 

@@ -24,7 +24,7 @@ struct metric; /* one family; opaque */
 /* Bucket upper bounds of sliding_sync_*_duration_secs. */
 extern const double metrics_duration_buckets[11];
 
-/* The registry plus the syncv3 metrics (spec/internals.md §5.7). The named
+/* The registry plus the syncv3 metrics (the Go proxy's names; docs/behaviour.md, "Metrics"). The named
  * pointers are owned by the registry. */
 struct metrics {
     pthread_mutex_t mu;       /* guards families */
@@ -50,6 +50,10 @@ struct metrics {
     struct metric *trace_spans_dropped;                /* counter: spans lost (queue full, collector failing) */
     struct metric *sentry_events_sent;                 /* counter: error reports Sentry accepted */
     struct metric *sentry_events_dropped;              /* counter: error reports lost or rate-limited */
+    /* syncv3's own (no Go proxy counterpart) */
+    struct metric *http_responses;                     /* counter {code} */
+    struct metric *poller_sync_failures;               /* counter {code} */
+    struct metric *api_num_parked_requests;            /* gauge {phase} */
 };
 
 /* An empty registry (no syncv3 metrics): release with metrics_release. */

@@ -26,6 +26,14 @@ struct db_pool {
     int n_open;              /* connections open, idle or in use */
 };
 
+/* Server notices go to the log (libpq would print them raw on stderr). */
+static void on_notice(void *arg, const char *message)
+{
+    size_t n = strlen(message);
+    while (n && (message[n - 1] == '\n' || message[n - 1] == ' ')) n--;
+    LOG_WARN("db", "%.*s", (int)n, message);
+}
+
 static PGconn *connect_new(const char *conninfo, char **err)
 {
     PGconn *c = PQconnectdb(conninfo);
@@ -38,6 +46,7 @@ static PGconn *connect_new(const char *conninfo, char **err)
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, on_notice, NULL);
     /* Quiet NOTICEs (e.g. "relation already exists"). */
     PGresult *r = PQexec(c, "SET client_min_messages = warning");
     PQclear(r);

@@ -23,6 +23,11 @@ int db_pool_new(struct db_pool **out, const char *conninfo, int max_conns, int i
                 char **err);
 void db_pool_free(struct db_pool *p);
 
+/* The longest an HTTP pool thread waits for a connection (ms). Each of those
+ * threads serves many clients, so rather than wait longer a request is
+ * answered 503 and retried by its client. */
+#define DB_WAIT_HTTP_MS 250
+
 /* Blocks until a connection is free (or can be opened). Returns NULL if the
  * server cannot be reached within timeout_ms (then *err is set, heap). */
 PGconn *db_acquire(struct db_pool *p, int timeout_ms, char **err);

@@ -1,5 +1,5 @@
 /* Storage of the per-device and per-user streams the sliding-sync extensions
- * serve (client-api §16, internals §3.2): to-device messages, E2EE device data
+ * serve (docs/behaviour.md, "Extensions", "Storage"): to-device messages, E2EE device data
  * and device-list buckets, account data, typing and receipts.
  *
  * Every function takes a connection from the caller's db_acquire and returns
@@ -98,7 +98,7 @@ struct store_receipt {
     int64_t ts;      /* its timestamp */
 };
 
-/* The receipts of the rooms a response shows (client-api §16.5): every
+/* The receipts of the rooms a response shows (docs/behaviour.md, "receipts"): every
  * receipt of user_id (public and private), and the public receipts of anyone
  * on one of event_ids. */
 int store_receipts_read(PGconn *c, const char *user_id, const char *const *room_ids, int n_rooms,

@@ -69,6 +69,28 @@ int store_token_delete(PGconn *c, const char *hash, char **err)
     return db_cmd(c, err, "DELETE FROM syncv3_sync2_tokens WHERE token_hash = $1", 1, p);
 }
 
+int store_tokens_delete_older(PGconn *c, const char *user_id, const char *device_id, const char *hash,
+                              char ***old, int *n, char **err)
+{
+    *old = NULL;
+    *n = 0;
+    const char *p[] = {user_id, device_id, hash};
+    PGresult *r = db_exec(c, err,
+                          "DELETE FROM syncv3_sync2_tokens WHERE user_id = $1 AND device_id = $2 "
+                          "AND token_hash <> $3 AND last_seen <= "
+                          "(SELECT last_seen FROM syncv3_sync2_tokens WHERE token_hash = $3) "
+                          "RETURNING token_hash",
+                          3, p);
+    if (!r) return -1;
+    *n = PQntuples(r);
+    if (*n) {
+        *old = xcalloc((size_t)*n, sizeof **old);
+        for (int i = 0; i < *n; i++) (*old)[i] = dup_col(r, i, 0);
+    }
+    PQclear(r);
+    return 0;
+}
+
 char *store_device_since(PGconn *c, const char *user_id, const char *device_id, char **err)
 {
     const char *p[] = {user_id, device_id};

@@ -22,6 +22,12 @@ int store_token_get(PGconn *c, const char *hash, struct store_token *out, char *
 int store_token_put(PGconn *c, const char *hash, const char *encrypted, const char *user_id,
                     const char *device_id, char **err);
 int store_token_delete(PGconn *c, const char *hash, char **err);
+/* Deletes the device's tokens older than token hash (rows last seen no later
+ * than its row; nothing when it has no row). *old receives the deleted hashes
+ * (a heap array of *n heap strings, NULL when none; free each, then the
+ * array). Returns 0 or -1. */
+int store_tokens_delete_older(PGconn *c, const char *user_id, const char *device_id, const char *hash,
+                              char ***old, int *n, char **err);
 /* The device's since token (heap, "" if none) or NULL on error. */
 char *store_device_since(PGconn *c, const char *user_id, const char *device_id, char **err);
 /* Every device with a token: its newest token and since. *out is a heap array

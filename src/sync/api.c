@@ -9,72 +9,61 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/config.h"
-#include "base/crypto.h"
 #include "base/log.h"
 #include "cache/cache.h"
 #include "ingest/ingest.h"
 #include "obs/metrics.h"
 #include "obs/trace.h"
-#include "store/db.h"
-#include "store/tokens.h"
+#include "sync/auth.h"
 #include "sync/conn.h"
 #include "sync/conn_msc4186.h"
 #include "sync/ext.h"
 #include "sync/msc4186_request.h"
 #include "sync/request.h"
-#include "upstream/hsclient.h"
-#include "upstream/poller.h"
+#include "sync/waitlist.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define MIN_TIMEOUT_MS 100
 /* How long a new connection waits for its device's first sync. */
 #define DEVICE_WAIT_MS (10 * 60 * 1000)
-/* How often a request waiting for that re-checks. */
-#define DEVICE_POLL_MS 100
+/* How long a new connection waits for its user's rooms to be loaded. */
+#define LOAD_WAIT_MS 30000
 /* Live updates folded into one response at most. */
 #define DRAIN_MAX 100
-
-/* A token we have resolved. */
-struct tok_entry {
-    char hash[SHA256_HEX_LEN + 1]; /* key */
-    char *user_id;                 /* owner */
-    char *device_id;               /* device */
-    UT_hash_handle hh;             /* in sync_api.tokens */
-};
-
-/* A device we started a poller for. */
-struct dev_entry {
-    char *key;                     /* "user|device" */
-    char *user_id;                 /* owner */
-    char hash[SHA256_HEX_LEN + 1]; /* token the poller uses */
-    UT_hash_handle hh;             /* in sync_api.devices */
-};
 
 struct sync_api {
     struct sync_api_deps d;        /* services */
     struct sync_ctx ctx;           /* what connections use */
     struct conn_map *conns;        /* live connections */
-    struct token_key key;          /* token encryption key */
-    pthread_mutex_t lock;          /* guards tokens and devices */
-    struct tok_entry *tokens;      /* resolved tokens */
-    struct dev_entry *devices;     /* polled devices */
+    struct waitlist *waits;        /* requests parked for a whoami, a device or a load */
+    struct auth *auth;             /* tokens, devices, pollers */
+    pthread_mutex_t lock;          /* guards last_tick_ms */
     int64_t last_tick_ms;          /* last housekeeping */
 };
 
-enum phase { PH_START, PH_WAIT_DEVICE, PH_PARKED };
+enum phase { PH_START, PH_AUTH, PH_WAIT_DEVICE, PH_LOAD, PH_PARKED };
+
+/* The label of each parked phase in sliding_sync_api_num_parked_requests. */
+static const char *const phase_label[] = {
+    [PH_START] = NULL, [PH_AUTH] = "whoami", [PH_WAIT_DEVICE] = "device", [PH_LOAD] = "load", [PH_PARKED] = "long_poll",
+};
 
 /* State of one request across wake-ups. */
 struct req_state {
     struct sync_api *api;          /* the API */
     enum phase phase;              /* where we are */
-    char *user_id, *device_id;     /* who */
+    enum phase counted;            /* the phase counted as parked, PH_START when none */
+    struct auth_req auth;          /* the token and, once resolved, its device */
+    struct waitlist_entry wait;    /* parked for a whoami, the device or the user's rooms */
     struct sync_req req;           /* parsed body */
     char *canonical;               /* canonical body */
     bool has_pos;                  /* pos given */
     int64_t pos;                   /* its value */
     int64_t timeout_ms;            /* long-poll timeout */
     int64_t start_ms;              /* arrival */
+    int64_t setup_ms;              /* when computing the response began (setup done) */
     int64_t device_deadline;       /* end of the device wait */
+    int64_t load_deadline;         /* end of the wait for the user's rooms (0 = not started) */
     struct conn *conn;             /* the connection (ref) */
     struct conn *replaced;         /* the connection this one replaced (ref), freed with the request */
     struct conn_resp *resp;        /* response being built */
@@ -92,19 +81,37 @@ static void trace_request(struct req_state *s)
     int64_t parked = http_req_parked_ms(s->http), took = clock_mono_ms() - s->start_ms;
     trace_emit(&s->trace, NULL, (double)s->start_ms / 1000.0, "sliding_sync", TRACE_SERVER,
                status >= 500 ? "server error" : NULL,
-               TRACE_ATTRS(TRACE_STR("user_id", s->user_id), TRACE_STR("device_id", s->device_id),
+               TRACE_ATTRS(TRACE_STR("user_id", s->auth.user_id), TRACE_STR("device_id", s->auth.device_id),
                            TRACE_STR("conn_id", s->req.conn_id), TRACE_INT("initial", !s->has_pos),
                            TRACE_INT("lists", HASH_COUNT(s->req.lists)),
                            TRACE_INT("rooms", conn_resp_room_count(s->resp)), TRACE_INT("http.status_code", status),
                            TRACE_INT("wait_ms", parked), TRACE_INT("compute_ms", took - parked)));
 }
 
+/* Moves the request's parked count from its old phase to ph (PH_START: none). */
+static void count_parked(struct req_state *s, enum phase ph)
+{
+    struct metrics *m = s->api->d.metrics;
+    if (s->counted == ph) return;
+    if (m && s->counted != PH_START) metrics_add_l(m->api_num_parked_requests, phase_label[s->counted], NULL, -1);
+    if (m && ph != PH_START) metrics_add_l(m->api_num_parked_requests, phase_label[ph], NULL, 1);
+    s->counted = ph;
+}
+
 static void req_state_free(void *p)
 {
     struct req_state *s = p;
     if (trace_on) trace_request(s);
-    free(s->user_id);
-    free(s->device_id);
+    /* Over 50 s is slow (the Go proxy's mark); a long-poll with a longer timeout counts too. */
+    int64_t ms = clock_mono_ms() - s->start_ms;
+    if (ms > 50000 && s->api->d.metrics) {
+        metrics_inc(s->api->d.metrics->api_slow_requests);
+        LOG_WARN("api", "slow request: %.3f s user=%s device=%s", (double)ms / 1000.0,
+                 s->auth.user_id ? s->auth.user_id : "-", s->auth.device_id ? s->auth.device_id : "-");
+    }
+    waitlist_remove(s->api->waits, &s->wait);
+    count_parked(s, PH_START);
+    auth_req_release(&s->auth);
     sync_req_release(&s->req);
     free(s->canonical);
     json_decref(s->msc4186);
@@ -114,15 +121,63 @@ static void req_state_free(void *p)
     free(s);
 }
 
+/* Parks the request in phase ph until a wake or deadline. */
+static enum http_action park(struct req_state *s, struct http_req *req, enum phase ph, int64_t deadline)
+{
+    s->phase = ph;
+    count_parked(s, ph);
+    http_req_park(req, deadline);
+    return HTTP_PARK;
+}
+
+/* ---- what ingest tells us ---- */
+
+static char *device_key(const char *user_id, const char *device_id)
+{
+    return xasprintf("device:%s|%s", user_id, device_id);
+}
+
+static char *load_key(const char *user_id)
+{
+    return xasprintf("load:%s", user_id);
+}
+
+static void on_device(void *ud, const char *user_id, const char *device_id)
+{
+    struct sync_api *api = ud;
+    char *key = device_key(user_id, device_id);
+    waitlist_fire(api->waits, key, 0);
+    free(key);
+}
+
+static void on_loaded(void *ud, const char *user_id, int rc)
+{
+    struct sync_api *api = ud;
+    char *key = load_key(user_id);
+    waitlist_fire(api->waits, key, rc);
+    free(key);
+}
+
+static void on_superseded(void *ud, const char *user_id, const char *device_id, const char *token_hash,
+                          const char *const *old_hashes, int n)
+{
+    struct sync_api *api = ud;
+    auth_forget(api->auth, old_hashes, n);
+}
+
 int sync_api_new(struct sync_api **out, const struct sync_api_deps *deps)
 {
     struct sync_api *api = xcalloc(1, sizeof *api);
     api->d = *deps;
     api->ctx = (struct sync_ctx){deps->cache, deps->db, deps->metrics, ext_registry_new()};
     api->conns = conn_map_new(&api->ctx);
-    crypto_key_from_secret(&api->key, deps->cfg->secret);
+    api->waits = waitlist_new();
+    struct auth_deps ad = {deps->cfg, deps->db, deps->ingest, deps->pollers, api->waits, deps->metrics};
+    auth_new(&api->auth, &ad);
     pthread_mutex_init(&api->lock, NULL);
     api->last_tick_ms = clock_mono_ms();
+    struct ingest_hooks hooks = {api, on_device, on_loaded, on_superseded};
+    ingest_set_hooks(deps->ingest, &hooks);
     *out = api;
     return 0;
 }
@@ -132,124 +187,29 @@ void sync_api_free(struct sync_api *api)
     if (!api) return;
     conn_map_free(api->conns);
     ext_registry_free(api->ctx.ext);
-    struct tok_entry *t, *tt;
-    HASH_ITER(hh, api->tokens, t, tt)
-    {
-        HASH_DEL(api->tokens, t);
-        free(t->user_id);
-        free(t->device_id);
-        free(t);
-    }
-    struct dev_entry *d, *dt;
-    HASH_ITER(hh, api->devices, d, dt)
-    {
-        HASH_DEL(api->devices, d);
-        free(d->key);
-        free(d->user_id);
-        free(d);
-    }
+    auth_free(api->auth);
+    waitlist_free(api->waits);
     pthread_mutex_destroy(&api->lock);
     free(api);
 }
 
-/* ---- devices and pollers ---- */
-
-/* Starts (or re-tokens) the poller of a device. since: the stored since. */
-static void ensure_polling(struct sync_api *api, const char *user_id, const char *device_id, const char *token,
-                           const char *hash, const char *since, bool startup, bool take_over)
-{
-    char *key = xasprintf("%s|%s", user_id, device_id);
-    pthread_mutex_lock(&api->lock);
-    struct dev_entry *d;
-    HASH_FIND_STR(api->devices, key, d);
-    bool fresh = !d;
-    /* A working poller keeps its token when a client shows up with another
-     * one already known to us (possibly older); only a token just verified
-     * (whoami or the store) takes over. */
-    bool keep = d && ingest_device_ready(api->d.ingest, user_id, device_id) &&
-                (strcmp(d->hash, hash) == 0 || !take_over);
-    if (keep) {
-        pthread_mutex_unlock(&api->lock);
-        free(key);
-        return;
-    }
-    if (!d) {
-        d = xcalloc(1, sizeof *d);
-        d->key = key;
-        key = NULL;
-        d->user_id = xstrdup(user_id);
-        HASH_ADD_KEYPTR(hh, api->devices, d->key, strlen(d->key), d);
-    }
-    bool token_swap = !fresh && strcmp(d->hash, hash) != 0;
-    memcpy(d->hash, hash, sizeof d->hash);
-    /* A second device of a user already polled only needs its to-device
-     * messages and E2EE data: the other device's poller fetches the rooms. */
-    bool to_device_only = false;
-    if (!startup) {
-        for (struct dev_entry *o = api->devices; o; o = o->hh.next) {
-            if (o != d && strcmp(o->user_id, user_id) == 0 &&
-                ingest_device_ready(api->d.ingest, user_id, o->key + strlen(user_id) + 1))
-                to_device_only = true;
-        }
-    }
-    pthread_mutex_unlock(&api->lock);
-    free(key);
-    if (fresh || !token_swap) ingest_device_pending(api->d.ingest, user_id, device_id);
-    poller_set_ensure(api->d.pollers, user_id, device_id, token, hash, since, to_device_only);
-}
-
 int sync_api_resume_pollers(struct sync_api *api)
 {
-    char *err = NULL;
-    PGconn *c = db_acquire(api->d.db, 10000, &err);
-    if (!c) {
-        LOG_ERROR("api", "cannot resume pollers: %s", err);
-        free(err);
-        return 0;
-    }
-    struct store_token *devs = NULL;
-    int n = 0, started = 0, failed = 0;
-    if (store_devices_load(c, &devs, &n, &err) < 0) {
-        LOG_ERROR("api", "cannot resume pollers: %s", err);
-        free(err);
-        n = 0;
-    }
-    db_release(api->d.db, c);
-    for (int i = 0; i < n; i++) {
-        char *token = crypto_decrypt_token(&api->key, devs[i].token_encrypted);
-        if (!token) {
-            failed++;
-        } else {
-            ensure_polling(api, devs[i].user_id, devs[i].device_id, token, devs[i].token_hash, devs[i].since, true,
-                           true);
-            explicit_bzero(token, strlen(token));
-            free(token);
-            started++;
-        }
-        store_token_release(&devs[i]);
-    }
-    free(devs);
-    LOG_INFO("api", "resumed polling %d devices (%d tokens could not be decrypted: was SYNCV3_SECRET changed?)",
-             started, failed);
-    return started;
+    return auth_resume_pollers(api->auth);
 }
 
 bool sync_api_is_current_token(struct sync_api *api, const char *user_id, const char *device_id,
                                const char *token_hash)
 {
-    char *key = xasprintf("%s|%s", user_id, device_id);
-    pthread_mutex_lock(&api->lock);
-    struct dev_entry *d;
-    HASH_FIND_STR(api->devices, key, d);
-    bool current = !d || !token_hash || strcmp(d->hash, token_hash) == 0;
-    pthread_mutex_unlock(&api->lock);
-    free(key);
-    return current;
+    return auth_is_current_token(api->auth, user_id, device_id, token_hash);
 }
 
-void sync_api_token_expired(struct sync_api *api, const char *user_id, const char *device_id)
+void sync_api_token_expired(struct sync_api *api, const char *user_id, const char *device_id, const char *token_hash,
+                            bool current)
 {
-    conn_map_end_device(api->conns, user_id, device_id);
+    /* Dead first: the parked requests woken by the connections' end answer 401. */
+    auth_token_rejected(api->auth, user_id, device_id, token_hash);
+    if (current) conn_map_end_device(api->conns, user_id, device_id);
 }
 
 void sync_api_tick(struct sync_api *api)
@@ -259,120 +219,9 @@ void sync_api_tick(struct sync_api *api)
     bool due = now - api->last_tick_ms > 10000;
     if (due) api->last_tick_ms = now;
     pthread_mutex_unlock(&api->lock);
-    if (due) conn_map_expire(api->conns, now);
-}
-
-/* ---- authentication ---- */
-
-/* Resolves a token to its device, verifying unknown tokens with whoami and
- * starting the device's poller. Returns 0, or responds with an error and
- * returns -1. */
-static int authenticate(struct sync_api *api, struct http_req *req, const char *token, bool has_pos,
-                        char **user_id, char **device_id)
-{
-    char hash[SHA256_HEX_LEN + 1];
-    crypto_sha256_hex(token, strlen(token), hash);
-    bool verify = false;
-    pthread_mutex_lock(&api->lock);
-    struct tok_entry *t;
-    HASH_FIND_STR(api->tokens, hash, t);
-    if (t) {
-        *user_id = xstrdup(t->user_id);
-        *device_id = xstrdup(t->device_id);
-    }
-    pthread_mutex_unlock(&api->lock);
-    char *err = NULL;
-    if (*user_id) {
-        /* A token the homeserver rejected since must be verified again. */
-        if (ingest_device_wait(api->d.ingest, *user_id, *device_id, 0) != INGEST_EXPIRED) {
-            ensure_polling(api, *user_id, *device_id, token, hash, NULL, false, false);
-            return 0;
-        }
-        pthread_mutex_lock(&api->lock);
-        HASH_FIND_STR(api->tokens, hash, t);
-        if (t) {
-            HASH_DEL(api->tokens, t);
-            free(t->user_id);
-            free(t->device_id);
-            free(t);
-        }
-        pthread_mutex_unlock(&api->lock);
-        free(*user_id);
-        free(*device_id);
-        *user_id = *device_id = NULL;
-        if (has_pos) {
-            /* Its connections ended with the token; the client starts over
-             * (and then learns whether the token is still good). */
-            http_req_respond_error(req, 400, "M_UNKNOWN_POS", "the connection ended; start a new one");
-            return -1;
-        }
-        verify = true; /* the stored row may not be deleted yet: ask the homeserver */
-    }
-    PGconn *c = db_acquire(api->d.db, 5000, &err);
-    if (!c) {
-        http_req_respond_error(req, 503, "M_UNKNOWN", "database unavailable, try again");
-        free(err);
-        return -1;
-    }
-    struct store_token st = {0};
-    int found = verify ? 0 : store_token_get(c, hash, &st, &err);
-    char *since = NULL;
-    if (found < 0) {
-        db_release(api->d.db, c);
-        http_req_respond_error(req, 503, "M_UNKNOWN", "database unavailable, try again");
-        free(err);
-        return -1;
-    }
-    if (!found) {
-        db_release(api->d.db, c);
-        c = NULL;
-        int rc = hsclient_whoami(api->d.hs, token, user_id, device_id, &err);
-        if (rc == HSCLIENT_UNAUTHORIZED) {
-            free(err);
-            http_req_respond_error(req, 401, "M_UNKNOWN_TOKEN", "the homeserver rejected the access token");
-            return -1;
-        }
-        if (rc != HSCLIENT_OK) {
-            LOG_WARN("api", "whoami failed: %s", err ? err : "?");
-            free(err);
-            http_req_respond_error(req, 502, "M_UNKNOWN", "could not verify the access token with the homeserver");
-            return -1;
-        }
-        char *enc = crypto_encrypt_token(&api->key, token);
-        c = db_acquire(api->d.db, 5000, &err);
-        if (!enc || !c || store_token_put(c, hash, enc, *user_id, *device_id, &err) < 0) {
-            free(enc);
-            if (c) db_release(api->d.db, c);
-            free(err);
-            free(*user_id);
-            free(*device_id);
-            *user_id = *device_id = NULL;
-            http_req_respond_error(req, 503, "M_UNKNOWN", "could not store the access token, try again");
-            return -1;
-        }
-        free(enc);
-    } else {
-        *user_id = st.user_id;
-        *device_id = st.device_id;
-        st.user_id = st.device_id = NULL;
-        store_token_release(&st);
-    }
-    since = store_device_since(c, *user_id, *device_id, &err);
-    db_release(api->d.db, c);
-    free(err);
-    pthread_mutex_lock(&api->lock);
-    HASH_FIND_STR(api->tokens, hash, t);
-    if (!t) {
-        t = xcalloc(1, sizeof *t);
-        memcpy(t->hash, hash, sizeof t->hash);
-        t->user_id = xstrdup(*user_id);
-        t->device_id = xstrdup(*device_id);
-        HASH_ADD_STR(api->tokens, hash, t);
-    }
-    pthread_mutex_unlock(&api->lock);
-    ensure_polling(api, *user_id, *device_id, token, hash, since ? since : "", false, true);
-    free(since);
-    return 0;
+    if (!due) return;
+    conn_map_expire(api->conns, now);
+    auth_tick(api->auth, now);
 }
 
 /* ---- the handler ---- */
@@ -393,29 +242,56 @@ static bool parse_i64(const char *s, int64_t *out)
     return true;
 }
 
-static void observe_process(struct sync_api *api, struct req_state *s, double secs)
+/* Setup (auth, waiting for the device, the connection) ends when the
+ * response starts being computed. */
+static void observe_setup(struct sync_api *api, struct req_state *s)
 {
+    s->setup_ms = clock_mono_ms();
     if (api->d.metrics)
-        metrics_observe_l(api->d.metrics->api_process_duration_secs, s->has_pos ? "0" : "1", NULL, secs);
+        metrics_observe_l(api->d.metrics->api_setup_duration_secs, s->has_pos ? "0" : "1", NULL,
+                          (double)(s->setup_ms - s->start_ms) / 1000.0);
+}
+
+/* Processing time counts only responses that did not long-poll. */
+static void observe_process(struct sync_api *api, struct req_state *s)
+{
+    if (api->d.metrics && s->phase != PH_PARKED)
+        metrics_observe_l(api->d.metrics->api_process_duration_secs, s->has_pos ? "0" : "1", NULL,
+                          (double)(clock_mono_ms() - s->setup_ms) / 1000.0);
 }
 
 /* Finishes and answers; returns HTTP_DONE. */
 static enum http_action finish(struct sync_api *api, struct http_req *req, struct req_state *s)
 {
-    double t0 = clock_mono_secs();
     char *err = NULL;
     size_t len = 0;
     char *body = conn_finish(s->conn, s->resp, s->req.txn_id, s->has_pos ? s->pos : 0, s->canonical, &len, &err);
     if (!body) conn_abandon(s->conn); /* its drained updates would be lost otherwise */
     conn_unlock(s->conn);
     if (!body) {
-        LOG_ERROR("api", "%s: building a response failed: %s", s->user_id, err ? err : "?");
+        LOG_ERROR("api", "%s: building a response failed: %s", s->auth.user_id, err ? err : "?");
         free(err);
         http_req_respond_error(req, 500, "M_UNKNOWN", "could not build the response, try again");
         return HTTP_DONE;
     }
-    observe_process(api, s, clock_mono_secs() - t0);
+    observe_process(api, s);
     respond_body(req, body, len);
+    return HTTP_DONE;
+}
+
+/* The connection is gone or ended: a request whose token the homeserver
+ * rejected must refresh it (401); any other starts over (M_UNKNOWN_POS). */
+static enum http_action respond_ended(struct sync_api *api, struct http_req *req, struct req_state *s)
+{
+    if (auth_token_dead(api->auth, s->auth.hash)) {
+        http_req_respond_error(req, 401, "M_UNKNOWN_TOKEN", "the homeserver rejected the access token");
+        return HTTP_DONE;
+    }
+    if (s->conn && conn_dead(s->conn) && conn_end_reason(s->conn) == CONN_END_TOKEN)
+        http_req_respond_error(req, 400, "M_UNKNOWN_POS",
+                               "the connection ended with an older access token of this device; start a new one");
+    else
+        http_req_respond_error(req, 400, "M_UNKNOWN_POS", "unknown or expired pos; start a new connection");
     return HTTP_DONE;
 }
 
@@ -426,8 +302,7 @@ static enum http_action compute(struct sync_api *api, struct http_req *req, stru
         conn_drain(s->conn, s->resp, DRAIN_MAX);
         if (conn_dead(s->conn)) {
             conn_unlock(s->conn);
-            http_req_respond_error(req, 400, "M_UNKNOWN_POS", "the connection ended; start a new one");
-            return HTTP_DONE;
+            return respond_ended(api, req, s);
         }
         bool cancelled = s->phase == PH_PARKED && conn_cancels(s->conn) != s->cancels_at_park;
         int64_t end = s->start_ms + s->timeout_ms, hold = conn_resp_hold_until(s->resp);
@@ -438,10 +313,8 @@ static enum http_action compute(struct sync_api *api, struct http_req *req, stru
         if (hold && hold < end) end = hold;
         s->cancels_at_park = conn_cancels(s->conn);
         if (!conn_set_waiter(s->conn, req)) continue; /* updates arrived meanwhile */
-        s->phase = PH_PARKED;
         conn_unlock(s->conn);
-        http_req_park(req, end);
-        return HTTP_PARK;
+        return park(s, req, PH_PARKED, end);
     }
 }
 
@@ -460,51 +333,106 @@ static int apply(struct http_req *req, struct req_state *s)
     char *err = NULL;
     if (apply_request(s, &err) == 0) return 0;
     conn_unlock(s->conn);
-    LOG_ERROR("api", "%s: %s", s->user_id, err);
+    LOG_ERROR("api", "%s: %s", s->auth.user_id, err);
     free(err);
-    http_req_respond_error(req, 503, "M_UNKNOWN", "could not process the request, try again");
+    http_req_respond_retry(req, 503, 1, "M_UNKNOWN", "could not process the request, try again");
     return -1;
+}
+
+static enum http_action authenticate(struct sync_api *api, struct http_req *req, struct req_state *s);
+
+/* Parks until the device's first sync since its poller (re)started is stored
+ * (ingest fires the device's key), or answers; returns -1 when ready. */
+static int wait_for_device(struct sync_api *api, struct http_req *req, struct req_state *s, enum http_action *act)
+{
+    bool listening = false;
+    for (;;) {
+        enum ingest_device_state st = ingest_device_state(api->d.ingest, s->auth.user_id, s->auth.device_id,
+                                                          s->auth.hash);
+        if (st == INGEST_DEVICE_READY) break;
+        if (st == INGEST_DEVICE_EXPIRED) {
+            waitlist_remove(api->waits, &s->wait);
+            http_req_respond_error(req, 401, "M_UNKNOWN_TOKEN", "the homeserver rejected the access token");
+            *act = HTTP_DONE;
+            return 0;
+        }
+        if (st == INGEST_DEVICE_STOPPED) {
+            /* The device's previous token died: poll with this one. */
+            waitlist_remove(api->waits, &s->wait);
+            switch (auth_restart(api->auth, req, &s->auth)) {
+            case AUTH_OK: continue;
+            case AUTH_PARKED: *act = park(s, req, PH_AUTH, s->auth.deadline); return 0;
+            case AUTH_ANSWERED: *act = HTTP_DONE; return 0;
+            }
+        }
+        if (!listening) {
+            /* Listen first, then look again: a change in between is not lost. */
+            char *key = device_key(s->auth.user_id, s->auth.device_id);
+            waitlist_remove(api->waits, &s->wait);
+            waitlist_add(api->waits, &s->wait, key, req);
+            free(key);
+            listening = true;
+            continue;
+        }
+        if (clock_mono_ms() >= s->device_deadline || http_req_shutting_down(req)) {
+            waitlist_remove(api->waits, &s->wait);
+            http_req_respond_error(req, 504, "M_UNKNOWN",
+                                   "the first sync of this device with the homeserver has not finished yet; "
+                                   "try again later");
+            *act = HTTP_DONE;
+            return 0;
+        }
+        *act = park(s, req, PH_WAIT_DEVICE, s->device_deadline);
+        return 0;
+    }
+    waitlist_remove(api->waits, &s->wait);
+    return -1;
+}
+
+/* Parks until the user's rooms are in the cache (loaded by the ingest
+ * thread), or answers; returns -1 when loaded. */
+static int wait_for_load(struct sync_api *api, struct http_req *req, struct req_state *s, enum http_action *act)
+{
+    int rc = 0;
+    bool failed = s->phase == PH_LOAD && waitlist_fired(api->waits, &s->wait, &rc) && rc < 0;
+    waitlist_remove(api->waits, &s->wait);
+    if (cache_user_loaded(api->d.cache, s->auth.user_id)) return -1;
+    if (!s->load_deadline) s->load_deadline = clock_mono_ms() + LOAD_WAIT_MS;
+    if (failed || clock_mono_ms() >= s->load_deadline || http_req_shutting_down(req)) {
+        http_req_respond_retry(req, 503, 1, "M_UNKNOWN", "could not load the account, try again");
+        *act = HTTP_DONE;
+        return 0;
+    }
+    char *key = load_key(s->auth.user_id);
+    /* The first waiter asks for the load; later ones share it. */
+    if (waitlist_add(api->waits, &s->wait, key, req)) ingest_load_user_async(api->d.ingest, s->auth.user_id);
+    free(key);
+    /* Loaded meanwhile (by a load that fired before we listened)? */
+    if (cache_user_loaded(api->d.cache, s->auth.user_id)) {
+        waitlist_remove(api->waits, &s->wait);
+        return -1;
+    }
+    *act = park(s, req, PH_LOAD, s->load_deadline);
+    return 0;
 }
 
 static enum http_action start_connection(struct sync_api *api, struct http_req *req, struct req_state *s)
 {
-    enum ingest_wait w = ingest_device_wait(api->d.ingest, s->user_id, s->device_id, 0);
-    if (w == INGEST_EXPIRED) {
-        http_req_respond_error(req, 401, "M_UNKNOWN_TOKEN", "the homeserver rejected the access token");
-        return HTTP_DONE;
-    }
-    if (w != INGEST_READY) {
-        if (clock_mono_ms() >= s->device_deadline || http_req_shutting_down(req)) {
-            http_req_respond_error(req, 504, "M_UNKNOWN",
-                                   "the first sync of this device with the homeserver has not finished yet; "
-                                   "try again later");
-            return HTTP_DONE;
-        }
-        s->phase = PH_WAIT_DEVICE;
-        http_req_park(req, clock_mono_ms() + DEVICE_POLL_MS);
-        return HTTP_PARK;
-    }
-    if (ingest_load_user(api->d.ingest, s->user_id, 30000) != INGEST_READY) {
-        http_req_respond_error(req, 503, "M_UNKNOWN", "could not load the account, try again");
-        return HTTP_DONE;
-    }
-    s->conn = conn_map_create(api->conns, s->user_id, s->device_id, s->req.conn_id ? s->req.conn_id : "",
+    enum http_action act = HTTP_DONE;
+    if (wait_for_device(api, req, s, &act) == 0) return act;
+    if (wait_for_load(api, req, s, &act) == 0) return act;
+    s->conn = conn_map_create(api->conns, s->auth.user_id, s->auth.device_id, s->req.conn_id ? s->req.conn_id : "",
                               &s->replaced);
     conn_lock(s->conn);
+    observe_setup(api, s);
     if (apply(req, s) < 0) return HTTP_DONE;
-    if (api->d.metrics)
-        metrics_observe_l(api->d.metrics->api_setup_duration_secs, "1", NULL,
-                          (double)(clock_mono_ms() - s->start_ms) / 1000.0);
     return compute(api, req, s);
 }
 
 static enum http_action continue_connection(struct sync_api *api, struct http_req *req, struct req_state *s)
 {
-    s->conn = conn_map_get(api->conns, s->user_id, s->device_id, s->req.conn_id ? s->req.conn_id : "");
-    if (!s->conn || conn_dead(s->conn)) {
-        http_req_respond_error(req, 400, "M_UNKNOWN_POS", "unknown or expired pos; start a new connection");
-        return HTTP_DONE;
-    }
+    s->conn = conn_map_get(api->conns, s->auth.user_id, s->auth.device_id, s->req.conn_id ? s->req.conn_id : "");
+    if (!s->conn || conn_dead(s->conn)) return respond_ended(api, req, s);
     /* A newer request ends the long-poll of the previous one. */
     conn_cancel_waiter(s->conn);
     conn_lock(s->conn);
@@ -541,8 +469,29 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
         respond_body(req, copy, len);
         return HTTP_DONE;
     }
+    observe_setup(api, s);
     if (apply(req, s) < 0) return HTTP_DONE;
     return compute(api, req, s);
+}
+
+/* Resolves the token (possibly parking for whoami), then serves. */
+static enum http_action authenticate(struct sync_api *api, struct http_req *req, struct req_state *s)
+{
+    switch (auth_step(api->auth, req, &s->auth)) {
+    case AUTH_OK: break;
+    case AUTH_PARKED: return park(s, req, PH_AUTH, s->auth.deadline);
+    case AUTH_ANSWERED: return HTTP_DONE;
+    }
+    s->phase = PH_START;
+    if (s->has_pos) {
+        http_req_log_append(req, "user=%s device=%s", s->auth.user_id, s->auth.device_id);
+        return continue_connection(api, req, s);
+    }
+    if (!s->device_deadline) {
+        http_req_log_append(req, "user=%s device=%s", s->auth.user_id, s->auth.device_id);
+        s->device_deadline = s->start_ms + DEVICE_WAIT_MS;
+    }
+    return start_connection(api, req, s);
 }
 
 static enum http_action first_call(struct sync_api *api, struct http_req *req, bool msc4186)
@@ -591,12 +540,9 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req, b
         http_req_respond_error(req, 401, "M_MISSING_TOKEN", "empty access token");
         return HTTP_DONE;
     }
-    if (authenticate(api, req, token, s->has_pos, &s->user_id, &s->device_id) < 0) return HTTP_DONE;
-    http_req_log_append(req, "u=%s dev=%s", s->user_id, s->device_id);
+    auth_req_init(&s->auth, token, s->has_pos, &s->wait);
     sync_api_tick(api);
-    if (s->has_pos) return continue_connection(api, req, s);
-    s->device_deadline = s->start_ms + DEVICE_WAIT_MS;
-    return start_connection(api, req, s);
+    return authenticate(api, req, s);
 }
 
 static enum http_action handle(void *ud, struct http_req *req, bool msc4186)
@@ -604,8 +550,11 @@ static enum http_action handle(void *ud, struct http_req *req, bool msc4186)
     struct sync_api *api = ud;
     struct req_state *s = http_req_state(req);
     if (!s) return first_call(api, req, msc4186);
+    count_parked(s, PH_START);
     switch (s->phase) {
-    case PH_WAIT_DEVICE: return start_connection(api, req, s);
+    case PH_AUTH: return authenticate(api, req, s);
+    case PH_WAIT_DEVICE:
+    case PH_LOAD: return start_connection(api, req, s);
     case PH_PARKED:
         conn_lock(s->conn);
         conn_clear_waiter(s->conn, req);

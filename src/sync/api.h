@@ -1,5 +1,7 @@
-/* The sliding sync HTTP API: authentication (token -> device, whoami),
- * starting pollers for devices, connections, long-polling, errors. */
+/* The sliding sync HTTP API: authentication (sync/auth: token -> device,
+ * whoami, pollers), waiting for a device's first sync and the user's rooms,
+ * connections, long-polling, errors. Every wait parks the request (nothing
+ * blocks an HTTP thread). */
 #ifndef SYNCV3_SYNC_API_H
 #define SYNCV3_SYNC_API_H
 
@@ -10,7 +12,6 @@
 struct cache;
 struct config;
 struct db_pool;
-struct hsclient;
 struct ingest;
 struct metrics;
 struct poller_set;
@@ -22,12 +23,14 @@ struct sync_api_deps {
     struct db_pool *db;         /* store */
     struct cache *cache;        /* caches */
     struct ingest *ingest;      /* device readiness, user loading */
-    struct poller_set *pollers; /* upstream pollers */
-    struct hsclient *hs;        /* whoami */
+    struct poller_set *pollers; /* upstream pollers and whoami */
     struct metrics *metrics;    /* may be NULL */
 };
 
+/* Creates the API and installs its hooks in deps->ingest. */
 int sync_api_new(struct sync_api **out, const struct sync_api_deps *deps);
+/* Frees it once nothing calls it any more: after the HTTP server, the poller
+ * set and ingest (whose hooks point here) have stopped. */
 void sync_api_free(struct sync_api *api);
 /* Starts a poller for every device with a stored token (at start-up).
  * Returns how many were started. */
@@ -36,8 +39,10 @@ int sync_api_resume_pollers(struct sync_api *api);
  * (a newer token for the device makes older ones irrelevant). */
 bool sync_api_is_current_token(struct sync_api *api, const char *user_id, const char *device_id,
                                const char *token_hash);
-/* The poller reported the device's current token dead: end its connections. */
-void sync_api_token_expired(struct sync_api *api, const char *user_id, const char *device_id);
+/* The poller reported token_hash dead: requests with it get 401 from now on;
+ * current (it was the device's token): the device's connections end too. */
+void sync_api_token_expired(struct sync_api *api, const char *user_id, const char *device_id, const char *token_hash,
+                            bool current);
 /* Periodic housekeeping (idle connections). */
 void sync_api_tick(struct sync_api *api);
 

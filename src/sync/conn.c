@@ -207,6 +207,7 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
     if (evicted) {
         LOG_INFO("sync", "%s: more than %d connections; ending the least recently used", user_id,
                  CONN_MAX_PER_DEVICE);
+        if (m->ctx->metrics) metrics_inc(m->ctx->metrics->api_destroyed_conns);
         conn_end(evicted);
         conn_unref(evicted);
     }
@@ -236,11 +237,18 @@ void conn_map_end_device(struct conn_map *m, const char *user_id, const char *de
     {
         if (strncmp(c->key, prefix, plen) != 0) continue;
         HASH_DEL(m->conns, c);
+        pthread_mutex_lock(&c->q_lock);
+        if (!c->dead) c->end_reason = CONN_END_TOKEN;
+        pthread_mutex_unlock(&c->q_lock);
         c->hh.next = ended; /* reuse the link for a private list */
         ended = c;
     }
     set_gauge(m);
     pthread_mutex_unlock(&m->lock);
+    /* Counted with the expiries, as the Go proxy did for explicit closes. */
+    int n = 0;
+    for (struct conn *e = ended; e; e = e->hh.next) n++;
+    if (n && m->ctx->metrics) metrics_add(m->ctx->metrics->api_expiry_conn_timed_out, n);
     end_all(ended);
     free(prefix);
 }
@@ -299,6 +307,14 @@ bool conn_dead(struct conn *c)
     bool d = c->dead;
     pthread_mutex_unlock(&c->q_lock);
     return d;
+}
+
+enum conn_end_reason conn_end_reason(struct conn *c)
+{
+    pthread_mutex_lock(&c->q_lock);
+    enum conn_end_reason r = c->end_reason;
+    pthread_mutex_unlock(&c->q_lock);
+    return r;
 }
 
 /* ---- the listener (ingest thread, cache lock held) ---- */
@@ -572,8 +588,9 @@ void conn_add_snapshot(struct conn *c, struct conn_resp *r, const char *room_id,
     if (!cr) return;
     add_snapshot_one(c, r, room_id, sub);
     if (!sub->include_old_rooms || cr->ur->invite) return;
-    /* §11.9: the predecessors the user is joined to, newest first, until the
-     * first one they are not in; in `rooms` only, never in list ops. */
+    /* The predecessors the user is joined to, newest first, until the first
+     * one they are not in; in `rooms` only, never in list ops
+     * (docs/behaviour.md, "Old rooms and upgrades"). */
     for (int depth = 0; depth < CONN_MAX_OLD_ROOMS && cr->ur->meta; depth++) {
         const char *pred = cr->ur->meta->r.predecessor;
         if (!pred || !*pred || strcmp(pred, room_id) == 0) break;

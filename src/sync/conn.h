@@ -64,7 +64,14 @@ struct conn *conn_map_get(struct conn_map *m, const char *user_id, const char *d
  * large connection is then off the request's path. */
 struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char *device_id, const char *conn_id,
                              struct conn **replaced);
-/* Ends every connection of a device (token expired). */
+/* Why a connection was ended. */
+enum conn_end_reason {
+    CONN_END_OTHER, /* replaced, idle, too far behind, abandoned: its client starts over */
+    CONN_END_TOKEN, /* the homeserver rejected its device's token */
+};
+
+/* Ends every connection of a device because its token was rejected
+ * (conn_end_reason then says CONN_END_TOKEN). */
 void conn_map_end_device(struct conn_map *m, const char *user_id, const char *device_id);
 /* Forgets connections idle for longer than CONN_IDLE_MS; returns how many. */
 int conn_map_expire(struct conn_map *m, int64_t now_ms);
@@ -80,7 +87,9 @@ void conn_unlock(struct conn *c);
 void conn_abandon(struct conn *c);
 /* Whether the connection was ended (token expired, buffer overflow, replaced, expired). */
 bool conn_dead(struct conn *c);
-/* Response bookkeeping (§5.3). */
+/* Why it was ended (meaningful once conn_dead). */
+enum conn_end_reason conn_end_reason(struct conn *c);
+/* Response bookkeeping (docs/behaviour.md, "Positions and retransmits"). */
 int64_t conn_last_req_pos(struct conn *c);
 const char *conn_last_req_body(struct conn *c);
 /* Drops buffered responses below pos; returns the first one above it, or NULL. */
@@ -93,7 +102,7 @@ bool conn_resp_has_data(const struct conn_resp *r);
 /* Room objects in the response (0 for NULL). */
 size_t conn_resp_room_count(const struct conn_resp *r);
 /* While the response holds one of the user's own events whose transaction
- * ID this device's upstream sync has not shown yet (§11.1): the monotonic
+ * ID this device's upstream sync has not shown yet (docs/behaviour.md, "Transaction IDs"): the monotonic
  * time until which it should wait for it; else 0. */
 int64_t conn_resp_hold_until(struct conn_resp *r);
 /* Applies a parsed request: sticky merge, first load of the user's rooms,

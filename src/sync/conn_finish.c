@@ -37,7 +37,7 @@ static void typing_lazy_room(void *ud, const char *room_id, const char *edu)
     json_decref(j);
 }
 
-/* §11.1: the user's own message events carry the transaction ID this
+/* The user's own message events carry the transaction ID this
  * device's upstream sync showed for them (the stored copy has none). Live
  * events take it from the CU_TXN updates drained with them; snapshot
  * timelines (older events) from the store, in one query. */
@@ -76,7 +76,7 @@ static int annotate_txns(struct conn *c, struct conn_resp *resp, char **err)
     int rc = 0;
     if (n) {
         char **txns = xcalloc(n, sizeof *txns);
-        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
         rc = pg ? store_txn_ids(pg, c->user_id, c->device_id, ids, (int)n, txns, err) : -1;
         if (pg) db_release(c->ctx->db, pg);
         for (size_t i = 0; i < n; i++)
@@ -88,8 +88,9 @@ static int annotate_txns(struct conn *c, struct conn_resp *resp, char **err)
     return rc;
 }
 
-/* B of §11.7: the union of the bump_event_types of every list (the strings
- * are borrowed from the sticky request: free only out->v). */
+/* B of docs/behaviour.md, "Timestamps": the union of the bump_event_types of
+ * every list (the strings are borrowed from the sticky request: free only
+ * out->v). */
 static void bump_union(struct conn *c, struct sync_strv *out)
 {
     *out = (struct sync_strv){0};
@@ -105,7 +106,7 @@ static void bump_union(struct conn *c, struct sync_strv *out)
 }
 
 /* After loading: what the connection now knows it sent (lazy members), and
- * the room's timestamp (§11.7) — only on snapshots and on updates carrying
+ * the room's timestamp (docs/behaviour.md, "Timestamps") — only on snapshots and on updates carrying
  * events, never revealing activity from before the user's join. */
 static void room_settle(struct conn *c, struct resp_room *rr, bool bump)
 {
@@ -256,7 +257,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
             any_snapshot = true;
         }
     }
-    /* Live updates of lazily loaded rooms: members of new senders (§11.2). */
+    /* Live updates of lazily loaded rooms: members of new senders (docs/behaviour.md, "Lazy members"). */
     bool any_lazy = false;
     for (rr = resp->rooms; rr; rr = rr->hh.next) {
         struct croom *cr;
@@ -277,7 +278,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
     struct sync_strv bump;
     bump_union(c, &bump);
     if (any_snapshot || any_lazy) {
-        PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+        PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
         int rc = pg ? room_load(pg, c->user_id, c->pos, resp->rooms, (const char *const *)bump.v, (int)bump.n, err)
                     : -1;
         if (pg) db_release(c->ctx->db, pg);
@@ -290,7 +291,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         if (rr->snapshot && rr->n_live) merge_live(rr);
     bool ignores = cache_user_ignores_anyone(c->ctx->cache, c->user_id);
     for (rr = resp->rooms; rr; rr = rr->hh.next) {
-        /* Snapshot timelines leave out messages of ignored users (§11.1). */
+        /* Snapshot timelines leave out messages of ignored users (docs/behaviour.md, "Ignored users"). */
         int kept = 0;
         for (int i = 0; i < rr->tl.n; i++) {
             if (ignores && conn_ignored_message(c, rr->tl.events[i]))
@@ -305,7 +306,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
     if (annotate_txns(c, resp, err) < 0) return NULL;
     {
         /* The extensions see each room with its timeline events in this
-         * response (receipts on them, §16.5). */
+         * response (receipts on them: docs/behaviour.md, "receipts"). */
         size_t n = HASH_COUNT(resp->rooms), k = 0, n_ev = 0;
         for (rr = resp->rooms; rr; rr = rr->hh.next) n_ev += (size_t)rr->tl.n + rr->n_live;
         struct ext_room *rooms = xcalloc(n ? n : 1, sizeof *rooms);
@@ -322,11 +323,11 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         if (rc < 0) return NULL;
     }
     {
-        /* §16.4: typing users of lazily loaded rooms get their member events. */
+        /* Typing users of lazily loaded rooms get their member events (docs/behaviour.md, "typing"). */
         struct typing_lazy tl = {c, resp, false};
         ext_resp_typing_each(resp->ext, typing_lazy_room, &tl);
         if (tl.any) {
-            PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+            PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
             int rc = pg ? room_load_lazy(pg, c->pos, resp->rooms, err) : -1;
             if (pg) db_release(c->ctx->db, pg);
             if (rc < 0) return NULL;
@@ -347,7 +348,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         buf_json_str(&b, txn_id, strlen(txn_id));
     }
     buf_puts(&b, "}\n");
-    /* Buffer it until acknowledged (§5.3). */
+    /* Buffer it until acknowledged (docs/behaviour.md, "Positions and retransmits"). */
     if (c->n_buffered == CONN_MAX_BUFFERED) {
         free(c->buffered[0].body);
         memmove(c->buffered, c->buffered + 1, (CONN_MAX_BUFFERED - 1) * sizeof *c->buffered);

@@ -2,7 +2,7 @@
 
 /* ---- live updates ---- */
 
-/* §11.9: joining a room leaves its predecessor out of every list. */
+/* Joining a room leaves its predecessor out of every list (docs/behaviour.md, "Old rooms and upgrades"). */
 static void relist_predecessor(struct conn *c, struct conn_resp *r, struct croom *cr)
 {
     const char *pred = cr->ur->meta ? cr->ur->meta->r.predecessor : NULL;
@@ -37,7 +37,7 @@ static void space_child_changed(struct conn *c, struct conn_resp *r, const struc
 }
 
 /* The user joined or left a space a filter names: its children enter or
- * leave the lists (§13: only joined spaces count). On a join the children
+ * leave the lists (only joined spaces count: docs/behaviour.md, "Filters"). On a join the children
  * are read again, as they came in the join's state, not as live events. */
 static void space_membership_changed(struct conn *c, struct conn_resp *r, const char *space_id, bool joined_now)
 {
@@ -70,7 +70,7 @@ static void space_membership_changed(struct conn *c, struct conn_resp *r, const 
     sync_roomset_release(&affected);
 }
 
-/* §11.9: leaving an upgraded room's replacement brings the old room back. */
+/* Leaving an upgraded room's replacement brings the old room back. */
 static void relist_replaced(struct conn *c, struct conn_resp *r, const char *room_id)
 {
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
@@ -160,7 +160,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
         user_room_unref(rr->ur);
         rr->ur = user_room_ref(cr->ur);
     }
-    /* §12.1: lists with bump_event_types move only for their types. */
+    /* Lists with bump_event_types move only for their types (docs/behaviour.md, "Recency and bump_event_types"). */
     for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
         struct sync_req_list *rl = conn_muxed_list(c, cl->key);
         if (rl && conn_has_bump_types(rl) && !cr->ur->invite && conn_strv_has(&rl->bump_event_types, ev->type))
@@ -308,7 +308,7 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
         break;
     case CU_ACCOUNT_DATA:
         if (cr) {
-            /* The room's tags changed (§13 tags / not_tags). */
+            /* The room's tags changed (the tags / not_tags filters). */
             struct user_room *ur = cache_user_room(c->ctx->cache, c->user_id, u->room_id);
             if (ur) {
                 conn_croom_set(c, cr, ur);

@@ -38,13 +38,13 @@ struct croom {
     struct user_room *ur;  /* the cache's view (ref); ur->room_id is the hash key */
     char *name;            /* computed name (heap), built on first use */
     bool lazy;             /* last snapshot asked for lazy members: live senders get theirs */
-    struct lazy_member *lazy_sent; /* members already sent (never cleared, §11.2) */
-    int64_t ts;            /* timestamp last sent under bump_event_types (§11.7) */
+    struct lazy_member *lazy_sent; /* members already sent (never cleared; behaviour.md "Lazy members") */
+    int64_t ts;            /* timestamp last sent under bump_event_types (docs/behaviour.md, "Timestamps") */
     bool in_block;         /* part of conn.room_block, not allocated alone */
     UT_hash_handle hh;     /* in conn.rooms */
 };
 
-/* A room's recency in a list with bump_event_types (§12.1). */
+/* A room's recency in a list with bump_event_types (docs/behaviour.md, "Recency and bump_event_types"). */
 struct bump_ts {
     char *room_id;         /* the room (owned; hash key) */
     int64_t ts;            /* origin_server_ts of its newest bumping event */
@@ -59,7 +59,7 @@ struct clist {
     UT_hash_handle hh;     /* in conn.lists */
 };
 
-/* The children of a space named in a `spaces` filter (§13). */
+/* The children of a space named in a `spaces` filter (docs/behaviour.md, "Filters"). */
 struct cspace {
     char *space_id;                /* the space (owned; hash key) */
     struct sync_roomset children;  /* state keys of its m.space.child events with an array `via` */
@@ -97,6 +97,7 @@ struct conn {
     int q_n;                       /* entries */
     int q_cap;                     /* allocated */
     bool dead;                     /* ended; requests get M_UNKNOWN_POS */
+    enum conn_end_reason end_reason; /* why, once dead */
     bool listening;                /* the listener is registered with the cache: whoever ends the
                                     * connection must unregister it before its memory can go */
     struct http_req *waiter;       /* parked request (ref'd) or NULL */
@@ -117,7 +118,7 @@ struct resp_list {
     UT_hash_handle hh;             /* in conn_resp.lists */
 };
 
-/* One of the user's own events waiting for its transaction ID (§11.1). */
+/* One of the user's own events waiting for its transaction ID (docs/behaviour.md, "Transaction IDs"). */
 struct held_txn {
     char *event_id;                /* owned */
     int64_t until_ms;              /* monotonic time after which the response stops waiting */
@@ -141,7 +142,7 @@ struct conn_resp {
 };
 
 /* How long a response waits for the sender device's own sync to show an
- * event's transaction ID (internals §2.9). */
+ * event's transaction ID (docs/behaviour.md, "Transaction IDs"). */
 #define CONN_TXN_WAIT_MS 1000
 
 /* ---- conn_msc4186.c ---- */
@@ -171,7 +172,7 @@ void conn_add_snapshots(struct conn *c, struct conn_resp *r, struct sync_roomset
 /* ---- conn_view.c ---- */
 
 bool conn_joined(struct conn *c, const char *room_id);
-/* §11.1: message events of users the syncing user ignores are not shown
+/* Message events of users the syncing user ignores are not shown
  * (state events are). */
 bool conn_ignored_message(struct conn *c, const struct event *ev);
 bool conn_has_bump_types(const struct sync_req_list *rl);
@@ -192,7 +193,7 @@ void conn_lazy_mark(struct croom *cr, const char *user_id);
 bool conn_in_window(const struct clist *cl, const struct sync_req_list *rl, const char *room_id);
 bool conn_visible(struct conn *c, const char *room_id);
 /* Whether a source that shows the room (its subscription, or a list whose
- * window holds it) asks for heroes: include_heroes is ORed (§11.8). */
+ * window holds it) asks for heroes: include_heroes is ORed (docs/behaviour.md, "Combined subscriptions"). */
 bool conn_wants_heroes(struct conn *c, const char *room_id);
 /* Re-evaluates one room in every list after its data changed (or it was
  * added/removed), emitting live ops and snapshots. force_snapshot: a join. */

@@ -53,7 +53,7 @@ static bool space_has_child(struct conn *c, const char *space_id, const char *ro
     return sp && sync_roomset_has(&sp->children, room_id);
 }
 
-/* §11.1: message events of users the syncing user ignores are not shown
+/* Message events of users the syncing user ignores are not shown
  * (state events are). */
 bool conn_ignored_message(struct conn *c, const struct event *ev)
 {
@@ -87,7 +87,7 @@ static bool matches(struct conn *c, struct croom *cr, const struct sync_req_list
 {
     const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
     if (cr->ur->invite && invite_ignored(c, cr->ur)) return false;
-    /* §11.9: a room replaced by one the user is joined to is in no list. */
+    /* A room replaced by one the user is joined to is in no list. */
     if (m && m->upgraded && *m->upgraded && conn_joined(c, m->upgraded)) return false;
     if (!rl->has_filters) return true;
     const struct sync_filters *f = &rl->filters;
@@ -161,8 +161,8 @@ void conn_bump_set(struct clist *cl, const char *room_id, int64_t ts)
     b->ts = ts;
 }
 
-/* §12.1: invites use the invite's time; lists with bump_event_types keep
- * their own per-room value (frozen at the room's latest activity when first
+/* Invites use the invite's time; lists with bump_event_types keep their own
+ * per-room value (frozen at the room's latest activity when first
  * seen, moved only by events of the listed types); others the latest event.
  * Never before the user's join. */
 static struct sync_list_keys keys_of(struct conn *c, struct clist *cl, struct croom *cr,
@@ -188,7 +188,7 @@ static struct sync_list_keys keys_of(struct conn *c, struct clist *cl, struct cr
     };
 }
 
-/* §6.4: changing an existing list's bump_event_types changes only future
+/* Changing an existing list's bump_event_types changes only future
  * ordering. Every joined room keeps the recency it has now (its place in the
  * list, or its latest activity); without this a room would be frozen only
  * when it is next re-listed, i.e. after the event that re-lists it, so an
@@ -301,7 +301,7 @@ bool conn_visible(struct conn *c, const char *room_id)
 }
 
 /* Whether a source that shows the room (its subscription, or a list whose
- * window holds it) asks for heroes: include_heroes is ORed (§11.8). */
+ * window holds it) asks for heroes: include_heroes is ORed (docs/behaviour.md, "Combined subscriptions"). */
 bool conn_wants_heroes(struct conn *c, const char *room_id)
 {
     struct sync_req_sub *s = sync_req_find_sub(&c->muxed, room_id);
@@ -359,9 +359,9 @@ bool conn_strv_has(const struct sync_strv *v, const char *s)
     return false;
 }
 
-/* §16.0: listed in `rooms` ("*" first: a confirmed subscription, i.e. a
- * subscribed room the user is joined to), or inside the window of a list
- * named in `lists` ("*" first: any list). */
+/* Listed in `rooms` ("*" first: a confirmed subscription, i.e. a subscribed
+ * room the user is joined to), or inside the window of a list named in
+ * `lists` ("*" first: any list). See docs/behaviour.md, "Extension scope". */
 static bool ext_in_scope(void *ud, const struct ext_params *p, const char *room_id)
 {
     struct conn *c = ud;
@@ -426,7 +426,7 @@ static int load_rooms(struct conn *c, char **err)
     return 0;
 }
 
-/* §12.1: on the connection's first request, a list with bump_event_types
+/* On the connection's first request, a list with bump_event_types
  * starts each joined room at its newest event of those types after the join
  * (or the join). Lists added later start from the latest event (keys_of). */
 static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_list *rl, char **err)
@@ -443,7 +443,7 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
         ids[k++] = cr->ur->room_id;
     }
     int rc = -1;
-    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
     if (!pg) goto out;
     rc = store_latest_of_types(pg, ids, after, (int)k, (const char *const *)rl->bump_event_types.v,
                                (int)rl->bump_event_types.n, c->pos, ts, err);
@@ -475,7 +475,7 @@ int conn_read_space_children(struct conn *c, const char *const *ids, int k, stru
 {
     struct store_tl *st = xcalloc((size_t)k, sizeof *st);
     const char *types[] = {"m.space.child"}, *keys[] = {"*"};
-    PGconn *pg = db_acquire(c->ctx->db, 5000, err);
+    PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
     int rc = pg ? store_state_at(pg, ids, k, c->pos, types, keys, 1, st, err) : -1;
     if (pg) db_release(c->ctx->db, pg);
     for (int i = 0; i < k && rc == 0; i++)

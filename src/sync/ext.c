@@ -123,9 +123,9 @@ void ext_state_release(struct ext_state *s)
     *s = (struct ext_state){0};
 }
 
-/* §6.3: absent/null keeps the previous value; the first appearance is taken
- * as given with lists/rooms defaulting to ["*"]; later ones replace each
- * field that is present and not null. */
+/* Absent/null keeps the previous value; the first appearance is taken as
+ * given with lists/rooms defaulting to ["*"]; later ones replace each field
+ * that is present and not null (docs/behaviour.md, "Sticky parameters"). */
 static json_t *merge_common(struct ext_params *p, json_t *extensions, const char *name)
 {
     json_t *e = json_object_get(extensions, name);
@@ -580,7 +580,7 @@ int ext_collect(const struct ext_env *env, struct ext_state *s, struct ext_resp 
 {
     bool ad_first = ad_on(s) && !s->ad_started && !r->ad_initial;
     if (!td_on(s) && !e2ee_on(s) && !ad_first) return 0;
-    PGconn *pg = db_acquire(env->db, 5000, err);
+    PGconn *pg = db_acquire(env->db, DB_WAIT_HTTP_MS, err);
     if (!pg) return -1;
     int rc = 0;
     if (td_on(s)) rc = td_run(env, s, r, pg, err);
@@ -599,7 +599,7 @@ int ext_refresh(const struct ext_env *env, struct ext_state *s, struct ext_resp 
     bool e2ee = e2ee_on(s) && r->e2ee_dirty && !env->initial && !e2ee_has_data(r);
     bool ad = ad_on(s) && (r->ad_dirty || (!s->ad_started && !r->ad_initial));
     if (!td && !e2ee && !ad) return 0;
-    PGconn *pg = db_acquire(env->db, 5000, err);
+    PGconn *pg = db_acquire(env->db, DB_WAIT_HTTP_MS, err);
     if (!pg) return -1;
     int rc = 0;
     if (td) rc = td_run(env, s, r, pg, err);
@@ -625,7 +625,7 @@ static int ad_rooms(const struct ext_env *env, struct ext_state *s, struct ext_r
     if (n_want) {
         struct store_account_data *rows = NULL;
         int n = 0;
-        if (!*pg) *pg = db_acquire(env->db, 5000, err);
+        if (!*pg) *pg = db_acquire(env->db, DB_WAIT_HTTP_MS, err);
         rc = *pg ? store_account_data_rooms(*pg, env->user_id, want, n_want, &rows, &n, err) : -1;
         if (rc == 0) {
             for (int i = 0; i < n_want; i++) ad_room_get(r, want[i])->full = true;
@@ -638,7 +638,7 @@ static int ad_rooms(const struct ext_env *env, struct ext_state *s, struct ext_r
 }
 
 /* The current typing EDU of every in-scope room of the response that has
- * none yet (§16.4: on snapshots and on rooms with live updates). */
+ * none yet (on snapshots and on rooms with live updates). */
 static int ty_rooms(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
                     int n_rooms, PGconn **pg, char **err)
 {
@@ -653,7 +653,7 @@ static int ty_rooms(const struct ext_env *env, struct ext_state *s, struct ext_r
     if (n_want) {
         struct store_typing *rows = NULL;
         int n = 0;
-        if (!*pg) *pg = db_acquire(env->db, 5000, err);
+        if (!*pg) *pg = db_acquire(env->db, DB_WAIT_HTTP_MS, err);
         rc = *pg ? store_typing_rooms(*pg, want, n_want, &rows, &n, err) : -1;
         if (rc == 0) {
             for (int i = 0; i < n_want; i++) ty_put(r, want[i], NULL);
@@ -665,8 +665,9 @@ static int ty_rooms(const struct ext_env *env, struct ext_state *s, struct ext_r
     return rc;
 }
 
-/* §16.5: for the in-scope rooms of the response, the public receipts on
- * their timeline events in this response and all the user's own receipts. */
+/* For the in-scope rooms of the response, the public receipts on their
+ * timeline events in this response and all the user's own receipts
+ * (docs/behaviour.md, "receipts"). */
 static int rc_rooms(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
                     int n_rooms, PGconn **pg, char **err)
 {
@@ -691,7 +692,7 @@ static int rc_rooms(const struct ext_env *env, struct ext_state *s, struct ext_r
         }
         struct store_receipt *rows = NULL;
         int n = 0;
-        if (!*pg) *pg = db_acquire(env->db, 5000, err);
+        if (!*pg) *pg = db_acquire(env->db, DB_WAIT_HTTP_MS, err);
         rc = *pg ? store_receipts_read(*pg, env->user_id, want, n_want, evs, k, &rows, &n, err) : -1;
         if (rc == 0) {
             for (int i = 0; i < n_want; i++) rc_room_get(r, want[i])->read = true;

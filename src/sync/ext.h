@@ -1,6 +1,6 @@
 /* The sliding-sync extensions to_device, e2ee, account_data, typing and
- * receipts (client-api §16, §6.3, internals §2.7, §3.2): their sticky request parameters, the data each
- * response carries, and its JSON.
+ * receipts (docs/behaviour.md, "Extensions" and the sections after it): their
+ * sticky request parameters, the data each response carries, and its JSON.
  *
  * A connection keeps one struct ext_state (under its request lock); every
  * response being built has one struct ext_resp. The connection calls, in
@@ -9,8 +9,8 @@
  * update of kind CU_TO_DEVICE / CU_DEVICE_DATA / CU_ACCOUNT_DATA (and
  * ext_note_room for CU_TYPING / CU_RECEIPT), ext_refresh
  * after draining (re-reads what those updates touched), ext_resp_counts for
- * the long-poll decision (§5.6, §16.6), and ext_finish + ext_resp_write when
- * the response is built. Database work happens in ext_collect, ext_refresh
+ * the long-poll decision (docs/behaviour.md, "Extensions and long-polling"),
+ * and ext_finish + ext_resp_write when the response is built. Database work happens in ext_collect, ext_refresh
  * and ext_finish (never under the cache lock). */
 #ifndef SYNCV3_SYNC_EXT_H
 #define SYNCV3_SYNC_EXT_H
@@ -25,7 +25,7 @@
 
 struct db_pool;
 
-/* Default `limit` of the to_device extension (§18). */
+/* Default `limit` of the to_device extension (docs/behaviour.md, "Limits"). */
 #define EXT_TO_DEVICE_LIMIT 100
 /* The most to-device messages one response carries: a larger `limit` from a
  * client is lowered to this, so one request cannot make the server read and
@@ -38,7 +38,7 @@ struct ext_registry;
 struct ext_registry *ext_registry_new(void);
 void ext_registry_free(struct ext_registry *r);
 
-/* One extension's sticky common parameters (§6.3, §16.0). */
+/* One extension's sticky common parameters (docs/behaviour.md, "Sticky parameters", "Extension scope"). */
 struct ext_params {
     bool seen;             /* the extension appeared in some request */
     bool enabled;          /* merged `enabled` */
@@ -77,7 +77,7 @@ struct ext_env {
     const char *user_id;          /* the connection's user */
     const char *device_id;        /* and device */
     bool initial;                 /* the connection's first request (no pos) */
-    /* Whether a room is in the scope of p (§16.0); ud is passed back. */
+    /* Whether a room is in the scope of p (docs/behaviour.md, "Extension scope"); ud is passed back. */
     bool (*in_scope)(void *ud, const struct ext_params *p, const char *room_id);
     void *ud;                     /* the connection */
 };
@@ -88,13 +88,13 @@ int ext_collect(const struct ext_env *env, struct ext_state *s, struct ext_resp 
 void ext_note(struct ext_state *s, struct ext_resp *r, enum cache_update_kind kind);
 /* Records a drained CU_TYPING / CU_RECEIPT update (other kinds are ignored),
  * if its room is in the extension's scope in the connection's view at this
- * point (§16.0). */
+ * point (docs/behaviour.md, "Extension scope"). */
 void ext_note_room(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct cache_update *u);
 /* Re-reads what noted updates touched. On failure the work stays pending
  * (ext_finish retries it). */
 int ext_refresh(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, char **err);
 /* Whether the response has extension data that makes a long-poll return
- * (§16.6: to-device events, or any e2ee / account_data / typing / receipts
+ * (docs/behaviour.md, "Extensions and long-polling": to-device events, or any e2ee / account_data / typing / receipts
  * content). */
 bool ext_resp_counts(const struct ext_resp *r);
 /* A room of the response being finished. */
@@ -106,7 +106,7 @@ struct ext_room {
 
 /* Completes the response: pending refreshes, and for the response's rooms
  * that are in scope, all their room account data, their current typing EDU
- * and their receipts (§16.3-§16.5). */
+ * and their receipts (docs/behaviour.md, "account_data", "typing", "receipts"). */
 int ext_finish(const struct ext_env *env, struct ext_state *s, struct ext_resp *r, const struct ext_room *rooms,
                int n_rooms, char **err);
 /* Calls fn for each room whose typing EDU (JSON) the response carries. */

@@ -171,7 +171,7 @@ static void reserve_v(struct sync_list *l, size_t n)
 
 /* ---- order ---- */
 
-/* by_notification_level group: smaller sorts first (spec §12). */
+/* by_notification_level group: smaller sorts first (docs/behaviour.md, "Sorts"). */
 static int level(const struct sync_list_room *r)
 {
     if (r->highlight_count > 0) return 1;

@@ -1,10 +1,10 @@
-/* The sorted room array behind one sliding-sync list (spec §9, §12).
+/* The sorted room array behind one sliding-sync list (docs/behaviour.md, "Live ops", "Sorts").
  *
  * A struct sync_list holds every room matching the list's filters (not just
  * the window), in sort order, each with the sort keys it was last given.
  * Filtering is the caller's business: the list only orders what it is told.
  *
- * Order: the list's sort criteria in order (spec §12), then ascending room ID
+ * Order: the list's sort criteria in order (docs/behaviour.md, "Sorts"), then ascending room ID
  * (bytewise) as a final tie-break. The original left fully tied rooms in
  * arbitrary hash-map order; the MSC asks for a deterministic tie-break, and
  * it keeps the live ops (ops.h) reproducible, so we always apply it. The
@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Known sort names (spec §12). */
+/* Known sort names (docs/behaviour.md, "Sorts"). */
 enum sync_sort {
     SYNC_SORT_BY_RECENCY,              /* "by_recency": newest activity first */
     SYNC_SORT_BY_NAME,                 /* "by_name": canonical name ascending */
@@ -39,8 +39,8 @@ const char *sync_sort_name(enum sync_sort s);
 /* Sort keys of one room, as passed in by the caller (borrowed for the call). */
 struct sync_list_keys {
     const char *room_id;        /* the room */
-    int64_t recency;            /* per-list activity timestamp (ms), §12.1 */
-    const char *name;           /* computed room name (§11.4); NULL = "" (pass it when the sort uses by_name) */
+    int64_t recency;            /* per-list activity timestamp (ms) */
+    const char *name;           /* computed room name; NULL = "" (pass it when the sort uses by_name) */
     int64_t notification_count; /* unread notifications */
     int64_t highlight_count;    /* unread highlights */
     bool encrypted;             /* room is encrypted (for by_notification_level) */
@@ -81,7 +81,7 @@ void sync_list_clear(struct sync_list *l);
 /* Sets the sort criteria (copied; at most SYNC_LIST_MAX_SORT used) and
  * re-sorts. An empty array means by_recency: the spec's default for a new
  * list, and also what we use for `sort: []` on an existing list, where the
- * original would stop ordering the list at all ([QUIRK] §6.3). */
+ * original would stop ordering the list at all (docs/behaviour.md, "Sticky parameters"). */
 void sync_list_set_sort(struct sync_list *l, const enum sync_sort *sort, size_t n);
 
 static inline size_t sync_list_count(const struct sync_list *l) { return l->n; }

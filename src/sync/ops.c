@@ -205,13 +205,14 @@ void sync_ops_all_rooms(struct sync_ops *ops, const struct sync_list *l,
  * Each (x, y) is sent as DELETE x, INSERT y <room now at y>. For a removal
  * the room at y may not exist (y == n_old - 1, the vacated slot): the DELETE
  * alone already leaves the window's last slot empty, as the client expects.
- * This reproduces every worked example of spec §9.2, and the property test
- * in tests/unit/test_ops.c checks it against a client model.
+ * This reproduces every worked example of docs/behaviour.md, "Live ops", and
+ * the property test in tests/unit/test_ops.c checks it against a client
+ * model.
  *
  * Two [QUIRK]s of the original are fixed here: a room sliding into a window
- * on a removal is snapshotted like any other newly visible room (§9.2), and
- * a list emptied while index 0 is outside every window yields no op at all
- * rather than a JSON null inside `ops` (§8). */
+ * on a removal is snapshotted like any other newly visible room, and a list
+ * emptied while index 0 is outside every window yields no op at all rather
+ * than a JSON null inside `ops`. */
 
 struct move {
     int64_t x; /* index deleted */

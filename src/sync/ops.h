@@ -1,8 +1,8 @@
-/* List operations (spec §8, §9): the SYNC / INVALIDATE / DELETE / INSERT ops
+/* List operations (docs/behaviour.md, "Response body", "Live ops"): the SYNC / INVALIDATE / DELETE / INSERT ops
  * that keep a client's view of a list's windows equal to the server's list.
  *
- * Request-driven ops (§9.1) come from window, sort or filter changes; live ops
- * (§9.2) come from one room being added, re-positioned or removed. Every
+ * Request-driven ops (docs/behaviour.md, "Request-driven ops") come from window, sort or filter changes; live ops
+ * (docs/behaviour.md, "Live ops") come from one room being added, re-positioned or removed. Every
  * function appends to a struct sync_ops in processing order (the client
  * applies ops strictly in order) and adds to a struct sync_roomset the rooms
  * that must be sent as full snapshots (`initial: true`). */
@@ -51,7 +51,8 @@ void sync_ops_push_insert(struct sync_ops *ops, int64_t index, const char *room_
 void sync_ops_push_range(struct sync_ops *ops, enum sync_op_kind kind, int64_t start, int64_t end,
                          const char *const *room_ids, size_t n);
 
-/* Appends the ops as the JSON array of spec §8, e.g.
+/* Appends the ops as the JSON array of the response (docs/behaviour.md,
+ * "Response body"), e.g.
  *   [{"op":"SYNC","range":[0,1],"room_ids":["!a","!b"]},{"op":"DELETE","index":3}]
  * (room_ids omitted on an empty SYNC). Returns 0, or -1 when the buffer's
  * bound is hit (the buffer then holds a partial array). */
@@ -72,7 +73,7 @@ void sync_roomset_release(struct sync_roomset *s);
 void sync_roomset_add(struct sync_roomset *s, const char *room_id);
 bool sync_roomset_has(const struct sync_roomset *s, const char *room_id);
 
-/* ---- Request-driven ops (§9.1); `snapshots` may be NULL. ---- */
+/* ---- Request-driven ops (docs/behaviour.md, "Request-driven ops"); `snapshots` may be NULL. ---- */
 
 /* For each range of `ranges` (request order) starting below the list length
  * n: SYNC [start, min(end, n-1)] with its rooms, all added to snapshots.
@@ -91,13 +92,13 @@ void sync_ops_invalidate_ranges(struct sync_ops *ops, const struct sync_ranges *
 void sync_ops_ranges_changed(struct sync_ops *ops, const struct sync_list *l,
                              const struct sync_ranges *old_ranges,
                              const struct sync_ranges *new_ranges, struct sync_roomset *snapshots);
-/* slow_get_all_rooms (§9.4): one SYNC [0, n-1] of every room (for n == 0,
+/* slow_get_all_rooms (docs/behaviour.md, "slow_get_all_rooms"): one SYNC [0, n-1] of every room (for n == 0,
  * SYNC [0,-1] without room_ids), all added to snapshots. */
 void sync_ops_all_rooms(struct sync_ops *ops, const struct sync_list *l,
                         struct sync_roomset *snapshots);
 
-/* ---- Live ops (§9.2). ----
- * Not for slow_get_all_rooms lists, which never get DELETE/INSERT (§9.4):
+/* ---- Live ops (docs/behaviour.md, "Live ops"). ----
+ * Not for slow_get_all_rooms lists, which never get DELETE/INSERT (docs/behaviour.md, "slow_get_all_rooms"):
  * update those with sync_list_upsert / sync_list_remove directly and send
  * newly matching rooms as snapshots. */
 

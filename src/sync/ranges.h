@@ -32,7 +32,7 @@ void sync_ranges_copy(struct sync_ranges *dst, const struct sync_ranges *src);
 /* Same ranges in the same order. */
 bool sync_ranges_equal(const struct sync_ranges *a, const struct sync_ranges *b);
 
-/* Checks the request rules of spec §3: start >= 0, end >= start, and no two
+/* Checks the request rules (docs/behaviour.md, "Request parsing"): start >= 0, end >= start, and no two
  * ranges overlapping or sharing an index. Returns 0, or -1 with *why set to a
  * static message. */
 int sync_ranges_validate(const struct sync_ranges *r, const char **why);

@@ -214,7 +214,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct sync_req_error *err
     return code;
 }
 
-/* The field's value, or NULL when absent or JSON null (the same thing, §3). */
+/* The field's value, or NULL when absent or JSON null (the same thing). */
 static json_t *field(json_t *obj, const char *name)
 {
     json_t *v = json_object_get(obj, name);
@@ -539,7 +539,7 @@ static int parse_root(json_t *root, struct sync_req *out, struct sync_req_error 
     return 0;
 }
 
-/* Checks the fields every extension shares (§16.0) and the extension-specific
+/* Checks the fields every extension shares (docs/behaviour.md, "Extension scope") and the extension-specific
  * ones whose type is fixed, so a wrong type is a 400 now rather than a
  * surprise later. Unknown extensions and fields are ignored. */
 static int check_extensions(json_t *ext, struct sync_req_error *err)
@@ -680,7 +680,7 @@ static const char *filters_key(const struct sync_req_list *l)
     return l->filters_json ? l->filters_json : "{}";
 }
 
-/* Merges the specified fields of d into the existing list m (§6.3). */
+/* Merges the specified fields of d into the existing list m (docs/behaviour.md, "Sticky parameters"). */
 static void merge_list(struct sync_req_list *m, const struct sync_req_list *d,
                        struct sync_list_delta *out)
 {
@@ -751,7 +751,7 @@ static void merge_lists(struct sync_req *muxed, const struct sync_req *delta,
         sync_ranges_init(&out.old_ranges);
         if (!m) {
             if (d->deleted) {
-                /* [QUIRK] §6.3: the original created the list anyway; deleting
+                /* The original created the list anyway; deleting
                  * a list that does not exist is a no-op here. */
                 sync_ranges_release(&out.old_ranges);
                 continue;
@@ -800,7 +800,7 @@ static void merge_subs(struct sync_req *muxed, const struct sync_req *delta,
                        struct sync_req_changes *changes)
 {
     for (struct sync_req_sub *d = delta->room_subscriptions; d; d = d->hh.next) {
-        /* [QUIRK] §6.3: subscribed and unsubscribed in one request ends
+        /* Subscribed and unsubscribed in one request ends
          * unsubscribed (handled below); never (re)subscribe it here. */
         if (unsubscribing(delta, d->room_id)) continue;
         struct sync_req_sub *m = sync_req_find_sub(muxed, d->room_id);

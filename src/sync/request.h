@@ -1,4 +1,4 @@
-/* Sliding-sync request bodies (spec §3, §6): parsing, validation, the sticky
+/* Sliding-sync request bodies (docs/behaviour.md, "Request parsing", "Request body"): parsing, validation, the sticky
  * merge into a connection's state, and body comparison for retransmits.
  *
  * A struct sync_req is used two ways: as one parsed request ("delta"), where
@@ -20,7 +20,7 @@
 #include "sync/ranges.h"
 #include "sync/required_state.h"
 
-/* Limits. The first two are the spec's (§18); the rest keep a request's
+/* Limits. The first two are the spec's (docs/behaviour.md, "Limits"); the rest keep a request's
  * memory bounded (the original enforced none of them). */
 #define SYNC_REQ_MAX_CONN_ID 16           /* bytes */
 #define SYNC_REQ_MAX_TXN_ID 64            /* bytes */
@@ -62,10 +62,10 @@ struct sync_strv {
     size_t n; /* number of entries */
 };
 
-/* List filters (spec §13). Each array has a has_* flag: absent/null = no
+/* List filters (docs/behaviour.md, "Filters"). Each array has a has_* flag: absent/null = no
  * filtering, while [] is specified (and filters accordingly). */
 struct sync_filters {
-    enum sync_tri is_dm;              /* §11.6 */
+    enum sync_tri is_dm;              /* docs/behaviour.md, "DM rooms" */
     enum sync_tri is_encrypted;       /* has m.room.encryption */
     enum sync_tri is_invite;          /* user invited, not joined */
     enum sync_tri is_tombstoned;      /* has a tombstone with a replacement */
@@ -82,18 +82,18 @@ struct sync_filters {
     struct sync_strv spaces;          /* child of one of these spaces */
 };
 
-/* A RoomSubscription (§6.1); also the room part of a list. */
+/* A RoomSubscription (docs/behaviour.md, "Request body"); also the room part of a list. */
 struct sync_roomsub {
     bool has_required_state;             /* required_state given (an [] counts) */
     struct rs_pair *required_state;      /* the pairs, in request order */
     size_t n_required_state;             /* entries in required_state */
-    int64_t timeline_limit;              /* 0..50; 0 = not specified (see §6.3) */
+    int64_t timeline_limit;              /* 0..50; 0 = not specified (docs/behaviour.md, "Sticky parameters") */
     struct sync_roomsub *include_old_rooms; /* NULL = not specified */
     bool has_include_heroes;             /* include_heroes given */
     bool include_heroes;                 /* its value */
 };
 
-/* One entry of `lists` (§6.2). */
+/* One entry of `lists` (docs/behaviour.md, "Request body"). */
 struct sync_req_list {
     char *key;                        /* the list key, owned; also the hash key */
     struct sync_roomsub sub;          /* required_state, timeline_limit, ... */
@@ -187,7 +187,7 @@ const struct sync_list_delta *sync_req_changes_list(const struct sync_req_change
                                                     const char *key);
 
 /* Applies `delta` (a parsed request) onto `muxed` (a connection's sticky
- * state) following §6.3, and appends what changed to *changes (may be NULL).
+ * state) following docs/behaviour.md, "Sticky parameters", and appends what changed to *changes (may be NULL).
  * Deviations from the original, as the spec recommends:
  *  - `deleted: true` on a list that does not exist creates nothing;
  *  - a room both subscribed and unsubscribed in one request ends
@@ -199,11 +199,11 @@ const struct sync_list_delta *sync_req_changes_list(const struct sync_req_change
  * request's" values. Sorting: unknown sort names are skipped (the original
  * disabled the whole sort), and `sort: []` on an existing list is reported as
  * a sort change and then orders by_recency (sync_list_set_sort with n == 0)
- * instead of freezing the order ([QUIRK] §6.3). Always returns 0. */
+ * instead of freezing the order (see ARCHITECTURE.md, "Decisions that differ"). Always returns 0. */
 int sync_req_merge(struct sync_req *muxed, const struct sync_req *delta,
                    struct sync_req_changes *changes);
 
-/* Canonical form of a body for retransmit detection (§5.3): the JSON with
+/* Canonical form of a body for retransmit detection (docs/behaviour.md, "Positions and retransmits"): the JSON with
  * keys sorted, compact, and the top-level txn_id removed. len 0 = "{}".
  * Returns a heap string, or NULL if the body is not a JSON object. */
 char *sync_req_canonical_body(const char *body, size_t len);

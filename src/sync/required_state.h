@@ -1,4 +1,4 @@
-/* required_state matching (spec §11.2).
+/* required_state matching (docs/behaviour.md, "required_state").
  *
  * A request's required_state is a list of [event_type, state_key] pairs,
  * where "*" (as a whole value only, no globbing) is a wildcard, a state_key

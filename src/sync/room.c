@@ -138,7 +138,7 @@ char *room_display_avatar(const char *user_id, const struct user_room *ur)
 /* ---- loading ---- */
 
 /* Members for rooms with lazy loading: the current member events of the
- * senders (and typing users) not sent yet on this connection (§11.2, §16.4),
+ * senders (and typing users) not sent yet on this connection (docs/behaviour.md, "Lazy members"),
  * appended to the room's state; one round trip. */
 int room_load_lazy(PGconn *c, int64_t pos, struct resp_room *rooms, char **err)
 {
@@ -197,7 +197,7 @@ int room_load_lazy(PGconn *c, int64_t pos, struct resp_room *rooms, char **err)
     return rc;
 }
 
-/* §11.7: a joined snapshot's timestamp under bump_event_types. */
+/* A joined snapshot's timestamp under bump_event_types. */
 static int load_timestamps(PGconn *c, int64_t pos, struct resp_room *rooms, const char *const *bump, int n_bump,
                            char **err)
 {
@@ -482,10 +482,10 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
     }
     if (!r->snapshot) {
         if (r->live_name) key_str(b, &f, "name", r->live_name);
-        /* Heroes go along with a name change (§10). */
+        /* Heroes go along with a name change (docs/behaviour.md, "Heroes"). */
         if (r->live_name && r->params.include_heroes && m) write_heroes(b, user_id, m);
         if (r->avatar_changed) key_str(b, &f, "avatar", r->live_avatar);
-        /* Lazily loaded members of new senders (§11.2). */
+        /* Lazily loaded members of new senders (docs/behaviour.md, "Lazy members"). */
         if (r->state.n) {
             buf_printf(b, "%s\"required_state\":", f ? "" : ",");
             f = false;

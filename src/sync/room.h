@@ -1,4 +1,4 @@
-/* Building room objects (spec §10, §11) for a response: snapshots loaded
+/* Building room objects (docs/behaviour.md, "Room object") for a response: snapshots loaded
  * from the caches and the store in a few batched queries, and live updates.
  * Room JSON is written by hand so stored event JSON is spliced in as is. */
 #ifndef SYNCV3_SYNC_ROOM_H
@@ -14,7 +14,7 @@
 #include "store/rooms.h"
 #include "sync/required_state.h"
 
-/* The combined subscription a room snapshot is built with (§11.8). */
+/* The combined subscription a room snapshot is built with (docs/behaviour.md, "Combined subscriptions"). */
 struct room_params {
     int64_t timeline_limit;     /* max timeline events (0..50) */
     struct rs_pair *rs;         /* required_state pairs, concatenated from every source (owned) */
@@ -22,7 +22,7 @@ struct room_params {
     bool include_heroes;        /* any source asked for heroes */
 };
 
-/* A transaction ID to show on one of the user's own events (§11.1). */
+/* A transaction ID to show on one of the user's own events (docs/behaviour.md, "Transaction IDs"). */
 struct resp_txn {
     const char *event_id;       /* the event (borrowed from the room's events) */
     char *txn_id;               /* owned */
@@ -49,7 +49,7 @@ struct resp_room {
     char **lazy_need;           /* live update: senders whose member events to add (owned) */
     size_t n_lazy_need;         /* entries in lazy_need */
     size_t n_lazy_loaded;       /* of which were loaded into state already */
-    int64_t timestamp;          /* §11.7 value to send, 0 = none (see room_load) */
+    int64_t timestamp;          /* "Timestamps" value to send, 0 = none (see room_load) */
     struct resp_txn *txns;      /* this device's transaction IDs for timeline events (owned) */
     size_t n_txns;              /* entries in txns */
     UT_hash_handle hh;          /* in the response's room table */
@@ -66,7 +66,7 @@ void resp_room_free(struct resp_room *r);
  * events live updates need (lazy_need) in one more. With bump types (the
  * union of the connection's bump_event_types), a joined snapshot's timestamp
  * is its newest event of those types after the user's join, at least the
- * join's time (§11.7), one more round trip. Returns 0 or -1 with *err (heap). */
+ * join's time (docs/behaviour.md, "Timestamps"), one more round trip. Returns 0 or -1 with *err (heap). */
 int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, const char *const *bump,
               int n_bump, char **err);
 

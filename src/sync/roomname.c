@@ -34,7 +34,7 @@ char *roomname_compute(const char *name, const char *alias, const struct roomnam
     if (n_heroes > ROOMNAME_MAX_HEROES) n_heroes = ROOMNAME_MAX_HEROES;
     int64_t others = joined + invited - 1;
     bool alone = others <= 0;
-    /* [QUIRK] §11.4: with no heroes but other members the original produced
+    /* With no heroes but other members the original produced
      * " and N others" (leading space, no names). Without anybody to name we
      * cannot say anything more useful, so we say "Empty Room" as in the
      * alone case - the same fallback the Matrix spec suggests for clients. */

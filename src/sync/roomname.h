@@ -1,4 +1,5 @@
-/* Computed room names (spec §11.4) and the by_name sort key (§12).
+/* Computed room names and the by_name sort key (docs/behaviour.md, "Room
+ * names", "Sorts").
  * Pure functions; results are heap strings the caller frees. */
 #ifndef SYNCV3_SYNC_ROOMNAME_H
 #define SYNCV3_SYNC_ROOMNAME_H

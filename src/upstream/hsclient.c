@@ -127,17 +127,13 @@ static void give_handle(struct hsclient *c, CURL *e)
     if (e) curl_easy_cleanup(e);
 }
 
-/* Performs GET path with token (may be NULL). On transport success returns 0
- * with *status and *body (a parsed JSON value, or NULL if the body is not
- * JSON). On transport failure returns -1 with *err set. */
-static int get_json(struct hsclient *c, const char *path, const char *token, long *status,
-                    json_t **body, char **err)
+/* Performs GET path with token (may be NULL) into b. On transport success
+ * returns 0 with *status; on transport failure returns -1 with *err set. */
+static int get_body(struct hsclient *c, const char *path, const char *token, long *status, struct buf *b,
+                    char **err)
 {
     int rc = -1;
     *status = 0;
-    *body = NULL;
-    struct buf b;
-    buf_init(&b, HSCLIENT_MAX_SMALL_BODY);
     struct curl_slist *headers = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
     CURL *e = take_handle(c);
@@ -147,7 +143,7 @@ static int get_json(struct hsclient *c, const char *path, const char *token, lon
     }
     if (hsclient_prepare(c, e, path, token, c->timeout_secs, &headers) < 0 ||
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hsclient_collect_body) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &b) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, b) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK) {
         *err = xstrdup("cannot configure a curl handle");
         goto out;
@@ -161,12 +157,25 @@ static int get_json(struct hsclient *c, const char *path, const char *token, lon
         goto out;
     }
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
-    json_error_t jerr;
-    *body = json_loadb(buf_cstr(&b), b.len, 0, &jerr);
     rc = 0;
 out:
     if (e) give_handle(c, e);
     curl_slist_free_all(headers);
+    return rc;
+}
+
+/* get_body, parsed: *body is the JSON value, or NULL if the body is not JSON. */
+static int get_json(struct hsclient *c, const char *path, const char *token, long *status,
+                    json_t **body, char **err)
+{
+    *body = NULL;
+    struct buf b;
+    buf_init(&b, HSCLIENT_MAX_SMALL_BODY);
+    int rc = get_body(c, path, token, status, &b, err);
+    if (rc == 0) {
+        json_error_t jerr;
+        *body = json_loadb(buf_cstr(&b), b.len, 0, &jerr);
+    }
     buf_release(&b);
     return rc;
 }
@@ -181,8 +190,26 @@ static void set_err(char **err, char *msg)
 
 int hsclient_versions(struct hsclient *c, char **err)
 {
+    return hsclient_versions_list(c, NULL, err);
+}
+
+int hsclient_versions_list(struct hsclient *c, char **versions, char **err)
+{
+    if (versions) *versions = NULL;
     json_t *body = NULL;
     int rc = hsclient_versions_get(c, &body, err);
+    if (rc == HSCLIENT_OK && versions) {
+        struct buf b = BUF_INIT;
+        size_t i;
+        json_t *v;
+        json_array_foreach (json_object_get(body, "versions"), i, v) {
+            if (!json_is_string(v)) continue;
+            if (b.len) buf_putc(&b, ' ');
+            buf_puts(&b, json_string_value(v));
+        }
+        *versions = buf_detach(&b, NULL);
+        if (!*versions) *versions = xstrdup("");
+    }
     json_decref(body);
     return rc;
 }
@@ -220,19 +247,18 @@ static const char *str_field(json_t *obj, const char *key)
     return s && s[0] ? s : NULL;
 }
 
-int hsclient_whoami(struct hsclient *c, const char *token, char **user_id, char **device_id,
-                    char **err)
+int hsclient_whoami_result(long status, const char *body, size_t len, char **user_id, char **device_id,
+                           char **err)
 {
     int rc = HSCLIENT_FAILED;
     char *msg = NULL;
-    long status = 0;
-    json_t *body = NULL;
     *user_id = NULL;
     *device_id = NULL;
     if (err) *err = NULL;
-    if (get_json(c, "/_matrix/client/v3/account/whoami", token, &status, &body, &msg) < 0) goto out;
+    json_error_t jerr;
+    json_t *json = body ? json_loadb(body, len, 0, &jerr) : NULL;
     if (status == 401 || status == 403) {
-        const char *code = json_string_value(json_object_get(body, "errcode"));
+        const char *code = json_string_value(json_object_get(json, "errcode"));
         msg = xasprintf("HTTP %ld from whoami%s%s", status, code ? ": " : "", code ? code : "");
         rc = HSCLIENT_UNAUTHORIZED;
         goto out;
@@ -241,11 +267,11 @@ int hsclient_whoami(struct hsclient *c, const char *token, char **user_id, char 
         msg = xasprintf("HTTP %ld from whoami", status);
         goto out;
     }
-    if (!json_is_object(body)) {
+    if (!json_is_object(json)) {
         msg = xstrdup("whoami response is not a JSON object");
         goto out;
     }
-    const char *u = str_field(body, "user_id"), *d = str_field(body, "device_id");
+    const char *u = str_field(json, "user_id"), *d = str_field(json, "device_id");
     if (!u || !d) {
         msg = xasprintf("whoami response lacks %s", u ? "device_id" : "user_id");
         goto out;
@@ -254,7 +280,26 @@ int hsclient_whoami(struct hsclient *c, const char *token, char **user_id, char 
     *device_id = xstrdup(d);
     rc = HSCLIENT_OK;
 out:
-    json_decref(body);
+    json_decref(json);
     if (msg) set_err(err, msg);
+    return rc;
+}
+
+int hsclient_whoami(struct hsclient *c, const char *token, char **user_id, char **device_id,
+                    char **err)
+{
+    char *msg = NULL;
+    long status = 0;
+    struct buf body;
+    buf_init(&body, HSCLIENT_MAX_SMALL_BODY);
+    *user_id = NULL;
+    *device_id = NULL;
+    if (err) *err = NULL;
+    int rc = HSCLIENT_FAILED;
+    if (get_body(c, HSCLIENT_WHOAMI_PATH, token, &status, &body, &msg) < 0)
+        set_err(err, msg);
+    else
+        rc = hsclient_whoami_result(status, buf_cstr(&body), body.len, user_id, device_id, err);
+    buf_release(&body);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* The homeserver client: blocking calls to /versions and /account/whoami,
+/* The homeserver client: blocking calls to /versions and /account/whoami
+ * (the server verifies tokens without blocking through poller_set_whoami),
  * plus the request set-up shared with the poller set (URL, unix socket,
  * User-Agent, bearer token, timeouts).
  *
@@ -48,6 +49,9 @@ void hsclient_free(struct hsclient *c);
  * array, else HSCLIENT_FAILED with *err set to a one-line heap message
  * (free()); on success *err is NULL. err may be NULL. */
 int hsclient_versions(struct hsclient *c, char **err);
+/* The same, and on success *versions (if non-NULL) is a heap string of the
+ * advertised versions separated by spaces ("" when none). */
+int hsclient_versions_list(struct hsclient *c, char **versions, char **err);
 /* The same call, keeping the answer: on HSCLIENT_OK *out is the homeserver's
  * JSON object (a new reference for the caller to json_decref), else NULL. */
 int hsclient_versions_get(struct hsclient *c, json_t **out, char **err);
@@ -61,6 +65,14 @@ int hsclient_versions_get(struct hsclient *c, json_t **out, char **err);
  * err may be NULL. */
 int hsclient_whoami(struct hsclient *c, const char *token, char **user_id, char **device_id,
                     char **err);
+
+/* The path of whoami. */
+#define HSCLIENT_WHOAMI_PATH "/_matrix/client/v3/account/whoami"
+
+/* Interprets a finished whoami transfer: its HTTP status and body (len bytes;
+ * body may be NULL). Same results and outputs as hsclient_whoami. */
+int hsclient_whoami_result(long status, const char *body, size_t len, char **user_id, char **device_id,
+                           char **err);
 
 /* Prepares a fresh or reset easy handle for GET {base}{path_query}: URL,
  * unix socket, User-Agent, bearer token (when token is non-NULL), total

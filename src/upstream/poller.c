@@ -31,6 +31,7 @@ enum cmd_kind {
     CMD_ENSURE, /* start polling or update the token */
     CMD_DONE,   /* the receiver finished a result */
     CMD_STOP,   /* stop polling a device */
+    CMD_WHOAMI, /* verify a token */
 };
 
 /* A request from another thread, applied by the poller thread in order. */
@@ -38,12 +39,14 @@ struct cmd {
     enum cmd_kind kind;         /* what to do */
     char *user_id;              /* CMD_ENSURE, CMD_STOP: the device's user */
     char *device_id;            /* CMD_ENSURE, CMD_STOP: the device */
-    char *token;                /* CMD_ENSURE: access token (wiped on free) */
+    char *token;                /* CMD_ENSURE, CMD_WHOAMI: access token (wiped on free) */
     char *token_hash;           /* CMD_ENSURE: its SHA-256 hex */
     char *since;                /* CMD_ENSURE: since token, "" for none */
     bool to_device_only;        /* CMD_ENSURE: start in to-device-only mode */
     struct poller_result *res;  /* CMD_DONE: the result handed back (owned) */
     bool ok;                    /* CMD_DONE: the receiver processed it */
+    poller_whoami_fn whoami_fn; /* CMD_WHOAMI: the caller's callback, NULL once called */
+    void *whoami_ud;            /* CMD_WHOAMI: its argument */
     struct cmd *next;           /* queue link */
 };
 
@@ -53,8 +56,15 @@ enum dev_state {
     DEV_AWAIT_DONE, /* a result is with the receiver */
 };
 
+/* What a transfer's CURLOPT_PRIVATE points to: both structs start with it. */
+enum xfer_kind {
+    XFER_SYNC,   /* struct device */
+    XFER_WHOAMI, /* struct whoami */
+};
+
 /* One poller: owned and touched only by the poller thread. */
 struct device {
+    enum xfer_kind kind;     /* XFER_SYNC; first member (CURLOPT_PRIVATE) */
     char *key;               /* user_id NUL device_id: the hash key */
     size_t keylen;           /* bytes of key, both parts and the NUL between */
     const char *user_id;     /* points into key */
@@ -82,6 +92,18 @@ struct device {
     UT_hash_handle hh;       /* in poller_set.devices */
 };
 
+/* A whoami in flight: owned and touched only by the poller thread. */
+struct whoami {
+    enum xfer_kind kind;          /* XFER_WHOAMI; first member (CURLOPT_PRIVATE) */
+    CURL *easy;                   /* the transfer */
+    struct curl_slist *headers;   /* request headers */
+    struct buf body;              /* response body so far */
+    char errbuf[CURL_ERROR_SIZE]; /* curl's error text */
+    poller_whoami_fn fn;          /* the caller's callback */
+    void *ud;                     /* its argument */
+    struct whoami *prev, *next;   /* in poller_set.whoamis */
+};
+
 struct poller_set {
     struct hsclient *hs;            /* URL and header set-up (read-only) */
     struct poller_callbacks cb;     /* the receiver */
@@ -97,6 +119,7 @@ struct poller_set {
     struct cmd *cmd_tail;           /* last pending command */
     bool quit;                      /* poller_set_free asked the thread to exit */
     struct device *devices;         /* uthash of live pollers; poller thread only */
+    struct whoami *whoamis;         /* whoamis in flight; poller thread only */
     struct device **heap;           /* min-heap on deadline of DEV_WAITING devices */
     int heap_len;                   /* entries used in heap */
     int heap_cap;                   /* entries allocated in heap */
@@ -397,6 +420,7 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
     buf_init(&d->body, 0);
     char *since = d->req_since;
     d->req_since = NULL;
+    char *token_hash = NULL; /* the request's token, handed to the result on success */
     curl_multi_remove_handle(s->multi, d->easy);
     curl_easy_cleanup(d->easy);
     d->easy = NULL;
@@ -427,7 +451,7 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
         token_rejected(s, d, (int)status);
         goto out;
     }
-    free(d->req_token_hash);
+    token_hash = d->req_token_hash;
     d->req_token_hash = NULL;
     if (status != 200) {
         int64_t server_delay = 0;
@@ -460,6 +484,8 @@ static void finish_request(struct poller_set *s, struct device *d, CURLcode cc)
     res->since = since;
     since = NULL;
     res->next_batch = xstrdup(next_batch);
+    res->token_hash = token_hash;
+    token_hash = NULL;
     res->body = json;
     json = NULL;
     res->initial = res->since[0] == '\0';
@@ -477,7 +503,72 @@ out:
     json_decref(json);
     buf_release(&body);
     free(since);
+    free(token_hash);
     free(why);
+}
+
+/* ---- whoami ---- */
+
+static void whoami_free(struct poller_set *s, struct whoami *w)
+{
+    if (w->easy) {
+        curl_multi_remove_handle(s->multi, w->easy);
+        curl_easy_cleanup(w->easy);
+    }
+    curl_slist_free_all(w->headers);
+    buf_release(&w->body);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->whoamis = w->next;
+    if (w->next) w->next->prev = w->prev;
+    free(w);
+}
+
+/* Starts a whoami for the command (which gives up its callback to it). */
+static void apply_whoami(struct poller_set *s, struct cmd *c)
+{
+    struct whoami *w = xcalloc(1, sizeof *w);
+    w->kind = XFER_WHOAMI;
+    w->fn = c->whoami_fn;
+    w->ud = c->whoami_ud;
+    c->whoami_fn = NULL;
+    buf_init(&w->body, HSCLIENT_MAX_SMALL_BODY);
+    w->next = s->whoamis;
+    if (s->whoamis) s->whoamis->prev = w;
+    s->whoamis = w;
+    CURL *e = curl_easy_init();
+    bool ok = e && hsclient_prepare(s->hs, e, HSCLIENT_WHOAMI_PATH, c->token, s->timeout_secs, &w->headers) == 0;
+    ok = ok && curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hsclient_collect_body) == CURLE_OK &&
+         curl_easy_setopt(e, CURLOPT_WRITEDATA, &w->body) == CURLE_OK &&
+         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, w->errbuf) == CURLE_OK &&
+         curl_easy_setopt(e, CURLOPT_PRIVATE, w) == CURLE_OK && curl_multi_add_handle(s->multi, e) == CURLM_OK;
+    if (!ok) {
+        if (e) curl_easy_cleanup(e);
+        w->fn(w->ud, HSCLIENT_FAILED, NULL, NULL, "cannot set up the whoami request");
+        whoami_free(s, w);
+        return;
+    }
+    w->easy = e;
+}
+
+static void finish_whoami(struct poller_set *s, struct whoami *w, CURLcode cc)
+{
+    char *user = NULL, *dev = NULL, *err = NULL;
+    int rc = HSCLIENT_FAILED;
+    if (cc != CURLE_OK) {
+        err = cc == CURLE_WRITE_ERROR ? xasprintf("response body larger than %d bytes", HSCLIENT_MAX_SMALL_BODY)
+                                      : xstrdup(w->errbuf[0] ? w->errbuf : curl_easy_strerror(cc));
+    } else {
+        long status = 0;
+        curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &status);
+        rc = hsclient_whoami_result(status, buf_cstr(&w->body), w->body.len, &user, &dev, &err);
+    }
+    w->fn(w->ud, rc, user, dev, err);
+    free(user);
+    free(dev);
+    free(err);
+    whoami_free(s, w);
 }
 
 /* ---- commands ---- */
@@ -497,6 +588,7 @@ static void apply_ensure(struct poller_set *s, struct cmd *c)
         return;
     }
     d = xcalloc(1, sizeof *d);
+    d->kind = XFER_SYNC;
     d->key = make_key(c->user_id, c->device_id, &d->keylen);
     d->user_id = d->key;
     d->device_id = d->key + strlen(d->key) + 1;
@@ -540,6 +632,8 @@ static void apply_done(struct poller_set *s, struct poller_result *res, bool ok)
 
 static void cmd_free(struct cmd *c)
 {
+    /* A whoami that never started still answers its caller. */
+    if (c->whoami_fn) c->whoami_fn(c->whoami_ud, HSCLIENT_FAILED, NULL, NULL, "the server is stopping");
     free(c->user_id);
     free(c->device_id);
     free_secret(c->token);
@@ -565,6 +659,8 @@ static bool drain_commands(struct poller_set *s)
             } else if (c->kind == CMD_DONE) {
                 apply_done(s, c->res, c->ok);
                 c->res = NULL;
+            } else if (c->kind == CMD_WHOAMI) {
+                apply_whoami(s, c);
             } else {
                 struct device *d = find_device(s, c->user_id, c->device_id);
                 if (d) {
@@ -621,10 +717,12 @@ static void *run(void *arg)
             if (msg->msg != CURLMSG_DONE) continue;
             char *priv = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-            struct device *d = (struct device *)priv;
             CURLcode cc = msg->data.result;
             /* msg is invalid once the handle is removed: read it first. */
-            finish_request(s, d, cc);
+            if (*(enum xfer_kind *)(void *)priv == XFER_WHOAMI)
+                finish_whoami(s, (struct whoami *)(void *)priv, cc);
+            else
+                finish_request(s, (struct device *)(void *)priv, cc);
         }
         int wait_ms = IDLE_WAIT_MS;
         if (s->heap_len > 0) {
@@ -636,6 +734,10 @@ static void *run(void *arg)
     }
     struct device *d, *tmp;
     HASH_ITER(hh, s->devices, d, tmp) remove_device(s, d);
+    while (s->whoamis) {
+        s->whoamis->fn(s->whoamis->ud, HSCLIENT_FAILED, NULL, NULL, "the server is stopping");
+        whoami_free(s, s->whoamis);
+    }
     return NULL;
 }
 
@@ -733,6 +835,16 @@ void poller_set_stop_device(struct poller_set *s, const char *user_id, const cha
     push_cmd(s, c);
 }
 
+void poller_set_whoami(struct poller_set *s, const char *token, poller_whoami_fn fn, void *ud)
+{
+    struct cmd *c = xcalloc(1, sizeof *c);
+    c->kind = CMD_WHOAMI;
+    c->token = xstrdup(token);
+    c->whoami_fn = fn;
+    c->whoami_ud = ud;
+    push_cmd(s, c);
+}
+
 int poller_set_count(struct poller_set *s)
 {
     return atomic_load(&s->num_pollers);
@@ -754,6 +866,7 @@ void poller_result_free(struct poller_result *res)
     free(res->device_id);
     free(res->since);
     free(res->next_batch);
+    free(res->token_hash);
     json_decref(res->body);
     free(res);
 }

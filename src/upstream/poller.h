@@ -24,6 +24,9 @@
  * for the delay. 401/403 (or errcode M_UNKNOWN_TOKEN) stop the poller and
  * call on_token_expired.
  *
+ * The same thread also runs token checks (poller_set_whoami) on its multi
+ * handle, so a caller never waits for the homeserver.
+ *
  * Threads: every poller_set_* function but poller_set_free may be called from
  * any thread, including from inside the callbacks (they only queue a command
  * for the poller thread and wake it). The callbacks run on the poller
@@ -50,6 +53,7 @@ struct poller_result {
     char *device_id;     /* the device polled */
     char *since;         /* the since token the request used ("" if none) */
     char *next_batch;    /* from the response, never NULL */
+    char *token_hash;    /* SHA-256 hex of the token the request used */
     json_t *body;        /* the whole parsed response, a JSON object, never NULL; the
                             result holds one reference (json_incref to keep it) */
     bool initial;        /* the request had no since token (initial sync) */
@@ -124,6 +128,19 @@ void poller_set_done(struct poller_set *s, struct poller_result *res, bool ok);
 /* Stops polling a device (aborting its in-flight request); no callback fires
  * for it afterwards. A no-op for an unknown device. Thread-safe. */
 void poller_set_stop_device(struct poller_set *s, const char *user_id, const char *device_id);
+
+/* The answer to poller_set_whoami: status is an enum hsclient_status
+ * (upstream/hsclient.h); user_id and device_id are set only for HSCLIENT_OK;
+ * err is a one-line reason otherwise. The strings live for the call only. */
+typedef void (*poller_whoami_fn)(void *ud, int status, const char *user_id, const char *device_id,
+                                 const char *err);
+
+/* Asks GET /_matrix/client/v3/account/whoami with token on the poller
+ * thread, without waiting. fn runs exactly once: on the poller thread with
+ * the answer (no lock held; it must not block), or with HSCLIENT_FAILED from
+ * poller_set_free when the set stops first. The call times out after
+ * cfg->http_timeout_secs. token is copied. Thread-safe. */
+void poller_set_whoami(struct poller_set *s, const char *token, poller_whoami_fn fn, void *ud);
 
 /* Live pollers, as of the last command the poller thread applied. */
 int poller_set_count(struct poller_set *s);

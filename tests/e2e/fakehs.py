@@ -370,8 +370,9 @@ class FakeHomeserver:
           kind="null"         200 with the JSON body `null`
           kind="hang"         no answer for `seconds`, then the connection is closed
           kind="reset"        the connection is reset (TCP RST) without an answer
+          kind="delay"        no answer for `seconds` (cut short by kick()), then the usual one
         Failed requests do not consume queued responses."""
-        if kind not in ("status", "invalid_json", "null", "hang", "reset"):
+        if kind not in ("status", "invalid_json", "null", "hang", "reset", "delay"):
             raise ValueError("unknown fault kind %r" % kind)
         fault = {"kind": kind, "status": status, "body": body, "retry_after_ms": retry_after_ms,
                  "seconds": seconds}
@@ -487,7 +488,20 @@ class FakeHomeserver:
             q = acct.faults[endpoint]
             return q.popleft() if q else None
 
+    def _sleep(self, seconds):
+        """Waits `seconds`; returns False when kick() or stop() cut it short."""
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            gen = self._kick_gen
+            while not self._closing and gen == self._kick_gen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return True
+                self._cond.wait(left)
+        return False
+
     def _apply_fault(self, h, req, f):
+        """Answers with fault f; returns False for a "delay" that ran out (answer normally)."""
         kind = f["kind"]
         if kind == "status":
             status = f["status"]
@@ -511,17 +525,15 @@ class FakeHomeserver:
         elif kind == "null":
             self._answer(h, req, 200, b"null")
         elif kind == "hang":
-            deadline = time.monotonic() + f["seconds"]
-            with self._cond:
-                gen = self._kick_gen
-                while not self._closing and gen == self._kick_gen:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
+            self._sleep(f["seconds"])
             h.drop()
         elif kind == "reset":
             h.drop(reset=True)
+        elif kind == "delay":
+            if self._sleep(f["seconds"]):
+                return False
+            h.drop()
+        return True
 
     def _room_endpoint(self, h, req):
         parts = [urllib.parse.unquote(p) for p in req.path[len(ROOMS_PREFIX):].split("/")]
@@ -586,8 +598,8 @@ class FakeHomeserver:
         acct = self._accounts.get(req.token) if req.token else None
         if acct is not None:
             f = self._take_fault(acct, "whoami")
-            if f:
-                return self._apply_fault(h, req, f)
+            if f and self._apply_fault(h, req, f):
+                return
         if acct is None or acct.revoked:
             return self._unknown_token(h, req)
         self._answer(h, req, 200, {"user_id": acct.user_id, "device_id": acct.device_id,
@@ -610,8 +622,8 @@ class FakeHomeserver:
         if acct.revoked:
             return self._unknown_token(h, req)
         f = self._take_fault(acct, "sync")
-        if f:
-            return self._apply_fault(h, req, f)
+        if f and self._apply_fault(h, req, f):
+            return
 
         try:
             wait = max(0, int(req.query.get("timeout", "0"))) / 1000.0

@@ -1,4 +1,4 @@
-"""Authentication (client-api §2, §4): header handling, whoami, tokens stored encrypted."""
+"""Authentication (docs/behaviour.md, "Authentication", "Errors"): header handling, whoami, tokens stored encrypted."""
 
 import os
 import subprocess

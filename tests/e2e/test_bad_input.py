@@ -1,4 +1,5 @@
-"""Bad input → 400 (or 413) with an errcode, never a crash (client-api §3, §4, §5.2)."""
+"""Bad input → 400 (or 413) with an errcode, never a crash (docs/behaviour.md,
+"Request parsing", "Errors")."""
 
 import http.client
 import json

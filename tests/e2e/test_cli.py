@@ -9,7 +9,8 @@ import pytest
 from helpers import REPO, binary_path, clean_env, sanitizer_env, sanitizer_report
 
 ALL_VARS = ["SYNCV3_SERVER", "SYNCV3_DB", "SYNCV3_SECRET", "SYNCV3_BINDADDR", "SYNCV3_PROM",
-            "SYNCV3_LOG_LEVEL", "SYNCV3_MAX_DB_CONN", "SYNCV3_TLS_CERT", "SYNCV3_TLS_KEY"]
+            "SYNCV3_LOG_LEVEL", "SYNCV3_LOG_FORMAT", "SYNCV3_MAX_DB_CONN", "SYNCV3_TLS_CERT",
+            "SYNCV3_TLS_KEY"]
 REQUIRED = ["SYNCV3_SERVER", "SYNCV3_DB", "SYNCV3_SECRET"]
 # Valid required values; the database is unreachable on purpose: config errors must be
 # reported before anything connects anywhere.
@@ -47,7 +48,21 @@ def test_version_prints_the_version():
     version = (REPO / "VERSION").read_text().strip()
     r = run(["--version"])
     assert r.returncode == 0, r
-    assert version in r.stdout + r.stderr, (version, r.stdout, r.stderr)
+    assert re.fullmatch(r"syncv3 %s \(([0-9a-f]{7,}|unknown)\)\n" % re.escape(version), r.stdout), r.stdout
+
+
+def test_help_lists_the_commands():
+    r = run(["--help"])
+    assert r.returncode == 0, r
+    for cmd in ("syncv3 check", "syncv3 migrate status", "syncv3 migrate up", "syncv3 --version"):
+        assert cmd in r.stdout, "--help does not list %r:\n%s" % (cmd, r.stdout)
+
+
+@pytest.mark.parametrize("args", [["frobnicate"], ["migrate"], ["migrate", "down"], ["check", "extra"]])
+def test_unknown_commands_are_usage_errors(args):
+    r = run(args, BASE)
+    assert r.returncode == 2, r
+    assert r.stderr.strip() and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_missing_everything_prints_the_table_and_fails():
@@ -77,6 +92,7 @@ def test_each_required_variable_is_required(missing):
     ("SYNCV3_PROM", "nonsense"),
     ("SYNCV3_SERVER", "ftp://example.org"),
     ("SYNCV3_LOG_LEVEL", "loudest"),
+    ("SYNCV3_LOG_FORMAT", "xml"),
     ("SYNCV3_HTTP_TIMEOUT_SECS", "10s"),
     ("SYNCV3_TLS_CERT", "cert.pem"),  # without SYNCV3_TLS_KEY
 ])

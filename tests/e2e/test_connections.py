@@ -1,4 +1,4 @@
-"""Connection semantics (client-api §5): several conn_ids per device, pos
+"""Connection semantics (docs/behaviour.md, "Connections"): several conn_ids per device, pos
 retransmission, txn_id echo, a newer request cancelling a parked one, the
 buffer bound, and a new token taking over a device's poller."""
 
@@ -128,7 +128,11 @@ def test_a_new_token_for_the_device_takes_over_the_poller(proxy, hs, alice):
         resp = c2.sync({"conn_id": "n"}, timeout=5000)
         got += [e["event_id"] for e in resp["rooms"].get(rid, {}).get("timeline", [])]
     assert ev["event_id"] in got
-    # the first connection (old token's device) was not ended by the old token's death
-    r = c.request({}, pos=c.pos, timeout=100)
+    # the first connection (the device's) was not ended by the old token's death:
+    # the client carries on with the new token
+    r = c.request({}, pos=c.pos, timeout=100, token=newer.token)
     assert r.status == 200, r
     assert len(alice.syncs()) >= n_old
+    # while the old token, superseded and rejected upstream, gets 401
+    r = c.request({}, pos=r.json["pos"], timeout=100)
+    assert r.status == 401 and r.json["errcode"] == "M_UNKNOWN_TOKEN", r

@@ -1,5 +1,5 @@
-"""Extensions typing and receipts (client-api §16.0, §16.4, §16.5, §16.6;
-internals §2.7)."""
+"""Extensions typing and receipts (docs/behaviour.md, "Extension scope", "typing",
+"receipts", "Extensions and long-polling", "Ordering and de-duplication")."""
 
 import time
 

@@ -1,5 +1,5 @@
-"""Extensions to_device, e2ee and account_data (client-api §16, §6.3, §5.6;
-internals §3.2)."""
+"""Extensions to_device, e2ee and account_data (docs/behaviour.md, "to_device", "e2ee",
+"account_data", "Sticky parameters", "Extensions and long-polling", "Storage")."""
 
 import time
 

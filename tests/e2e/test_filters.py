@@ -1,5 +1,5 @@
-"""List filters tags / not_tags / spaces (client-api §13), bump_event_types (§12.1) and old
-rooms (§11.9)."""
+"""List filters tags / not_tags / spaces (docs/behaviour.md, "Filters"), bump_event_types
+("Recency and bump_event_types") and old rooms ("Old rooms and upgrades")."""
 
 import json
 

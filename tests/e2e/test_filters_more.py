@@ -1,6 +1,7 @@
-"""More list filters (client-api §13): is_encrypted, room_name_like, room_types /
-not_room_types, is_tombstoned, spaces changes; the sticky merge of filters (§6.3);
-bump_event_types edge cases and what recency may never reveal (§11.7, §12.1)."""
+"""More list filters (docs/behaviour.md, "Filters"): is_encrypted, room_name_like, room_types /
+not_room_types, is_tombstoned, spaces changes; the sticky merge of filters ("Sticky parameters");
+bump_event_types edge cases and what recency may never reveal ("Timestamps",
+"Recency and bump_event_types")."""
 
 import time
 

@@ -1,5 +1,6 @@
 """Gappy syncs: limited timelines with a state block, prev_batch chunks and backfilled history
-(internals §3.4 accumulator rules; ARCHITECTURE "Decisions that differ").
+(docs/behaviour.md, "Processing one upstream response"; ARCHITECTURE.md, "The accumulator"
+and "Decisions that differ").
 
 The rules these tests hold the server to:
 * a state block for a room the server already knows changes the room's state; connections that

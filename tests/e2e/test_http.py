@@ -1,4 +1,4 @@
-"""HTTP surface: routes, methods, CORS (client-api §1)."""
+"""HTTP surface: routes, methods, CORS (docs/behaviour.md, "Endpoints")."""
 
 import pytest
 

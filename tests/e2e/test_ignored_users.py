@@ -1,4 +1,4 @@
-"""Users in m.ignored_user_list (client-api §11.1): their message events are left out of
+"""Users in m.ignored_user_list (docs/behaviour.md, "Ignored users"): their message events are left out of
 timelines, snapshots and live, while their state events are kept; invites they send are
 not shown."""
 

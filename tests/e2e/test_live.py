@@ -1,4 +1,4 @@
-"""Live updates and long-polling (client-api §5.6, §9.2, §14)."""
+"""Live updates and long-polling (docs/behaviour.md, "Long-polling", "Live ops", "Live updates")."""
 
 import time
 

@@ -1,5 +1,5 @@
-"""Membership transitions and the security rules around them (client-api §14.2 joins, §15
-membership/leaving/security, §10 and §11.11 invite fields).
+"""Membership transitions and the security rules around them (docs/behaviour.md, "Joins",
+"Membership and security", "Room object", "Counts").
 
 In every scenario "alice" is the user whose membership changes and "bob" is a user who stays
 joined to the room with a poller of his own, so the proxy keeps learning about the room after
@@ -164,7 +164,7 @@ def setup_invite(proxy, alice, bob, inviter_polls):
 def test_invite_arrives_live(proxy, alice, bob, inviter_polls):
     s, resp = setup_invite(proxy, alice, bob, inviter_polls)
     rid, own, wa = s["rid"], s["own"], s["wa"]
-    # the invite is the newest thing: it enters at the top of a one-room list (§9.2 example)
+    # the invite is the newest thing: it enters at the top of a one-room list (docs/behaviour.md, "Live ops")
     assert list_ops(resp, "a") == [{"op": "DELETE", "index": 1},
                                    {"op": "INSERT", "index": 0, "room_id": rid}]
     assert wa.apply(resp) == [rid, own]
@@ -210,7 +210,7 @@ def test_invite_accepted(proxy, alice, bob, inviter_polls):
     alice.queue(F.sync_response(join={rid: F.joined_room(state_before, [s["m2"], rj], prev_batch="pj")}))
     alice.wait_idle()
     resp = quick(s["ca"])
-    # still the newest room: it stays at index 0, so no ops (§14.2)
+    # still the newest room: it stays at index 0, so no ops (docs/behaviour.md, "Joins")
     assert not list_ops(resp, "a"), resp["lists"]["a"]
     assert wa.apply(resp) == [rid, own]
     assert wa.count == 2
@@ -472,7 +472,7 @@ def test_rejoin_starts_at_the_rejoin(proxy, alice, bob, own_first):
 # ---------------------------------------------------------------- two users, two views
 
 def test_others_get_the_joined_count_change_live(proxy, alice, bob):
-    """§10: joined_count is sent live when it changed (TestMemberCounts: "charlie leaves ->
+    """joined_count is sent live when it changed (TestMemberCounts: "charlie leaves ->
     joined 2"), and omitted when it did not."""
     s = setup_shared(proxy, alice, bob)
     A, B, rid, cb = s["A"], s["B"], s["rid"], s["cb"]

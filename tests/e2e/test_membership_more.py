@@ -1,4 +1,5 @@
-"""More membership transitions (client-api §14.2, §15): an invite rejected and then sent again,
+"""More membership transitions (docs/behaviour.md, "Joins",
+"Membership and security"): an invite rejected and then sent again,
 several invites rejected or accepted in one response, a subscription waiting for an invite to
 be accepted."""
 

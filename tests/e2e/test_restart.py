@@ -1,5 +1,5 @@
 """Restarting syncv3: polling resumes from the stored since token without any client;
-connections (pos) do not survive (internals §2.4 step 5, client-api §5.1)."""
+connections (pos) do not survive (docs/behaviour.md, "Processing one upstream response", "Connections")."""
 
 import fakehs as F
 

@@ -1,4 +1,4 @@
-"""Room object fields as they change over a connection (client-api §10, §11, §14): heroes, live
+"""Room object fields as they change over a connection (docs/behaviour.md, "Room object", "Live updates"): heroes, live
 names/avatars/counts, DM avatars, upgrades and include_old_rooms, num_live, redacted state,
 subscription parameters, stripped per-user fields."""
 
@@ -34,7 +34,7 @@ def bodies(room):
     return [e["content"].get("body") for e in room.get("timeline", [])]
 
 
-# ---------------------------------------------------------------- heroes (§10, §11.3)
+# ---------------------------------------------------------------- heroes ("Heroes")
 
 def test_heroes_follow_membership_changes(proxy, alice):
     A = alice.user_id
@@ -145,7 +145,7 @@ def test_include_heroes_is_ored_across_sources(proxy, alice):
                               {"user_id": CAROL, "displayname": "Carol", "avatar_url": CAROL_PIC}]
 
 
-# ---------------------------------------------------------------- live name and counts (§10, §11.4)
+# ---------------------------------------------------------------- live name and counts ("Room names")
 
 def test_name_changes_are_sent_live(proxy, alice):
     A, B = alice.user_id, "@bob:localhost"
@@ -208,7 +208,7 @@ def test_dm_member_seen_again_in_the_timeline_is_named_by_displayname(proxy, ali
     assert fresh["rooms"][rid]["joined_count"] == 2
 
 
-# ---------------------------------------------------------------- avatars (§11.5, §11.6)
+# ---------------------------------------------------------------- avatars ("Avatars")
 
 def test_dm_avatars(proxy, alice):
     A, B = alice.user_id, "@bob:localhost"
@@ -296,7 +296,7 @@ def test_invitee_avatar_is_not_a_named_rooms_avatar(proxy, alice):
     assert (room["name"], room["joined_count"], room["invited_count"]) == ("Nice test room", 1, 1)
 
 
-# ---------------------------------------------------------------- upgrades and include_old_rooms (§11.9)
+# ------------------------------------------------------------ upgrades and include_old_rooms ("Old rooms and upgrades")
 
 def upgraded_create(creator, predecessor):
     return F.create(creator, predecessor=predecessor)
@@ -438,7 +438,7 @@ def test_include_old_rooms_of_a_list_and_a_subscription_are_combined(proxy, alic
                                                                    ("m.room.name", "")]
 
 
-# ---------------------------------------------------------------- num_live (§11.12)
+# ---------------------------------------------------------------- num_live ("num_live")
 
 def test_num_live_counts_live_events_only(proxy, alice):
     A = alice.user_id
@@ -478,7 +478,7 @@ def test_num_live_counts_live_events_only(proxy, alice):
     assert fresh["rooms"][r1]["timeline"] == msgs[-3:]
 
 
-# ---------------------------------------------------------------- redacted state (§11.1, §11.4)
+# ---------------------------------------------------------------- redacted state ("Timeline")
 
 def redaction_of(sender, ev):
     r = F.event("m.room.redaction", sender, {})
@@ -522,7 +522,7 @@ def test_redacted_state_changes_room_fields_live(proxy, alice):
     assert room["required_state"][0]["content"] == {"membership": "join"}
 
 
-# ---------------------------------------------------------------- subscriptions (§6.3, §7, §11.1)
+# ---------------------------------------------------------------- subscriptions ("Sticky parameters")
 
 def test_new_subscription_after_live_events_has_the_newest_events_in_order(proxy, alice):
     A = alice.user_id
@@ -652,7 +652,7 @@ def test_subscription_to_a_room_joined_later(proxy, alice):
     assert room["timeline"] == [msg]
 
 
-# ---------------------------------------------------------------- per-user fields (§11.1)
+# ---------------------------------------------------------------- per-user fields ("Timeline")
 
 def test_per_user_membership_fields_are_stripped(proxy, alice):
     A = alice.user_id
@@ -678,7 +678,7 @@ def test_per_user_membership_fields_are_stripped(proxy, alice):
     assert {k: v for k, v in got.items() if k != "unsigned"} == {k: v for k, v in only.items() if k != "unsigned"}
 
 
-# ---------------------------------------------------------------- names arriving in pieces (§11.4)
+# ---------------------------------------------------------------- names arriving in pieces ("Room names")
 
 def test_room_names_arriving_in_pieces(proxy, alice):
     A = alice.user_id

@@ -1,5 +1,6 @@
 """Room fields that follow the connection over time: lazily loaded members of later senders
-(client-api §11.2) and the room `timestamp` under bump_event_types (§11.7)."""
+(docs/behaviour.md, "Lazy members") and the room `timestamp` under bump_event_types
+("Timestamps")."""
 
 import fakehs as F
 

@@ -1,4 +1,5 @@
-"""room_subscriptions and unsubscribe_rooms (client-api §6.1, §6.3, §7, §15)."""
+"""room_subscriptions and unsubscribe_rooms (docs/behaviour.md, "Sticky parameters",
+"Processing order", "Membership and security")."""
 
 import pytest
 

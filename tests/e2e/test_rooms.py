@@ -1,4 +1,5 @@
-"""A new connection's first response: lists, ops, room objects (client-api §8–§12)."""
+"""A new connection's first response: lists, ops, room objects (docs/behaviour.md,
+"Request-driven ops", "Room object", "Sorts")."""
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_first_request_returns_rooms(proxy, alice, bob, three_rooms):
     assert "limited" not in room1 and "limited" not in room3
     assert room2["limited"] is True
     # b2 is not the first event of its chunk: no token is known that starts
-    # exactly before it, and one from before b1 would skip b1 (spec §11.1).
+    # exactly before it, and one from before b1 would skip b1 (docs/behaviour.md, "Timeline").
     assert "prev_batch" not in room2
     # required_state: exactly the requested entries, events as sent
     me_join = s1[1]

@@ -1,4 +1,5 @@
-"""What the walking-skeleton issue demands of storage (internals §2.4, §2.7, §3.4, §6.1):
+"""What the walking-skeleton issue demands of storage (docs/behaviour.md,
+"Processing one upstream response", "Ordering and de-duplication", "Storage"):
 asserted on what clients see and, where they cannot see it yet, on the database."""
 
 import json
@@ -204,7 +205,7 @@ def test_timeline_witnessing_room_creation_is_accepted(proxy, db, alice):
     resp = snapshot(proxy, alice, "c", limit=10)
     assert resp["lists"]["a"]["count"] == 1
     assert resp["rooms"][rid]["name"] == "Newborn"
-    # the timeline starts at alice's join (client-api §11.1), so the create is not in it
+    # the timeline starts at alice's join (docs/behaviour.md, "Timeline"), so the create is not in it
     assert timeline_ids(resp["rooms"][rid]) == [e["event_id"] for e in tl[1:]]
     alice.wait_idle()
     stored = events_of(db, rid)

@@ -1,5 +1,5 @@
 """unsigned.transaction_id reaches the device that sent an event, and only that device
-(client-api §11.1, internals §2.9): the stored copy is shared and has none."""
+(docs/behaviour.md, "Transaction IDs"): the stored copy is shared and has none."""
 
 import time
 

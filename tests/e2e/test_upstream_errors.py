@@ -1,5 +1,6 @@
 """Homeserver failures: network errors, 5xx, 429, bad bodies are retried with backoff;
-nothing is lost and client connections survive (internals §2.3, §2.4; issue: backoff)."""
+nothing is lost and client connections survive (docs/behaviour.md, "Upstream requests",
+"Processing one upstream response")."""
 
 import time
 

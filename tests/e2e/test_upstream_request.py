@@ -1,4 +1,5 @@
-"""The exact requests syncv3 makes to the homeserver (internals §2.2, §2.3, §2.5)."""
+"""The exact requests syncv3 makes to the homeserver (docs/behaviour.md,
+"Upstream requests", "Pollers and new connections")."""
 
 import time
 

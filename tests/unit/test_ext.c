@@ -1,4 +1,4 @@
-/* Unit tests for src/sync/ext: the extensions' sticky parameters (§6.3, §16). */
+/* Unit tests for src/sync/ext: the extensions' sticky parameters (docs/behaviour.md, "Extensions"). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,6 @@
-/* Unit tests for src/sync/ranges, list and ops: the worked examples of spec
- * §9.1 / §9.2 and a randomised property test against client models. */
+/* Unit tests for src/sync/ranges, list and ops: the worked examples of
+ * docs/behaviour.md ("Request-driven ops", "Live ops") and a randomised
+ * property test against client models. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -370,7 +371,7 @@ static void test_sort_names(void **state)
     assert_string_equal(sync_sort_name(SYNC_SORT_BY_HIGHLIGHT_COUNT), "by_highlight_count");
 }
 
-/* ---- request-driven ops (§9.1) ---- */
+/* ---- request-driven ops (docs/behaviour.md, "Request-driven ops") ---- */
 
 static void test_new_list_sync(void **state)
 {
@@ -458,7 +459,7 @@ static void test_all_rooms(void **state)
     ex_release(&e);
 }
 
-/* ---- live ops: the table of §9.2 ---- */
+/* ---- live ops: the examples of docs/behaviour.md, "Live ops" ---- */
 
 static void test_live_add_to_empty(void **state)
 {

@@ -486,6 +486,7 @@ static void test_query_and_results(void **state)
     assert_string_equal(r0->device_id, "DEV1");
     assert_string_equal(r0->since, "");
     assert_string_equal(r0->next_batch, "b1");
+    assert_string_equal(r0->token_hash, "hashA");
     assert_true(r0->initial);
     assert_true(r0->first);
     assert_false(r0->to_device_only);
@@ -681,6 +682,68 @@ static void test_stop_and_free_with_outstanding(void **state)
     env_stop(&e, 1);
 }
 
+/* Answers of poller_set_whoami. */
+struct who_rx {
+    pthread_mutex_t mu; /* guards the rest */
+    int n;              /* answers so far */
+    int status[8];      /* by the index passed as ud */
+    char *user[8];      /* user_id of OK answers */
+    int calls[8];       /* times each callback ran */
+};
+
+struct who_arg {
+    struct who_rx *rx; /* where to record */
+    int i;             /* which call */
+};
+
+static void on_who(void *ud, int status, const char *user_id, const char *device_id, const char *err)
+{
+    struct who_arg *a = ud;
+    pthread_mutex_lock(&a->rx->mu);
+    a->rx->status[a->i] = status;
+    a->rx->user[a->i] = user_id ? xasprintf("%s/%s", user_id, device_id) : NULL;
+    a->rx->calls[a->i]++;
+    a->rx->n++;
+    pthread_mutex_unlock(&a->rx->mu);
+    assert_true(status == HSCLIENT_OK ? err == NULL : err != NULL);
+}
+
+static void test_whoami_on_the_poller_thread(void **state)
+{
+    struct env e;
+    env_start(&e, false, NULL);
+    struct who_rx rx = {0};
+    pthread_mutex_init(&rx.mu, NULL);
+    const char *tokens[] = {"good", "bad", "other", "nodev"};
+    struct who_arg args[5];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (struct who_arg){&rx, i};
+        poller_set_whoami(e.s, tokens[i], on_who, &args[i]);
+    }
+    int64_t deadline = clock_mono_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&rx.mu);
+        int n = rx.n;
+        pthread_mutex_unlock(&rx.mu);
+        if (n == 4) break;
+        if (clock_mono_ms() > deadline) fail_msg("%d whoami answers, want 4", n);
+        usleep(2000);
+    }
+    assert_int_equal(rx.status[0], HSCLIENT_OK);
+    assert_string_equal(rx.user[0], "@alice:test/DEV1");
+    assert_int_equal(rx.status[1], HSCLIENT_UNAUTHORIZED);
+    assert_int_equal(rx.status[2], HSCLIENT_FAILED);
+    assert_int_equal(rx.status[3], HSCLIENT_FAILED);
+    assert_null(rx.user[3]);
+    /* One asked just before the set stops still gets exactly one answer. */
+    args[4] = (struct who_arg){&rx, 4};
+    poller_set_whoami(e.s, "good", on_who, &args[4]);
+    env_stop(&e, 0);
+    for (int i = 0; i < 5; i++) assert_int_equal(rx.calls[i], 1);
+    for (int i = 0; i < 5; i++) free(rx.user[i]);
+    pthread_mutex_destroy(&rx.mu);
+}
+
 static void test_hsclient(void **state)
 {
     struct fake *f = fake_start(false);
@@ -799,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_retries_and_backoff),
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_stop_and_free_with_outstanding),
+        cmocka_unit_test(test_whoami_on_the_poller_thread),
         cmocka_unit_test(test_hsclient),
         cmocka_unit_test(test_hsclient_threads),
         cmocka_unit_test(test_unix_socket),

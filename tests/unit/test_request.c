@@ -1,4 +1,4 @@
-/* Unit tests for src/sync/request: parsing, validation, merge (§3, §6). */
+/* Unit tests for src/sync/request: parsing, validation, merge (docs/behaviour.md, "Request parsing"). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

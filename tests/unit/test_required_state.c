@@ -1,4 +1,4 @@
-/* Unit tests for src/sync/required_state (§11.2). */
+/* Unit tests for src/sync/required_state (docs/behaviour.md, "required_state"). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

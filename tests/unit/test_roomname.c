@@ -1,4 +1,4 @@
-/* Unit tests for src/sync/roomname: computed names (§11.4), by_name keys (§12). */
+/* Unit tests for src/sync/roomname: computed names, by_name keys (docs/behaviour.md, "Room names", "Sorts"). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
