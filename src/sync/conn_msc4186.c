@@ -8,15 +8,15 @@
  * state of the connection's view then. A room that comes back into a window
  * with both unchanged is not sent again: the client has it. */
 struct m4186_sent {
-    char *room_id;          /* owned; hash key */
-    char *params;           /* the parameters, as a canonical string (owned) */
-    int64_t latest_nid;     /* the room's newest event then */
-    int64_t notif;          /* unread counts then */
-    int64_t highlight;      /* and highlights */
-    bool invite;            /* was an invite */
-    int64_t invite_ts;      /* when the invite arrived */
-    bool is_dm;             /* was a DM */
-    UT_hash_handle hh;      /* in conn.m4186_sent */
+    char *room_id;      /* owned; hash key */
+    char *params;       /* the parameters, as a canonical string (owned) */
+    int64_t latest_nid; /* the room's newest event then */
+    int64_t notif;      /* unread counts then */
+    int64_t highlight;  /* and highlights */
+    bool invite;        /* was an invite */
+    int64_t invite_ts;  /* when the invite arrived */
+    bool is_dm;         /* was a DM */
+    UT_hash_handle hh;  /* in conn.m4186_sent */
 };
 
 void conn_msc4186_release(struct conn *c)
@@ -242,8 +242,8 @@ static void write_lists(struct conn *c, struct buf *b)
         if (rl->ranges.n) buf_puts(b, ",\"ops\":[");
         for (size_t i = 0; i < rl->ranges.n; i++) {
             const struct sync_range *r = &rl->ranges.v[i];
-            buf_printf(b, "%s{\"op\":\"SYNC\",\"range\":[%lld,%lld],\"room_ids\":[", i ? "," : "",
-                       (long long)r->start, (long long)r->end);
+            buf_printf(b, "%s{\"op\":\"SYNC\",\"range\":[%lld,%lld],\"room_ids\":[", i ? "," : "", (long long)r->start,
+                       (long long)r->end);
             for (int64_t k = r->start; k <= r->end && k < count; k++) {
                 const char *rid = sync_list_room_at(cl->l, k);
                 if (k > r->start) buf_putc(b, ',');

@@ -134,8 +134,7 @@ static void write_required_state(struct writer *w, const struct resp_room *r, st
     room_write_events(w->b, r->state.events, (size_t)r->state.n, extra, n_extra, NULL);
 }
 
-static void write_snapshot(struct writer *w, const char *user_id, const struct resp_room *r,
-                           const struct store_room *m)
+static void write_snapshot(struct writer *w, const char *user_id, const struct resp_room *r, const struct store_room *m)
 {
     if (m) {
         put_str(w, "name", m->name);
@@ -191,8 +190,8 @@ static void write_live(struct writer *w, const char *user_id, const struct resp_
     }
 }
 
-void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r,
-                        struct event *const *live_state, size_t n_live_state, bool dm_changed)
+void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r, struct event *const *live_state,
+                        size_t n_live_state, bool dm_changed)
 {
     struct writer w = {b, true};
     buf_putc(b, '{');

@@ -27,7 +27,7 @@
  * borrowed) are r's live state events that match the room's required_state;
  * they go into `required_state` after r->state (lazily loaded members).
  * dm_changed: a live update says `is_dm` (true or false) as it is now. */
-void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r,
-                        struct event *const *live_state, size_t n_live_state, bool dm_changed);
+void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r, struct event *const *live_state,
+                        size_t n_live_state, bool dm_changed);
 
 #endif

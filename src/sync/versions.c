@@ -13,11 +13,11 @@
 #define MSC4186_FEATURE "org.matrix.simplified_msc3575"
 
 struct versions {
-    struct hsclient *hs;   /* the homeserver (borrowed) */
-    pthread_mutex_t mu;    /* guards the fields below */
-    char *body;            /* the last answer as served (owned), or NULL */
-    size_t len;            /* its bytes */
-    int64_t fetched_ms;    /* monotonic time it was fetched */
+    struct hsclient *hs; /* the homeserver (borrowed) */
+    pthread_mutex_t mu;  /* guards the fields below */
+    char *body;          /* the last answer as served (owned), or NULL */
+    size_t len;          /* its bytes */
+    int64_t fetched_ms;  /* monotonic time it was fetched */
 };
 
 struct versions *versions_new(struct hsclient *hs)

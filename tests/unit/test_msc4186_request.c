@@ -31,8 +31,7 @@ static void test_every_field_explicit(void **state)
     assert_true(json_is_object(json_object_get(l, "filters")));
     assert_int_equal(json_integer_value(json_object_get(l, "timeline_limit")), 3);
     assert_string_equal(json_string_value(json_array_get(json_object_get(l, "sort"), 0)), "by_recency");
-    assert_string_equal(json_string_value(json_array_get(json_object_get(l, "bump_event_types"), 1)),
-                        "m.room.message");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(l, "bump_event_types"), 1)), "m.room.message");
     json_t *s = json_object_get(json_object_get(t, "room_subscriptions"), "!r:x");
     assert_int_equal(json_integer_value(json_object_get(s, "timeline_limit")), 0);
     json_t *ext = json_object_get(t, "extensions");
@@ -105,8 +104,13 @@ static void test_parse_prefixes_conn_id_and_rejects(void **state)
     assert_non_null(t);
     json_decref(t);
     sync_req_release(&r);
-    const char *bad[] = {"[]", "nope", "{\"lists\":[]}", "{\"room_subscriptions\":5}", "{\"extensions\":[]}",
-                         "{\"lists\":{\"a\":{\"ranges\":\"x\"}}}", "{\"lists\":{\"a\":{\"ranges\":[[2,1]]}}}"};
+    const char *bad[] = {"[]",
+                         "nope",
+                         "{\"lists\":[]}",
+                         "{\"room_subscriptions\":5}",
+                         "{\"extensions\":[]}",
+                         "{\"lists\":{\"a\":{\"ranges\":\"x\"}}}",
+                         "{\"lists\":{\"a\":{\"ranges\":[[2,1]]}}}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_not_equal(msc4186_req_parse(&r, &t, bad[i], strlen(bad[i]), &err), 0);
         assert_null(t);
@@ -117,12 +121,9 @@ static void test_parse_prefixes_conn_id_and_rejects(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_field_explicit),
-        cmocka_unit_test(test_msc3575_fields_dropped),
-        cmocka_unit_test(test_all_state_wins),
-        cmocka_unit_test(test_final_text_spellings),
-        cmocka_unit_test(test_extension_defaults),
-        cmocka_unit_test(test_parse_prefixes_conn_id_and_rejects),
+        cmocka_unit_test(test_every_field_explicit), cmocka_unit_test(test_msc3575_fields_dropped),
+        cmocka_unit_test(test_all_state_wins),       cmocka_unit_test(test_final_text_spellings),
+        cmocka_unit_test(test_extension_defaults),   cmocka_unit_test(test_parse_prefixes_conn_id_and_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
