@@ -1,5 +1,6 @@
 """The bodies Element X (matrix-rust-sdk) and Element Web (matrix-js-sdk) send, as they send
-them, answered in the shape they read."""
+them, answered in the shape they read.
+(docs/behaviour.md, "Simplified sliding sync")"""
 
 import pytest
 

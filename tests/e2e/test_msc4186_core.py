@@ -1,5 +1,6 @@
 """MSC4186 (simplified sliding sync): the endpoint, pos/timeout in the query, nothing
-sticky, per-room deltas, SYNC ops with room_ids, room fields."""
+sticky, per-room deltas, SYNC ops with room_ids, room fields.
+(docs/behaviour.md, "Simplified sliding sync")"""
 
 import pytest
 

@@ -1,5 +1,6 @@
 """MSC4186 errors: positions the server cannot use, rejected tokens, bad bodies — always a
-Matrix error, never a crash."""
+Matrix error, never a crash.
+(docs/behaviour.md, "Simplified sliding sync")"""
 
 import pytest
 

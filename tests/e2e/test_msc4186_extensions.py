@@ -1,6 +1,7 @@
 """MSC4186 extensions: to_device (since = the last next_batch, delivered until acknowledged),
 e2ee, account_data, typing and receipts scoped by lists/rooms, and the extensions-only
-connection Element X uses for encryption."""
+connection Element X uses for encryption.
+(docs/behaviour.md, "Simplified sliding sync")"""
 
 import time
 

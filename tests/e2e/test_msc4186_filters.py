@@ -1,4 +1,5 @@
-"""MSC4186 list filters, with its empty-list rules, and order by recency."""
+"""MSC4186 list filters, with its empty-list rules, and order by recency.
+(docs/behaviour.md, "Simplified sliding sync")"""
 
 import pytest
 

@@ -1,5 +1,6 @@
 """MSC4186 room objects: name/avatar/heroes, invites, is_dm, required_state special values,
-bump_stamp, and never a wrongly typed field from hostile state."""
+bump_stamp, and never a wrongly typed field from hostile state.
+(docs/behaviour.md, "Simplified sliding sync")"""
 
 import fakehs as F
 from helpers import SimplifiedSync

@@ -1,5 +1,6 @@
 """GET /_matrix/client/versions: the homeserver's answer with simplified sliding sync
-advertised, cached briefly; a clear 502 when the homeserver cannot say."""
+advertised, cached briefly; a clear 502 when the homeserver cannot say.
+(docs/behaviour.md, "Endpoints")"""
 
 from helpers import http_request
 
