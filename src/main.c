@@ -25,6 +25,7 @@
 #include "store/db.h"
 #include "store/migrate.h"
 #include "sync/api.h"
+#include "sync/versions.h"
 #include "upstream/hsclient.h"
 #include "upstream/poller.h"
 
@@ -35,9 +36,10 @@ struct server {
     struct db_pool *db;          /* PostgreSQL pool */
     struct cache *cache;         /* room and user caches */
     struct ingest *ingest;       /* the ingest thread */
-    struct hsclient *hs;         /* homeserver client for the start-up /versions check */
+    struct hsclient *hs;         /* homeserver client: the start-up check, clients' /versions */
     struct poller_set *pollers;  /* the poller thread */
     struct sync_api *api;        /* the sliding sync API */
+    struct versions *versions;   /* GET /_matrix/client/versions with our feature flag */
     struct http_server *http;    /* client-facing listener */
     struct prom_server *prom;    /* metrics listener, or NULL */
     struct pprof_server *pprof;  /* profiling listener, or NULL */
@@ -162,6 +164,7 @@ static void shutdown_all(struct server *s)
     poller_set_free(s->pollers);
     ingest_free(s->ingest);
     sync_api_free(s->api);
+    versions_free(s->versions);
     hsclient_free(s->hs);
     cache_free(s->cache);
     db_pool_free(s->db);
@@ -277,11 +280,14 @@ int main(int argc, char **argv)
     struct sync_api_deps deps = {&s.cfg, s.db, s.cache, s.ingest, s.pollers, s.metrics};
     sync_api_new(&s.api, &deps);
     fanout.api = s.api;
+    s.versions = versions_new(s.hs);
 
     struct http_route routes[] = {
         {"/_matrix/client/unstable/org.matrix.msc3575/sync", "POST", sync_api_handle, s.api},
         {"/_matrix/client/v3/sync", "POST", sync_api_handle, s.api},
+        {"/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", "POST", sync_api_handle_msc4186, s.api},
         {"/client/server.json", "GET", sync_api_server_json, s.api},
+        {"/_matrix/client/versions", "GET", versions_handle, s.versions},
     };
     struct http_listen_opts lo;
     http_listen_opts_from_config(&lo, &s.cfg);

@@ -119,10 +119,13 @@ int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct st
     if (!r) goto out;
     /* Heroes: the earliest members of the current join/invite runs, so a
      * profile change or a newer member never reorders them. Only the six
-     * chosen member events are read. */
+     * chosen member events are read; a profile field that is not a string
+     * counts as unset. */
     h = db_exec(c, err,
-                "SELECT x.room_id, x.state_key, e.event::json->'content'->>'displayname', "
-                "e.event::json->'content'->>'avatar_url' FROM (SELECT s.room_id, s.state_key, s.event_nid, "
+                "SELECT x.room_id, x.state_key, CASE WHEN json_typeof(e.event::json->'content'->'displayname') = "
+                "'string' THEN e.event::json->'content'->>'displayname' END, CASE WHEN "
+                "json_typeof(e.event::json->'content'->'avatar_url') = 'string' THEN "
+                "e.event::json->'content'->>'avatar_url' END FROM (SELECT s.room_id, s.state_key, s.event_nid, "
                 "row_number() OVER (PARTITION BY s.room_id ORDER BY COALESCE(s.member_since, s.start_nid), "
                 "s.state_key) AS rn FROM syncv3_room_state s WHERE s.room_id = ANY($1::text[]) AND "
                 "s.event_type = 'm.room.member' AND s.end_nid IS NULL AND s.membership IN ('join', 'invite')) x "

@@ -16,7 +16,9 @@
 #include "obs/trace.h"
 #include "sync/auth.h"
 #include "sync/conn.h"
+#include "sync/conn_msc4186.h"
 #include "sync/ext.h"
+#include "sync/msc4186_request.h"
 #include "sync/request.h"
 #include "sync/waitlist.h"
 
@@ -68,6 +70,7 @@ struct req_state {
     int64_t cancels_at_park;       /* conn_cancels when parked */
     struct http_req *http;         /* the request this state belongs to (outlives it) */
     struct trace_ctx trace;        /* the request's span (zero when not traced) */
+    json_t *msc4186;               /* MSC4186 request: its translated body, else NULL */
 };
 
 /* The request's span, recorded when the request ends: who, what it asked,
@@ -111,6 +114,7 @@ static void req_state_free(void *p)
     auth_req_release(&s->auth);
     sync_req_release(&s->req);
     free(s->canonical);
+    json_decref(s->msc4186);
     conn_resp_free(s->resp);
     conn_unref(s->conn);
     conn_unref(s->replaced);
@@ -314,13 +318,20 @@ static enum http_action compute(struct sync_api *api, struct http_req *req, stru
     }
 }
 
+/* The request applied to the locked connection, in its dialect. */
+static int apply_request(struct req_state *s, char **err)
+{
+    if (s->msc4186) return conn_msc4186_apply(s->conn, s->msc4186, s->resp, err);
+    return conn_apply_request(s->conn, &s->req, s->resp, err);
+}
+
 /* Applies the request to the locked connection into a fresh response. On
  * failure answers, unlocks and returns -1. */
 static int apply(struct http_req *req, struct req_state *s)
 {
     s->resp = conn_resp_new();
     char *err = NULL;
-    if (conn_apply_request(s->conn, &s->req, s->resp, &err) == 0) return 0;
+    if (apply_request(s, &err) == 0) return 0;
     conn_unlock(s->conn);
     LOG_ERROR("api", "%s: %s", s->auth.user_id, err);
     free(err);
@@ -445,7 +456,7 @@ static enum http_action continue_connection(struct sync_api *api, struct http_re
         if (!same) {
             s->resp = conn_resp_new();
             char *err = NULL;
-            if (conn_apply_request(s->conn, &s->req, s->resp, &err) == 0) {
+            if (apply_request(s, &err) == 0) {
                 conn_drain(s->conn, s->resp, DRAIN_MAX);
                 size_t blen;
                 char *body = conn_finish(s->conn, s->resp, s->req.txn_id, s->pos, s->canonical, &blen, &err);
@@ -483,7 +494,7 @@ static enum http_action authenticate(struct sync_api *api, struct http_req *req,
     return start_connection(api, req, s);
 }
 
-static enum http_action first_call(struct sync_api *api, struct http_req *req)
+static enum http_action first_call(struct sync_api *api, struct http_req *req, bool msc4186)
 {
     struct req_state *s = xcalloc(1, sizeof *s);
     s->api = api;
@@ -495,12 +506,13 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
 
     const char *pos = http_req_query(req, "pos");
     const char *timeout = http_req_query(req, "timeout");
-    s->timeout_ms = DEFAULT_TIMEOUT_MS;
+    /* MSC4186: no timeout answers at once. */
+    s->timeout_ms = msc4186 ? 0 : DEFAULT_TIMEOUT_MS;
     if (timeout && !parse_i64(timeout, &s->timeout_ms)) {
         http_req_respond_error(req, 400, "M_INVALID_PARAM", "invalid timeout: must be an integer (milliseconds)");
         return HTTP_DONE;
     }
-    if (s->timeout_ms < MIN_TIMEOUT_MS) s->timeout_ms = MIN_TIMEOUT_MS;
+    if (s->timeout_ms < (msc4186 ? 0 : MIN_TIMEOUT_MS)) s->timeout_ms = msc4186 ? 0 : MIN_TIMEOUT_MS;
     if (s->timeout_ms > 24LL * 3600 * 1000) s->timeout_ms = 24LL * 3600 * 1000;
     if (pos && *pos) {
         if (!parse_i64(pos, &s->pos) || s->pos < 0) {
@@ -511,7 +523,8 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
     }
     struct slice body = http_req_body(req);
     struct sync_req_error perr = {0};
-    if (sync_req_parse(&s->req, body.p, body.len, &perr) != 0) {
+    if ((msc4186 ? msc4186_req_parse(&s->req, &s->msc4186, body.p, body.len, &perr)
+                 : sync_req_parse(&s->req, body.p, body.len, &perr)) != 0) {
         http_req_respond_error(req, 400, sync_req_errcode(perr.code), "%s", perr.message);
         return HTTP_DONE;
     }
@@ -532,11 +545,11 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req)
     return authenticate(api, req, s);
 }
 
-enum http_action sync_api_handle(void *ud, struct http_req *req)
+static enum http_action handle(void *ud, struct http_req *req, bool msc4186)
 {
     struct sync_api *api = ud;
     struct req_state *s = http_req_state(req);
-    if (!s) return first_call(api, req);
+    if (!s) return first_call(api, req, msc4186);
     count_parked(s, PH_START);
     switch (s->phase) {
     case PH_AUTH: return authenticate(api, req, s);
@@ -550,6 +563,16 @@ enum http_action sync_api_handle(void *ud, struct http_req *req)
     }
     http_req_respond_error(req, 500, "M_UNKNOWN", "internal error");
     return HTTP_DONE;
+}
+
+enum http_action sync_api_handle(void *ud, struct http_req *req)
+{
+    return handle(ud, req, false);
+}
+
+enum http_action sync_api_handle_msc4186(void *ud, struct http_req *req)
+{
+    return handle(ud, req, true);
 }
 
 enum http_action sync_api_server_json(void *ud, struct http_req *req)

@@ -48,6 +48,9 @@ void sync_api_tick(struct sync_api *api);
 
 /* Route handlers. */
 enum http_action sync_api_handle(void *api, struct http_req *req);
+/* MSC4186 (simplified sliding sync): pos and timeout in the query, nothing
+ * sticky, responses in its shape; its connections are apart from MSC3575's. */
+enum http_action sync_api_handle_msc4186(void *api, struct http_req *req);
 enum http_action sync_api_server_json(void *api, struct http_req *req);
 
 #endif

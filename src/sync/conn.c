@@ -101,6 +101,7 @@ static void conn_destroy(struct conn *c)
     for (int i = 0; i < c->n_buffered; i++) free(c->buffered[i].body);
     sync_req_release(&c->muxed);
     ext_state_release(&c->ext);
+    conn_msc4186_release(c);
     free(c->last_req_body);
     pthread_mutex_destroy(&c->req_lock);
     pthread_mutex_destroy(&c->q_lock);

@@ -1,4 +1,5 @@
 #include "sync/conn_priv.h"
+#include "sync/conn_msc4186.h"
 
 /* ---- finishing ---- */
 
@@ -192,6 +193,41 @@ static void merge_live(struct resp_room *rr)
     rr->n_live = 0;
 }
 
+/* The MSC3575 "lists" and "rooms" members. */
+static void write_lists_rooms(struct conn *c, struct conn_resp *resp, struct buf *b)
+{
+    struct resp_room *rr, *rt;
+    buf_puts(b, "\"lists\":{");
+    bool first = true;
+    for (struct sync_req_list *rl = c->muxed.lists; rl; rl = rl->hh.next) {
+        struct clist *cl;
+        HASH_FIND_STR(c->lists, rl->key, cl);
+        if (!cl) continue;
+        if (!first) buf_putc(b, ',');
+        first = false;
+        buf_json_str(b, rl->key, strlen(rl->key));
+        buf_printf(b, ":{\"count\":%zu", sync_list_count(cl->l));
+        struct resp_list *ol;
+        HASH_FIND_STR(resp->lists, rl->key, ol);
+        if (ol && ol->ops.n) {
+            buf_puts(b, ",\"ops\":");
+            sync_ops_to_json(&ol->ops, b);
+        }
+        buf_putc(b, '}');
+    }
+    buf_puts(b, "},\"rooms\":{");
+    first = true;
+    HASH_ITER(hh, resp->rooms, rr, rt)
+    {
+        if (!first) buf_putc(b, ',');
+        first = false;
+        buf_json_str(b, rr->room_id, strlen(rr->room_id));
+        buf_putc(b, ':');
+        room_write_json(b, c->user_id, rr);
+    }
+    buf_putc(b, '}');
+}
+
 char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, int64_t req_pos,
                   const char *canonical_body, size_t *len, char **err)
 {
@@ -298,36 +334,13 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         }
     }
     struct buf b = BUF_INIT;
-    buf_puts(&b, "{\"lists\":{");
-    bool first = true;
-    for (struct sync_req_list *rl = c->muxed.lists; rl; rl = rl->hh.next) {
-        struct clist *cl;
-        HASH_FIND_STR(c->lists, rl->key, cl);
-        if (!cl) continue;
-        if (!first) buf_putc(&b, ',');
-        first = false;
-        buf_json_str(&b, rl->key, strlen(rl->key));
-        buf_printf(&b, ":{\"count\":%zu", sync_list_count(cl->l));
-        struct resp_list *ol;
-        HASH_FIND_STR(resp->lists, rl->key, ol);
-        if (ol && ol->ops.n) {
-            buf_puts(&b, ",\"ops\":");
-            sync_ops_to_json(&ol->ops, &b);
-        }
-        buf_putc(&b, '}');
-    }
-    buf_puts(&b, "},\"rooms\":{");
-    first = true;
-    HASH_ITER(hh, resp->rooms, rr, rt)
-    {
-        if (!first) buf_putc(&b, ',');
-        first = false;
-        buf_json_str(&b, rr->room_id, strlen(rr->room_id));
-        buf_putc(&b, ':');
-        room_write_json(&b, c->user_id, rr);
-    }
+    buf_putc(&b, '{');
+    if (c->msc4186)
+        conn_msc4186_write(c, resp, &b);
+    else
+        write_lists_rooms(c, resp, &b);
     int64_t pos = ++c->next_pos;
-    buf_puts(&b, "},\"extensions\":");
+    buf_puts(&b, ",\"extensions\":");
     ext_resp_write(&b, &c->ext, resp->ext);
     buf_printf(&b, ",\"pos\":\"%lld\"", (long long)pos);
     if (txn_id && *txn_id) {

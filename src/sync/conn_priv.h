@@ -84,6 +84,8 @@ struct conn {
     pthread_mutex_t req_lock;      /* serialises requests of this connection */
     /* --- under req_lock --- */
     bool loaded;                   /* the user's rooms were loaded and the listener registered */
+    bool msc4186;                  /* speaks MSC4186: nothing sticky, responses in its shape */
+    struct m4186_sent *m4186_sent; /* MSC4186: what each room was last sent as (conn_msc4186.c) */
     struct sync_req muxed;         /* sticky request state */
     struct ext_state ext;          /* the extensions' sticky state */
     struct clist *lists;           /* key -> sorted rooms */
@@ -152,6 +154,11 @@ struct conn_resp {
 /* How long a response waits for the sender device's own sync to show an
  * event's transaction ID (docs/behaviour.md, "Transaction IDs"). */
 #define CONN_TXN_WAIT_MS 1000
+
+/* ---- conn_msc4186.c ---- */
+
+/* Frees what an MSC4186 connection remembers of the rooms it sent. */
+void conn_msc4186_release(struct conn *c);
 
 /* ---- conn.c ---- */
 

@@ -374,8 +374,8 @@ static void write_event(struct buf *b, const struct event *ev, const struct resp
     buf_append(b, ev->json, ev->json_len);
 }
 
-static void write_events(struct buf *b, struct event *const *evs, size_t n, struct event *const *more, size_t n_more,
-                         const struct resp_room *r)
+void room_write_events(struct buf *b, struct event *const *evs, size_t n, struct event *const *more, size_t n_more,
+                       const struct resp_room *r)
 {
     buf_putc(b, '[');
     size_t k = 0;
@@ -477,7 +477,7 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         if (r->params.include_heroes) write_heroes(b, user_id, m);
         if (r->state.n) {
             buf_puts(b, ",\"required_state\":");
-            write_events(b, r->state.events, (size_t)r->state.n, NULL, 0, NULL);
+            room_write_events(b, r->state.events, (size_t)r->state.n, NULL, 0, NULL);
         }
     }
     if (!r->snapshot) {
@@ -489,7 +489,7 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
         if (r->state.n) {
             buf_printf(b, "%s\"required_state\":", f ? "" : ",");
             f = false;
-            write_events(b, r->state.events, (size_t)r->state.n, NULL, 0, NULL);
+            room_write_events(b, r->state.events, (size_t)r->state.n, NULL, 0, NULL);
         }
     }
     /* A snapshot already holds its live events (it was loaded after them). */
@@ -498,7 +498,7 @@ void room_write_json(struct buf *b, const char *user_id, const struct resp_room 
     if (n_tl + n_live) {
         buf_printf(b, "%s\"timeline\":", f ? "" : ",");
         f = false;
-        write_events(b, r->tl.events, n_tl, r->live, n_live, r);
+        room_write_events(b, r->tl.events, n_tl, r->live, n_live, r);
     }
     int64_t notif = r->ur ? r->ur->notif : 0, highlight = r->ur ? r->ur->highlight : 0;
     key_int(b, &f, "notification_count", notif);

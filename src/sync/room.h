@@ -74,6 +74,11 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
  * appending them to its state (one round trip). Returns 0 or -1. */
 int room_load_lazy(PGconn *c, int64_t pos, struct resp_room *rooms, char **err);
 
+/* Appends a JSON array of the events evs then more (either may be empty),
+ * each as stored or with the transaction ID r holds for it (r may be NULL). */
+void room_write_events(struct buf *b, struct event *const *evs, size_t n, struct event *const *more, size_t n_more,
+                       const struct resp_room *r);
+
 /* Appends the JSON object of r to b. */
 void room_write_json(struct buf *b, const char *user_id, const struct resp_room *r);
 

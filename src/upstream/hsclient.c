@@ -195,34 +195,45 @@ int hsclient_versions(struct hsclient *c, char **err)
 
 int hsclient_versions_list(struct hsclient *c, char **versions, char **err)
 {
-    int rc = HSCLIENT_FAILED;
-    char *msg = NULL;
-    long status = 0;
-    json_t *body = NULL;
-    if (err) *err = NULL;
     if (versions) *versions = NULL;
-    if (get_json(c, "/_matrix/client/versions", NULL, &status, &body, &msg) < 0) goto out;
-    if (status != 200) {
-        msg = xasprintf("HTTP %ld from /versions", status);
-        goto out;
-    }
-    json_t *arr = json_object_get(body, "versions");
-    if (!json_is_array(arr)) {
-        msg = xstrdup("/versions response has no \"versions\" array");
-        goto out;
-    }
-    if (versions) {
+    json_t *body = NULL;
+    int rc = hsclient_versions_get(c, &body, err);
+    if (rc == HSCLIENT_OK && versions) {
         struct buf b = BUF_INIT;
         size_t i;
         json_t *v;
-        json_array_foreach (arr, i, v) {
+        json_array_foreach (json_object_get(body, "versions"), i, v) {
             if (!json_is_string(v)) continue;
             if (b.len) buf_putc(&b, ' ');
             buf_puts(&b, json_string_value(v));
         }
         *versions = buf_detach(&b, NULL);
+        if (!*versions) *versions = xstrdup("");
+    }
+    json_decref(body);
+    return rc;
+}
+
+int hsclient_versions_get(struct hsclient *c, json_t **out, char **err)
+{
+    int rc = HSCLIENT_FAILED;
+    char *msg = NULL;
+    long status = 0;
+    json_t *body = NULL;
+    *out = NULL;
+    if (err) *err = NULL;
+    if (get_json(c, "/_matrix/client/versions", NULL, &status, &body, &msg) < 0) goto out;
+    if (status != 200) {
+        msg = xasprintf("HTTP %ld from /versions", status);
+        goto out;
+    }
+    if (!json_is_array(json_object_get(body, "versions"))) {
+        msg = xstrdup("/versions response has no \"versions\" array");
+        goto out;
     }
     rc = HSCLIENT_OK;
+    *out = body;
+    body = NULL;
 out:
     json_decref(body);
     if (msg) set_err(err, msg);

@@ -16,6 +16,7 @@
 #define SYNCV3_UPSTREAM_HSCLIENT_H
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <stddef.h>
 
 #include "base/buf.h"
@@ -51,6 +52,9 @@ int hsclient_versions(struct hsclient *c, char **err);
 /* The same, and on success *versions (if non-NULL) is a heap string of the
  * advertised versions separated by spaces ("" when none). */
 int hsclient_versions_list(struct hsclient *c, char **versions, char **err);
+/* The same call, keeping the answer: on HSCLIENT_OK *out is the homeserver's
+ * JSON object (a new reference for the caller to json_decref), else NULL. */
+int hsclient_versions_get(struct hsclient *c, json_t **out, char **err);
 
 /* GET /_matrix/client/v3/account/whoami with token.
  * HSCLIENT_OK: *user_id and *device_id are heap strings (free()).

@@ -23,6 +23,7 @@ from pgtmp import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SS_PATH = "/_matrix/client/unstable/org.matrix.msc3575/sync"
+SSS_PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 V3_SYNC_PATH = "/_matrix/client/v3/sync"
 DEFAULT_SECRET = "e2e-test-secret-0123456789abcdef0123456789abcdef"
 
@@ -308,6 +309,21 @@ class SlidingSync:
 
     def reset(self):
         self.pos = None
+
+
+class SimplifiedSync(SlidingSync):
+    """A client of the MSC4186 path: pos and timeout in the query, every request in full.
+    sync() checks each 200 answer against the ruma v5 response types."""
+
+    def __init__(self, proxy, token, path=SSS_PATH):
+        super().__init__(proxy, token, path)
+
+    def sync(self, body=None, timeout=0, expect=200, **kw):
+        resp = super().sync(body, timeout=timeout, expect=expect, **kw)
+        if expect == 200:
+            import msc4186_shape
+            msc4186_shape.check_response(resp)
+        return resp
 
 
 class User:

@@ -1,0 +1,25 @@
+/* GET /_matrix/client/versions for clients: the homeserver's own answer
+ * passed through, with unstable_features["org.matrix.simplified_msc3575"]
+ * set, so that clients (matrix-rust-sdk, matrix-js-sdk) discover that
+ * simplified sliding sync is served here. The answer is kept for
+ * VERSIONS_CACHE_MS; when the homeserver cannot be asked, clients get 502
+ * M_UNKNOWN. Thread-safe. */
+#ifndef SYNCV3_SYNC_VERSIONS_H
+#define SYNCV3_SYNC_VERSIONS_H
+
+#include "http/server.h"
+
+struct hsclient;
+struct versions;
+
+/* How long an answer from the homeserver is reused. */
+#define VERSIONS_CACHE_MS 60000
+
+/* hs is borrowed and must outlive the object. */
+struct versions *versions_new(struct hsclient *hs);
+void versions_free(struct versions *v);
+
+/* Route handler (ud: the struct versions). */
+enum http_action versions_handle(void *ud, struct http_req *req);
+
+#endif

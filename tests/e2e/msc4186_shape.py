@@ -1,0 +1,148 @@
+"""The MSC4186 response types as matrix-rust-sdk deserialises them (ruma's sync v5
+`Response`): mandatory fields and value types. check_response(resp) raises
+AssertionError naming the first offending path."""
+
+import re
+
+UINT_MAX = 2 ** 53 - 1
+ROOM_ID = re.compile(r"^![^:]+:.+$")
+USER_ID = re.compile(r"^@[^:]+:.+$")
+
+
+def _fail(path, what, value):
+    raise AssertionError("%s: %s, got %r" % (path, what, value))
+
+
+def _uint(path, v):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= UINT_MAX:
+        _fail(path, "expected an unsigned integer (js_int::UInt)", v)
+
+
+def _of(kind, what):
+    """A checker that v is an instance of kind (bool is no int, and no int is a bool)."""
+    def check(path, v):
+        if not isinstance(v, kind):
+            _fail(path, "expected " + what, v)
+    return check
+
+
+_str = _of(str, "a string")
+_bool = _of(bool, "a boolean")
+_obj = _of(dict, "an object")
+_arr = _of(list, "an array")
+
+
+def _opt(d, k, fn, path):
+    """Option<T>: absent or null is fine, else fn must accept the value."""
+    if d.get(k) is not None:
+        fn("%s.%s" % (path, k), d[k])
+
+
+def _events(path, v):
+    """Vec<Raw<Any*Event>>: Raw only needs a JSON object, but the event enums need type."""
+    _arr(path, v)
+    for i, ev in enumerate(v):
+        _obj("%s[%d]" % (path, i), ev)
+        _str("%s[%d].type" % (path, i), ev.get("type"))
+
+
+def _state_events(path, v):
+    _events(path, v)
+    for i, ev in enumerate(v):
+        _str("%s[%d].state_key" % (path, i), ev.get("state_key"))
+
+
+def _hero(path, h):
+    _obj(path, h)
+    _str(path + ".user_id", h.get("user_id"))
+    if not USER_ID.match(h["user_id"]):
+        _fail(path + ".user_id", "expected a user ID", h["user_id"])
+    _opt(h, "displayname", _str, path)
+    _opt(h, "avatar_url", _str, path)
+
+
+def check_room(path, room):
+    _obj(path, room)
+    _opt(room, "name", _str, path)
+    # avatar is JsOption<OwnedMxcUri>: absent, null, or a string.
+    _opt(room, "avatar", _str, path)
+    for k in ("initial", "is_dm", "limited", "unstable_expanded_timeline"):
+        _opt(room, k, _bool, path)
+    for k in ("notification_count", "highlight_count", "joined_count", "invited_count", "num_live",
+              "bump_stamp"):
+        _opt(room, k, _uint, path)
+    _opt(room, "prev_batch", _str, path)
+    if "timeline" in room:
+        _events(path + ".timeline", room["timeline"])
+    if "required_state" in room:
+        _state_events(path + ".required_state", room["required_state"])
+    if room.get("invite_state") is not None:
+        _events(path + ".invite_state", room["invite_state"])
+    if room.get("heroes") is not None:
+        _arr(path + ".heroes", room["heroes"])
+        for i, h in enumerate(room["heroes"]):
+            _hero("%s.heroes[%d]" % (path, i), h)
+
+
+def check_extensions(path, ext):
+    _obj(path, ext)
+    td = ext.get("to_device")
+    if td is not None:
+        _obj(path + ".to_device", td)
+        _str(path + ".to_device.next_batch", td.get("next_batch"))
+        if "events" in td:
+            _arr(path + ".to_device.events", td["events"])
+    e2ee = ext.get("e2ee")
+    if e2ee is not None:
+        _obj(path + ".e2ee", e2ee)
+        dl = e2ee.get("device_lists")
+        if dl is not None:
+            _obj(path + ".e2ee.device_lists", dl)
+            for k in ("changed", "left"):
+                if k in dl:
+                    _arr("%s.e2ee.device_lists.%s" % (path, k), dl[k])
+                    for u in dl[k]:
+                        _str("%s.e2ee.device_lists.%s[]" % (path, k), u)
+        otk = e2ee.get("device_one_time_keys_count")
+        if otk is not None:
+            _obj(path + ".e2ee.device_one_time_keys_count", otk)
+            for alg, n in otk.items():
+                _uint("%s.e2ee.device_one_time_keys_count.%s" % (path, alg), n)
+        fb = e2ee.get("device_unused_fallback_key_types")
+        if fb is not None:
+            _arr(path + ".e2ee.device_unused_fallback_key_types", fb)
+    ad = ext.get("account_data")
+    if ad is not None:
+        _obj(path + ".account_data", ad)
+        if "global" in ad:
+            _events(path + ".account_data.global", ad["global"])
+        for rid, evs in (ad.get("rooms") or {}).items():
+            _events("%s.account_data.rooms.%s" % (path, rid), evs)
+    for k in ("receipts", "typing"):
+        e = ext.get(k)
+        if e is not None:
+            _obj("%s.%s" % (path, k), e)
+            for rid, edu in (e.get("rooms") or {}).items():
+                _obj("%s.%s.rooms.%s" % (path, k, rid), edu)
+                _str("%s.%s.rooms.%s.type" % (path, k, rid), edu.get("type"))
+
+
+def check_response(resp):
+    _obj("$", resp)
+    _str("$.pos", resp.get("pos"))
+    _opt(resp, "txn_id", _str, "$")
+    lists = resp.get("lists")
+    if lists is not None:
+        _obj("$.lists", lists)
+        for name, l in lists.items():
+            _obj("$.lists.%s" % name, l)
+            _uint("$.lists.%s.count" % name, l.get("count"))
+    rooms = resp.get("rooms")
+    if rooms is not None:
+        _obj("$.rooms", rooms)
+        for rid, room in rooms.items():
+            if not ROOM_ID.match(rid):
+                _fail("$.rooms", "expected room IDs as keys", rid)
+            check_room("$.rooms.%s" % rid, room)
+    if resp.get("extensions") is not None:
+        check_extensions("$.extensions", resp["extensions"])
