@@ -24,22 +24,15 @@ import pytest
 import fakehs as F
 from helpers import SimplifiedSync, http_request, run_in_thread, sync_op_room_ids
 from msc4186_shape import check_error
+from test_msc4186_clients import EX_REQUIRED_STATE as ROOM_LIST_RS  # room_list_service's DEFAULT_REQUIRED_STATE
 
 LIVE_TIMEOUT = 30000  # rust-sdk's default poll timeout, in ms
 SELECTIVE_END = 19  # ALL_ROOMS_DEFAULT_SELECTIVE_RANGE 0..=19
 GROWING_BATCH = 100  # ALL_ROOMS_DEFAULT_GROWING_BATCH_SIZE
 
-# room_list_service's DEFAULT_REQUIRED_STATE, in its order
-ROOM_LIST_RS = [
-    ["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"], ["m.room.member", "$ME"],
-    ["m.room.topic", ""], ["m.room.avatar", ""], ["m.room.canonical_alias", ""], ["m.room.power_levels", ""],
-    ["org.matrix.msc3401.call.member", "*"], ["m.room.join_rules", ""], ["m.room.tombstone", ""],
-    ["m.room.create", ""], ["m.room.history_visibility", ""], ["io.element.functional_members", ""],
-    ["m.space.parent", "*"], ["m.space.child", "*"], ["org.matrix.msc3672.beacon_info", "*"],
-]
 # subscribe_to_rooms: the same plus the pinned events, timeline_limit 20
 SUBSCRIPTION = {"required_state": ROOM_LIST_RS + [["m.room.pinned_events", ""]], "timeline_limit": 20}
-# notification_client.rs: the state needed for the push context
+# matrix-rust-sdk's NotificationClient: the state needed for the push context
 NOTIF_RS = [
     ["m.room.encryption", ""], ["m.room.member", "$LAZY"], ["m.room.member", "$ME"],
     ["m.room.canonical_alias", ""], ["m.room.name", ""], ["m.room.avatar", ""], ["m.room.power_levels", ""],
@@ -171,7 +164,7 @@ def test_discovery_then_selective_then_growing(proxy, alice, account):
     discover(proxy, alice.token)
     c, seen, asked, last = set_up_room_list(proxy, alice, account)
     n = account["count"]
-    # the exact ranges of rust-sdk's test_sync_all_states, for 120 rooms
+    # the ranges rust-sdk's own room-list tests expect, for 120 rooms
     assert [e for _, e in asked] == [19, 99, n - 1]
     assert asked[0][0] is None and all(p is not None for p, _ in asked[1:])
     assert last["lists"]["all_rooms"]["count"] == n
