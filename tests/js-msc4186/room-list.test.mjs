@@ -105,6 +105,12 @@ test("the room list: count, window, room names from m.room.name and from heroes"
         assert.equal(sdkRoom(n).getMyMembership(), "join");
     }
     assert.equal(tc.client.getRoom(id("Dee")), null, "Dee is outside the window");
+    // Element Web finds DMs through m.direct (the account_data extension)
+    await tc.waitFor(() => tc.client.getAccountData("m.direct"), () => "m.direct account data");
+    assert.deepEqual(tc.client.getAccountData("m.direct").getContent(), {
+        "@dee:localhost": [id("Dee")],
+        "@oscar:localhost": [id("Oscar")],
+    });
 });
 
 test("a live message moves its room to the top and lands in the SDK's timeline", async () => {
@@ -121,6 +127,18 @@ test("a live message moves its room to the top and lands in the SDK's timeline",
     const fresh = tc.responses.slice(before);
     assert.ok(fresh.every((r) => Object.keys(r.rooms).every((rid) => rid === id("Zulu"))),
         `only Zulu changed: ${JSON.stringify(fresh.map((r) => Object.keys(r.rooms)))}`);
+});
+
+test("a live m.room.name renames the room in the SDK (the name field; the list asks no m.room.name)", async () => {
+    for (const name of ["Zulu, renamed", "Zulu"]) {
+        await tc.settle();
+        const { event } = await control("POST", "/rename", { room_id: id("Zulu"), name });
+        await waitForEvent("Zulu", event.event_id, `the rename to ${name}`);
+        // (the SDK recalculates the name after it added the timeline)
+        await tc.waitFor(() => sdkRoom("Zulu").name === name, () => `Zulu named ${name} (is ${sdkRoom("Zulu").name})`);
+        assert.equal(sdkRoom("Zulu").currentState.getStateEvents("m.room.name", "")?.getContent().name, name);
+    }
+    assert.deepEqual(names(sdkOrder()), ["Zulu", "Echo", "Oscar"], "a rename does not bump");
 });
 
 test("a room subscription outside the window gives its timeline and state", async () => {

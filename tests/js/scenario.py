@@ -10,6 +10,7 @@ HTTP server the Node test drives:
   POST /message          {"room_id", "body", "sender"?} -> queues a v2 /sync response carrying
                              a new m.room.message in that room (from @friend, or from the given
                              user ID); answers {"event": <the event>}
+  POST /rename           {"room_id", "name"} -> the same with an m.room.name event from @friend
   POST /wait_idle        {"timeout"?: seconds} -> 200 once the proxy processed everything
                              queued and polled again; 504 on timeout
   GET  /requests         -> the /sync, whoami and versions requests the proxy made
@@ -48,8 +49,8 @@ is sent by itself, a PUT /send reaches the room's members:
                              [{"room_id", "name", "has_avatar", "history_prefix"}...] (newest
                              activity first)}
 
-/message and /wait_idle take an optional "token" (default: the first user's); /message also
-knows the lister's and the crypter's rooms and then queues for that user.
+/wait_idle takes an optional "token" (default: the first user's); /message and /rename also
+know the lister's and the crypter's rooms and then queue for that user.
 
 When both servers listen, one JSON line {"hs_url", "control_url"} is written to
 --info FILE (atomically) and to stdout. SIGTERM/SIGINT stop it.
@@ -109,18 +110,25 @@ class Scenario:
     def describe(self):
         return {"user_id": USER, "device_id": DEVICE, "token": TOKEN, "rooms": self.rooms}
 
-    def message(self, room_id, body, sender=None):
+    def _token_of(self, room_id):
         if room_id in {r["room_id"] for r in self.rooms}:
-            token = TOKEN
-        elif room_id in {r["room_id"] for r in self.lister_rooms}:
-            token = LISTER_TOKEN
-        elif room_id in {r["room_id"] for r in self.crypter_rooms}:
-            token = CRYPTER_TOKEN
-        else:
-            raise KeyError(room_id)
-        ev = F.message(sender or "@friend:" + SERVER, body)
+            return TOKEN
+        if room_id in {r["room_id"] for r in self.lister_rooms}:
+            return LISTER_TOKEN
+        if room_id in {r["room_id"] for r in self.crypter_rooms}:
+            return CRYPTER_TOKEN
+        raise KeyError(room_id)
+
+    def _live(self, room_id, ev):
+        token = self._token_of(room_id)
         self.hs.queue(token, F.sync_response(join={room_id: F.joined_room(timeline=[ev])}))
         return ev
+
+    def message(self, room_id, body, sender=None):
+        return self._live(room_id, F.message(sender or "@friend:" + SERVER, body))
+
+    def rename(self, room_id, name):
+        return self._live(room_id, F.name("@friend:" + SERVER, name))
 
     # ---------------------------------------------------------------- the lister
     def _setup_lister(self):
@@ -277,6 +285,12 @@ def make_control(scenario):
             if self.path == "/message":
                 try:
                     ev = scenario.message(body["room_id"], body.get("body", "ping"), body.get("sender"))
+                except KeyError as e:
+                    return self._reply(400, {"error": "unknown room or missing field: %s" % e})
+                return self._reply(200, {"event": ev})
+            if self.path == "/rename":
+                try:
+                    ev = scenario.rename(body["room_id"], body["name"])
                 except KeyError as e:
                     return self._reply(400, {"error": "unknown room or missing field: %s" % e})
                 return self._reply(200, {"event": ev})
