@@ -198,3 +198,21 @@ test("changing the ranges while a response is in flight (abort + resend) loses n
     assert.equal(resent.query.pos, aborted.query.pos, "the resend repeats the aborted request's pos");
     assert.deepEqual(tc.errors, [], "no error answers (no M_UNKNOWN_POS)");
 });
+
+test("leaving a room takes it out of the list; the SDK gets the leave, once", async () => {
+    await tc.settle();
+    const before = tc.responses.length;
+    const { event } = await control("POST", "/lists/leave", { room_id: id("Mike") });
+    await tc.waitFor(() => lastWindow()?.count === 5, () => "the list without Mike");
+    assert.deepEqual(lastWindow(), { count: 5, roomIds: ids("Echo", "Kilo", "Zulu", "Oscar", "Dee") });
+    await waitForEvent("Mike", event.event_id, "the leave");
+    assert.equal(timelineIds("Mike").at(-1), event.event_id, "the leave is the room's last event");
+    // (the SDK itself keeps such a room as joined: it marks every room it gets data for as
+    // joined and applies no state from timelines)
+    await tc.settle();
+    const fresh = tc.responses.slice(before);
+    const mikes = fresh.filter((r) => id("Mike") in r.rooms).map((r) => r.rooms[id("Mike")]);
+    assert.equal(mikes.length, 1, `the leave is sent once: ${JSON.stringify(fresh.map((r) => r.rooms))}`);
+    assert.deepEqual(mikes[0].timeline.map((e) => e.event_id), [event.event_id]);
+    assert.equal(mikes[0].name, undefined, "nothing of the room's current state after the leave");
+});
