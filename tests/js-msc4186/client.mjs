@@ -46,6 +46,7 @@ export class TestClient {
         this.responses = []; // the sliding sync responses the SDK processed, in order
         this.errors = []; // [{httpStatus, errcode, message}] of failed sliding sync requests
         this.toDevice = []; // to-device events the client emitted (ClientEvent.ToDeviceEvent)
+        this.ephemeral = []; // [{roomId, type, content}] of the m.typing / m.receipt events it emitted
         // Faults, each used once: see loseNextResponse, holdNextResponse, forgetNextPos.
         this.lose = null;
         this.hold = null;
@@ -137,7 +138,13 @@ export class TestClient {
             this.toDevice.push({ type: ev.getType(), sender: ev.getSender(), content: ev.getContent() });
             this.updates.emit("update");
         });
+        this.client.on(ClientEvent.Event, (ev) => {
+            if (ev.getType() !== "m.typing" && ev.getType() !== "m.receipt") return;
+            this.ephemeral.push({ roomId: ev.getRoomId(), type: ev.getType(), content: ev.getContent() });
+            this.updates.emit("update");
+        });
         this.client.on(RoomEvent.Timeline, () => this.updates.emit("update"));
+        this.client.on(RoomEvent.Receipt, () => this.updates.emit("update"));
         this.client.on(RoomEvent.MyMembership, () => this.updates.emit("update"));
         this.client.on(ClientEvent.Sync, () => this.updates.emit("update"));
         await this.client.startClient({ slidingSync: this.slidingSync });

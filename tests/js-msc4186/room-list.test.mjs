@@ -29,8 +29,18 @@ const ROOM_LIST = {
         [EventType.RoomMember, MSC3575_STATE_KEY_ME],
     ],
 };
-// Element Web's subscription for an opened room.
-const SUBSCRIPTION = { timeline_limit: 50, required_state: [[MSC3575_WILDCARD, MSC3575_WILDCARD]] };
+// Element Web's subscriptions for an opened room: all state by default (encrypted rooms need
+// every member); a custom one loading members lazily for unencrypted rooms.
+const SUBSCRIPTION = { timeline_limit: 15, required_state: [[MSC3575_WILDCARD, MSC3575_WILDCARD]] };
+const UNENCRYPTED = "unencrypted";
+const UNENCRYPTED_SUBSCRIPTION = {
+    timeline_limit: 15,
+    required_state: [
+        [MSC3575_WILDCARD, MSC3575_WILDCARD],
+        [EventType.RoomMember, MSC3575_STATE_KEY_ME],
+        [EventType.RoomMember, "$LAZY"],
+    ],
+};
 
 const tc = new TestClient("msc4186-room-list");
 let scenario;
@@ -141,9 +151,25 @@ test("a live m.room.name renames the room in the SDK (the name field; the list a
     assert.deepEqual(names(sdkOrder()), ["Zulu", "Echo", "Oscar"], "a rename does not bump");
 });
 
+test("typing and a read receipt reach the SDK through its typing and receipts extensions", async () => {
+    await tc.settle();
+    const friend = "@friend:localhost";
+    const latest = timelineIds("Zulu").at(-1);
+    await control("POST", "/ephemeral", { room_id: id("Zulu"), typing: [friend], receipt: { event_id: latest, user: friend } });
+    await tc.waitFor(
+        () => sdkRoom("Zulu").getReadReceiptForUserId(friend, true)?.eventId === latest,
+        () => `${friend}'s receipt on ${latest} in Zulu`,
+    );
+    const typing = tc.ephemeral.filter((e) => e.roomId === id("Zulu") && e.type === "m.typing");
+    assert.deepEqual(typing.map((e) => e.content.user_ids), [[friend]]);
+});
+
 test("a room subscription outside the window gives its timeline and state", async () => {
     await tc.settle();
     const dee = scenario.rooms.find((r) => r.name === "Dee");
+    const nBefore = tc.sssExchanges().length;
+    tc.slidingSync.addCustomSubscription(UNENCRYPTED, UNENCRYPTED_SUBSCRIPTION);
+    tc.slidingSync.useCustomSubscription(dee.room_id, UNENCRYPTED);
     tc.slidingSync.modifyRoomSubscriptions(new Set([dee.room_id]));
     await tc.waitFor(() => sdkRoom("Dee"), () => "the subscribed room Dee");
     const room = sdkRoom("Dee");
@@ -154,6 +180,8 @@ test("a room subscription outside the window gives its timeline and state", asyn
     assert.equal(room.getMember("@dee:localhost")?.name, "Dee", "[*,*] gives the members");
     assert.equal(room.getJoinedMemberCount(), 2);
     assert.deepEqual(lastWindow().roomIds, ids("Zulu", "Echo", "Oscar"), "the list is unchanged");
+    const asked = tc.sssExchanges().slice(nBefore).find((e) => e.requestBody?.room_subscriptions);
+    assert.deepEqual(asked.requestBody.room_subscriptions, { [dee.room_id]: UNENCRYPTED_SUBSCRIPTION });
 });
 
 test("an invite shows as an invite, accepting it makes it a joined room with its timeline", async () => {

@@ -11,6 +11,8 @@ HTTP server the Node test drives:
                              a new m.room.message in that room (from @friend, or from the given
                              user ID); answers {"event": <the event>}
   POST /rename           {"room_id", "name"} -> the same with an m.room.name event from @friend
+  POST /ephemeral        {"room_id", "typing"?: [user IDs], "receipt"?: {"event_id", "user"}} ->
+                             queues that room's m.typing and/or m.receipt EDU; answers {"events"}
   POST /wait_idle        {"timeout"?: seconds} -> 200 once the proxy processed everything
                              queued and polled again; 504 on timeout
   GET  /requests         -> the /sync, whoami and versions requests the proxy made
@@ -49,8 +51,8 @@ is sent by itself, a PUT /send reaches the room's members:
                              [{"room_id", "name", "has_avatar", "history_prefix"}...] (newest
                              activity first)}
 
-/wait_idle takes an optional "token" (default: the first user's); /message and /rename also
-know the lister's and the crypter's rooms and then queue for that user.
+/wait_idle takes an optional "token" (default: the first user's); /message, /rename and
+/ephemeral also know the lister's and the crypter's rooms and then queue for that user.
 
 When both servers listen, one JSON line {"hs_url", "control_url"} is written to
 --info FILE (atomically) and to stdout. SIGTERM/SIGINT stop it.
@@ -129,6 +131,16 @@ class Scenario:
 
     def rename(self, room_id, name):
         return self._live(room_id, F.name("@friend:" + SERVER, name))
+
+    def ephemeral(self, room_id, typing=None, receipt=None):
+        evs = []
+        if typing is not None:
+            evs.append(F.typing(typing))
+        if receipt is not None:
+            evs.append(F.receipt(receipt["event_id"], receipt["user"]))
+        self.hs.queue(self._token_of(room_id), F.sync_response(
+            join={room_id: F.joined_room(ephemeral=evs)}))
+        return evs
 
     # ---------------------------------------------------------------- the lister
     def _setup_lister(self):
@@ -294,6 +306,12 @@ def make_control(scenario):
                 except KeyError as e:
                     return self._reply(400, {"error": "unknown room or missing field: %s" % e})
                 return self._reply(200, {"event": ev})
+            if self.path == "/ephemeral":
+                try:
+                    evs = scenario.ephemeral(body["room_id"], body.get("typing"), body.get("receipt"))
+                except KeyError as e:
+                    return self._reply(400, {"error": "unknown room or missing field: %s" % e})
+                return self._reply(200, {"events": evs})
             if self.path == "/wait_idle":
                 try:
                     scenario.hs.wait_until_idle(body.get("token", TOKEN), float(body.get("timeout", 15)))
