@@ -43,6 +43,7 @@ static void sources_of(struct conn *c, const char *room_id, struct room_params *
         if (conn_in_window(cl, rl, room_id))
             room_params_add(p, rl->sub.timeline_limit, rl->sub.required_state, rl->sub.n_required_state, false);
     }
+    room_params_all_state_wins(p);
 }
 
 static int cmp_pair(const void *a, const void *b)

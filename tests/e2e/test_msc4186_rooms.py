@@ -206,3 +206,29 @@ def test_leave_shows_only_the_leave(proxy, alice):
     for field in ("joined_count", "invited_count", "heroes", "name", "initial", "required_state"):
         assert field not in room, field
     assert rid not in c.sync(body)["rooms"], "the leave is sent once"
+
+
+def test_all_state_wins_across_list_and_subscription(proxy, alice):
+    """A room in a list window whose required_state names members ($ME) and subscribed with
+    ["*","*"] (Element Web opening a room of its list) gets all state, every member included,
+    in the snapshot and in live updates. (docs/behaviour.md, "Simplified sliding sync")"""
+    A = alice.user_id
+    rid = F.new_room_id("open")
+    alice.queue(F.sync_response(join={rid: F.joined_room(
+        F.room_state(A, "Open") + [F.join(BOB, displayname="Bob"), F.join(CAROL, displayname="Carol")],
+        [F.message(BOB, "hi")])}))
+    c = SimplifiedSync(proxy, alice.token)
+    body = all_rooms(required_state=[("m.room.member", "$ME"), ("m.room.create", "")])
+    members = lambda room: sorted(e["state_key"] for e in room.get("required_state", ())  # noqa: E731
+                                  if e["type"] == "m.room.member")
+    assert members(c.sync(body)["rooms"][rid]) == [A]
+    body.update(sub(rid, required_state=[("*", "*")]))
+    room = c.sync(body)["rooms"][rid]
+    assert room["initial"] is True
+    assert members(room) == sorted([A, BOB, CAROL])
+    dave = "@dave:localhost"
+    ev = F.join(dave, displayname="Dave")
+    live(alice, rid, ev)
+    room = c.sync(body)["rooms"][rid]
+    assert room["timeline"] == [ev]
+    assert [e["event_id"] for e in room.get("required_state", ())] == [ev["event_id"]]

@@ -164,6 +164,27 @@ test("typing and a read receipt reach the SDK through its typing and receipts ex
     assert.deepEqual(typing.map((e) => e.content.user_ids), [[friend]]);
 });
 
+test("opening a room of the window (a subscription) back-fills the SDK's timeline once", async () => {
+    await tc.settle();
+    const known = timelineIds("Zulu");
+    const before = tc.responses.length;
+    tc.slidingSync.modifyRoomSubscriptions(new Set([id("Zulu")]));
+    const zulu = scenario.rooms.find((r) => r.name === "Zulu");
+    const all = [...zulu.timeline.map((e) => e.event_id), ...known.slice(1)];
+    await tc.waitFor(
+        () => timelineIds("Zulu").length >= all.length,
+        () => `Zulu's whole timeline (has ${JSON.stringify(timelineIds("Zulu"))})`,
+    );
+    assert.deepEqual(timelineIds("Zulu"), all, "the older events before the known ones, in order, once");
+    assert.equal(sdkRoom("Zulu").getMember("@quiet:localhost")?.name, "Quiet", "the subscription's [*,*]");
+    await tc.settle(); // the next request no longer carries the subscription
+    const fresh = tc.responses.slice(before);
+    const sent = fresh.filter((r) => id("Zulu") in r.rooms).map((r) => r.rooms[id("Zulu")]);
+    assert.equal(sent.length, 1, `Zulu sent once: ${JSON.stringify(sent.map((r) => Object.keys(r)))}`);
+    assert.equal(sent[0].initial, true);
+    assert.deepEqual(timelineIds("Zulu"), all);
+});
+
 test("a room subscription outside the window gives its timeline and state", async () => {
     await tc.settle();
     const dee = scenario.rooms.find((r) => r.name === "Dee");
