@@ -9,7 +9,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
-import { EventType } from "matrix-js-sdk";
+import { EventType, NotificationCountType } from "matrix-js-sdk";
 import { MSC3575_STATE_KEY_ME, MSC3575_WILDCARD } from "matrix-js-sdk/lib/sliding-sync.js";
 import { SSS_PATH, TestClient, control } from "./client.mjs";
 
@@ -162,6 +162,17 @@ test("typing and a read receipt reach the SDK through its typing and receipts ex
     );
     const typing = tc.ephemeral.filter((e) => e.roomId === id("Zulu") && e.type === "m.typing");
     assert.deepEqual(typing.map((e) => e.content.user_ids), [[friend]]);
+});
+
+test("unread counts reach the SDK's room", async () => {
+    await tc.settle();
+    const { event } = await control("POST", "/message", {
+        room_id: id("Zulu"), body: "@lister: look", notification_count: 2, highlight_count: 1,
+    });
+    await waitForEvent("Zulu", event.event_id, "the counted message");
+    assert.equal(sdkRoom("Zulu").getUnreadNotificationCount(NotificationCountType.Total), 2);
+    assert.equal(sdkRoom("Zulu").getUnreadNotificationCount(NotificationCountType.Highlight), 1);
+    assert.equal(sdkRoom("Echo").getUnreadNotificationCount(NotificationCountType.Total), 0);
 });
 
 test("opening a room of the window (a subscription) back-fills the SDK's timeline once", async () => {

@@ -7,9 +7,10 @@ HTTP server the Node test drives:
 
   GET  /scenario         -> {"user_id", "device_id", "token", "rooms": [{"room_id", "name",
                              "last_event"}...] (oldest activity first)}
-  POST /message          {"room_id", "body", "sender"?} -> queues a v2 /sync response carrying
-                             a new m.room.message in that room (from @friend, or from the given
-                             user ID); answers {"event": <the event>}
+  POST /message          {"room_id", "body", "sender"?, "notification_count"?,
+                          "highlight_count"?} -> queues a v2 /sync response carrying a new
+                             m.room.message in that room (from @friend, or from the given user
+                             ID), with those unread counts; answers {"event": <the event>}
   POST /rename           {"room_id", "name"} -> the same with an m.room.name event from @friend
   POST /ephemeral        {"room_id", "typing"?: [user IDs], "receipt"?: {"event_id", "user"}} ->
                              queues that room's m.typing and/or m.receipt EDU; answers {"events"}
@@ -121,13 +122,14 @@ class Scenario:
             return CRYPTER_TOKEN
         raise KeyError(room_id)
 
-    def _live(self, room_id, ev):
+    def _live(self, room_id, ev, **counts):
         token = self._token_of(room_id)
-        self.hs.queue(token, F.sync_response(join={room_id: F.joined_room(timeline=[ev])}))
+        self.hs.queue(token, F.sync_response(join={room_id: F.joined_room(timeline=[ev], **counts)}))
         return ev
 
-    def message(self, room_id, body, sender=None):
-        return self._live(room_id, F.message(sender or "@friend:" + SERVER, body))
+    def message(self, room_id, body, sender=None, notification_count=None, highlight_count=None):
+        return self._live(room_id, F.message(sender or "@friend:" + SERVER, body),
+                          notification_count=notification_count, highlight_count=highlight_count)
 
     def rename(self, room_id, name):
         return self._live(room_id, F.name("@friend:" + SERVER, name))
@@ -296,7 +298,8 @@ def make_control(scenario):
                 return self._reply(400, {"error": "body is not JSON"})
             if self.path == "/message":
                 try:
-                    ev = scenario.message(body["room_id"], body.get("body", "ping"), body.get("sender"))
+                    ev = scenario.message(body["room_id"], body.get("body", "ping"), body.get("sender"),
+                                          body.get("notification_count"), body.get("highlight_count"))
                 except KeyError as e:
                     return self._reply(400, {"error": "unknown room or missing field: %s" % e})
                 return self._reply(200, {"event": ev})
