@@ -144,7 +144,10 @@ export class TestClient {
             this.updates.emit("update");
         });
         this.client.on(RoomEvent.Timeline, () => this.updates.emit("update"));
+        // (extensions the SDK runs after a response, account_data and typing/receipts, fire these)
         this.client.on(RoomEvent.Receipt, () => this.updates.emit("update"));
+        this.client.on(RoomEvent.Tags, () => this.updates.emit("update"));
+        this.client.on(ClientEvent.AccountData, () => this.updates.emit("update"));
         this.client.on(RoomEvent.MyMembership, () => this.updates.emit("update"));
         this.client.on(ClientEvent.Sync, () => this.updates.emit("update"));
         await this.client.startClient({ slidingSync: this.slidingSync });

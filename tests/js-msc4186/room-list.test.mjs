@@ -175,6 +175,13 @@ test("unread counts reach the SDK's room", async () => {
     assert.equal(sdkRoom("Echo").getUnreadNotificationCount(NotificationCountType.Total), 0);
 });
 
+test("a favourite tag reaches the SDK's room through the account_data extension", async () => {
+    await tc.settle();
+    await control("POST", "/tag", { room_id: id("Echo"), tags: { "m.favourite": { order: 0.5 } } });
+    await tc.waitFor(() => sdkRoom("Echo").tags["m.favourite"], () => "Echo's m.favourite tag");
+    assert.deepEqual(sdkRoom("Echo").tags, { "m.favourite": { order: 0.5 } });
+});
+
 test("opening a room of the window (a subscription) back-fills the SDK's timeline once", async () => {
     await tc.settle();
     const known = timelineIds("Zulu");

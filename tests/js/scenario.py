@@ -12,6 +12,8 @@ HTTP server the Node test drives:
                              m.room.message in that room (from @friend, or from the given user
                              ID), with those unread counts; answers {"event": <the event>}
   POST /rename           {"room_id", "name"} -> the same with an m.room.name event from @friend
+  POST /tag              {"room_id", "tags": {tag: {"order"?}}} -> queues that room's m.tag
+                             account data; answers {"event"}
   POST /ephemeral        {"room_id", "typing"?: [user IDs], "receipt"?: {"event_id", "user"}} ->
                              queues that room's m.typing and/or m.receipt EDU; answers {"events"}
   POST /wait_idle        {"timeout"?: seconds} -> 200 once the proxy processed everything
@@ -52,7 +54,7 @@ is sent by itself, a PUT /send reaches the room's members:
                              [{"room_id", "name", "has_avatar", "history_prefix"}...] (newest
                              activity first)}
 
-/wait_idle takes an optional "token" (default: the first user's); /message, /rename and
+/wait_idle takes an optional "token" (default: the first user's); /message, /rename, /tag and
 /ephemeral also know the lister's and the crypter's rooms and then queue for that user.
 
 When both servers listen, one JSON line {"hs_url", "control_url"} is written to
@@ -133,6 +135,12 @@ class Scenario:
 
     def rename(self, room_id, name):
         return self._live(room_id, F.name("@friend:" + SERVER, name))
+
+    def tag(self, room_id, tags):
+        ev = F.tags(tags)
+        self.hs.queue(self._token_of(room_id), F.sync_response(
+            join={room_id: F.joined_room(account_data=[ev])}))
+        return ev
 
     def ephemeral(self, room_id, typing=None, receipt=None):
         evs = []
@@ -306,6 +314,12 @@ def make_control(scenario):
             if self.path == "/rename":
                 try:
                     ev = scenario.rename(body["room_id"], body["name"])
+                except KeyError as e:
+                    return self._reply(400, {"error": "unknown room or missing field: %s" % e})
+                return self._reply(200, {"event": ev})
+            if self.path == "/tag":
+                try:
+                    ev = scenario.tag(body["room_id"], body["tags"])
                 except KeyError as e:
                     return self._reply(400, {"error": "unknown room or missing field: %s" % e})
                 return self._reply(200, {"event": ev})
