@@ -311,24 +311,6 @@ def make_control(scenario):
                 except KeyError as e:
                     return self._reply(400, {"error": "unknown room or missing field: %s" % e})
                 return self._reply(200, {"event": ev})
-            if self.path == "/rename":
-                try:
-                    ev = scenario.rename(body["room_id"], body["name"])
-                except KeyError as e:
-                    return self._reply(400, {"error": "unknown room or missing field: %s" % e})
-                return self._reply(200, {"event": ev})
-            if self.path == "/tag":
-                try:
-                    ev = scenario.tag(body["room_id"], body["tags"])
-                except KeyError as e:
-                    return self._reply(400, {"error": "unknown room or missing field: %s" % e})
-                return self._reply(200, {"event": ev})
-            if self.path == "/ephemeral":
-                try:
-                    evs = scenario.ephemeral(body["room_id"], body.get("typing"), body.get("receipt"))
-                except KeyError as e:
-                    return self._reply(400, {"error": "unknown room or missing field: %s" % e})
-                return self._reply(200, {"events": evs})
             if self.path == "/wait_idle":
                 try:
                     scenario.hs.wait_until_idle(body.get("token", TOKEN), float(body.get("timeout", 15)))
@@ -338,6 +320,13 @@ def make_control(scenario):
                     return self._reply(504, {"error": str(e)})
                 return self._reply(200, {})
             try:
+                if self.path == "/rename":
+                    return self._reply(200, {"event": scenario.rename(body["room_id"], body["name"])})
+                if self.path == "/tag":
+                    return self._reply(200, {"event": scenario.tag(body["room_id"], body["tags"])})
+                if self.path == "/ephemeral":
+                    return self._reply(200, {"events": scenario.ephemeral(
+                        body["room_id"], body.get("typing"), body.get("receipt"))})
                 if self.path == "/lists/invite":
                     return self._reply(200, scenario.lister_invite(body.get("name", "Kilo")))
                 if self.path == "/lists/accept":
