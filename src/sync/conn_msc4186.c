@@ -49,6 +49,7 @@ static int sources_of(struct conn *c, const char *room_id, struct room_params *p
             n++;
         }
     }
+    room_params_all_state_wins(p);
     return n;
 }
 
@@ -321,6 +322,12 @@ void conn_msc4186_write(struct conn *c, struct conn_resp *resp, struct buf *b)
         if (!rr->snapshot && cr && rr->ur != cr->ur) {
             user_room_unref(rr->ur);
             rr->ur = user_room_ref(cr->ur);
+        }
+        /* A room the user is no longer in shows just its last events (the
+         * leave): nothing of its state, not the counts or heroes of before. */
+        if (!rr->snapshot && !cr) {
+            user_room_unref(rr->ur);
+            rr->ur = NULL;
         }
         struct m4186_sent *sent;
         HASH_FIND_STR(c->m4186_sent, rr->room_id, sent);
