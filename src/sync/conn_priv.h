@@ -159,6 +159,13 @@ struct conn_resp {
 
 /* Frees what an MSC4186 connection remembers of the rooms it sent. */
 void conn_msc4186_release(struct conn *c);
+/* Before loading: the response's rooms the client already has (joined,
+ * under the same join) are to be loaded as deltas (resp_room.delta), and so
+ * are live updates with more events than the room's timeline_limit; a grown
+ * timeline_limit re-sends the timeline whole (resp_room.expanded). */
+void conn_msc4186_prepare(struct conn *c, struct conn_resp *resp);
+/* After loading: a delta keeps of its state what the client lacks. */
+void conn_msc4186_trim(struct conn *c, struct conn_resp *resp);
 
 /* ---- conn.c ---- */
 
