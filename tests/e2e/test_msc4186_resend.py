@@ -180,3 +180,28 @@ def test_name_removed_is_null(proxy, alice):
     live(alice, rid, [F.state("m.room.name", "", alice.user_id, {})])
     room = c.sync(window())["rooms"][rid]
     assert "name" in room and room["name"] is None, "the final MSC text: null when removed"
+
+
+def test_gap_sends_events_after_it_limited(proxy, alice):
+    """A gappy upstream sync (limited, unknown history before it) while the client has the room:
+    the events after the gap, limited, with the chunk's token; state changed in the gap comes
+    as required_state; still no initial. A rejoin, though, is initial."""
+    rid, _, _ = make_room(alice, "Gappy")
+    c = SimplifiedSync(proxy, alice.token)
+    c.sync(window(timeline_limit=5, required_state=(NAME, TOPIC)))
+    after = [F.message(BOB, "after %d" % i) for i in range(2)]
+    topic = F.topic(alice.user_id, "changed in the gap")
+    alice.queue(F.sync_response(join={rid: F.joined_room([topic], after, prev_batch="p_gap", limited=True)}))
+    alice.wait_idle()
+    room = c.sync(window(timeline_limit=5, required_state=(NAME, TOPIC)))["rooms"][rid]
+    assert "initial" not in room
+    assert room["timeline"] == after and room["limited"] is True and room["prev_batch"] == "p_gap"
+    assert room["required_state"] == [topic]
+
+    # Left and joined again: new to the client, whole.
+    A = alice.user_id
+    live(alice, rid, [F.leave(A)])
+    c.sync(window(timeline_limit=5))
+    live(alice, rid, [F.join(A), F.message(A, "back")])
+    room = c.sync(window(timeline_limit=5))["rooms"][rid]
+    assert room["initial"] is True
