@@ -254,6 +254,13 @@ void conn_msc4186_trim(struct conn *c, struct conn_resp *resp)
             continue;
         }
         trim_state(c, rr, cr, s);
+        /* num_live: the trailing events newer than the request's position
+         * (also those that came while the room was out of view). */
+        if (resp->from_pos > 0) {
+            int live = 0;
+            for (int i = rr->tl.n - 1; i >= 0 && rr->tl.events[i]->nid > resp->from_pos; i--) live++;
+            rr->num_live = live;
+        }
         /* prev_batch only where the client is to paginate: a gap, or the
          * timeline re-sent whole. */
         if (!rr->tl.limited && !rr->expanded) {
@@ -378,6 +385,7 @@ static int apply_json(struct conn *c, json_t *t, struct conn_resp *resp, char **
 int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *resp, char **err)
 {
     c->msc4186 = true;
+    resp->from_pos = c->pos;
     json_t *t = json_deep_copy(translated);
     json_t *lists = json_object_get(t, "lists");
     if (!json_is_object(lists)) {

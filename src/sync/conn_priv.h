@@ -146,6 +146,7 @@ struct conn_resp {
     struct resp_room *rooms;       /* room_id -> room object */
     struct ext_resp *ext;          /* extension data */
     bool initial;                  /* the connection's first request */
+    int64_t from_pos;              /* MSC4186: the connection's position when the request came */
     struct held_txn *held;         /* own events this device's sync has not shown yet */
     int n_held;                    /* entries */
     struct txn_seen *txns;         /* own events this device's sync showed (CU_TXN) */

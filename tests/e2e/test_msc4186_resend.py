@@ -140,6 +140,7 @@ def test_room_back_in_window_sends_changes(proxy, alice):
     room = resp["rooms"][r1]
     assert "initial" not in room, "the client has the room: only its changes"
     assert room["timeline"] == evs[-2:] and room["limited"] is True
+    assert room["num_live"] == 2, "events after the request's pos are live, even from while away"
     assert room["prev_batch"] == "pb_gap"
     assert room["name"] == "Away renamed"
     got = {(e["type"], e["state_key"]): e for e in room["required_state"]}
