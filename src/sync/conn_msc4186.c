@@ -166,6 +166,17 @@ static int64_t timeline_limit_of(struct conn *c, const char *room_id)
     return limit;
 }
 
+/* Whether a canonical parameter string asks for lazily loaded members. */
+static bool key_lazy(const char *key)
+{
+    static const char pair[] = "\x1em.room.member\x1f" RS_LAZY;
+    for (const char *p = strstr(key, pair); p; p = strstr(p + 1, pair)) {
+        char next = p[sizeof pair - 1];
+        if (next == '\0' || next == '\x1e') return true;
+    }
+    return false;
+}
+
 void conn_msc4186_prepare(struct conn *c, struct conn_resp *resp)
 {
     for (struct resp_room *rr = resp->rooms; rr; rr = rr->hh.next) {
@@ -180,6 +191,14 @@ void conn_msc4186_prepare(struct conn *c, struct conn_resp *resp)
         rr->delta = true;
         rr->expanded = limit > s->tl_limit;
         rr->tl_after = rr->expanded ? 0 : s->pos;
+        if (!rr->expanded && !key_lazy(s->params)) {
+            /* $LAZY added: the members of the senders of the timeline the
+             * client has are owed too, so the timeline is read from the join
+             * and cut back to the new events after loading. */
+            char *now = params_key(c, rr->room_id);
+            if (key_lazy(now)) rr->tl_after = 0;
+            free(now);
+        }
     }
 }
 
@@ -254,6 +273,19 @@ void conn_msc4186_trim(struct conn *c, struct conn_resp *resp)
             continue;
         }
         trim_state(c, rr, cr, s);
+        if (!rr->expanded && rr->tl_after == 0) {
+            /* Read from the join for lazy members ($LAZY added): keep only
+             * the events the client lacks, which follow what it has. */
+            int kept = 0;
+            for (int i = 0; i < rr->tl.n; i++) {
+                if (rr->tl.events[i]->nid > s->pos)
+                    rr->tl.events[kept++] = rr->tl.events[i];
+                else
+                    event_unref(rr->tl.events[i]);
+            }
+            if (kept < rr->tl.n) rr->tl.limited = false;
+            rr->tl.n = kept;
+        }
         /* num_live: the trailing events newer than the request's position
          * (also those that came while the room was out of view). */
         if (resp->from_pos > 0) {

@@ -206,3 +206,24 @@ def test_gap_sends_events_after_it_limited(proxy, alice):
     live(alice, rid, [F.join(A), F.message(A, "back")])
     room = c.sync(window(timeline_limit=5))["rooms"][rid]
     assert room["initial"] is True
+
+
+def test_lazy_members_added_later(proxy, alice):
+    """$LAZY added to a room the client has: the members of the senders of its timeline come,
+    without the timeline again and without initial."""
+    rid, st, _ = room_data(alice, "Lazy")
+    A = alice.user_id
+    st += [F.join(BOB, displayname="Bob"), F.join(CAROL, displayname="Carol")]
+    tl = [F.message(BOB, "b"), F.message(CAROL, "c"), F.message(A, "a")]
+    alice.queue(F.sync_response(join={rid: F.joined_room(st, tl)}))
+    c = SimplifiedSync(proxy, alice.token)
+    c.sync(window(timeline_limit=3, required_state=(NAME, ["m.room.member", "$ME"])))
+    room = c.sync(window(timeline_limit=3, required_state=(NAME, ["m.room.member", "$ME"],
+                                                           ["m.room.member", "$LAZY"])))["rooms"][rid]
+    assert "initial" not in room and "timeline" not in room
+    assert sorted(e["state_key"] for e in room["required_state"]) == [BOB, CAROL], "alice's was sent"
+    ev = F.message(BOB, "again")
+    live(alice, rid, [ev])
+    room = c.sync(window(timeline_limit=3, required_state=(NAME, ["m.room.member", "$ME"],
+                                                           ["m.room.member", "$LAZY"])))["rooms"][rid]
+    assert room["timeline"] == [ev] and "required_state" not in room, "Bob's member was sent"
