@@ -146,6 +146,7 @@ struct conn_resp {
     struct resp_room *rooms;       /* room_id -> room object */
     struct ext_resp *ext;          /* extension data */
     bool initial;                  /* the connection's first request */
+    int64_t from_pos;              /* MSC4186: the connection's position when the request came */
     struct held_txn *held;         /* own events this device's sync has not shown yet */
     int n_held;                    /* entries */
     struct txn_seen *txns;         /* own events this device's sync showed (CU_TXN) */
@@ -159,6 +160,13 @@ struct conn_resp {
 
 /* Frees what an MSC4186 connection remembers of the rooms it sent. */
 void conn_msc4186_release(struct conn *c);
+/* Before loading: the response's rooms the client already has (joined,
+ * under the same join) are to be loaded as deltas (resp_room.delta), and so
+ * are live updates with more events than the room's timeline_limit; a grown
+ * timeline_limit re-sends the timeline whole (resp_room.expanded). */
+void conn_msc4186_prepare(struct conn *c, struct conn_resp *resp);
+/* After loading: a delta keeps of its state what the client lacks. */
+void conn_msc4186_trim(struct conn *c, struct conn_resp *resp);
 
 /* ---- conn.c ---- */
 

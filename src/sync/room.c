@@ -270,7 +270,8 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
         r = order[i];
         if (r->params.timeline_limit <= 0) continue;
         tl_rooms[n_tl] = r;
-        tl_reqs[n_tl++] = (struct store_tl_req){r->room_id, r->ur->join_nid, pos, (int)r->params.timeline_limit};
+        int64_t from = r->tl_after > 0 && r->tl_after >= r->ur->join_nid ? r->tl_after + 1 : r->ur->join_nid;
+        tl_reqs[n_tl++] = (struct store_tl_req){r->room_id, from, pos, (int)r->params.timeline_limit};
     }
     int rc = -1;
     const char **ids = NULL, **types = NULL, **keys = NULL;
