@@ -652,7 +652,7 @@ def main(argv=None):
                     help="extra environment for syncv3, e.g. SYNCV3_OTLP_URL=http://127.0.0.1:4318 (repeatable)")
     args = ap.parse_args(argv)
 
-    binary = Path(args.binary)
+    binary = Path(args.binary).resolve()  # syncv3 runs in a work directory
     if not binary.exists():
         sys.exit("bench: %s not found (run make)" % binary)
     _TimedHS.nodelay = not args.fakehs_nagle
