@@ -344,17 +344,19 @@ def bench_body(user, conn_id=None):
     return body
 
 
-def check_list(js, n, order, what):
+def check_list(js, n, order, what, name="a", window=21):
+    """List `name` of an answer: count N and the SYNC ops' room_ids the `window` newest rooms of
+    `order` (room ids, newest first)."""
     if not isinstance(js, dict):
         raise RuntimeError("%s: not a JSON object" % what)
-    a = (js.get("lists") or {}).get("a") or {}
+    a = (js.get("lists") or {}).get(name) or {}
     if a.get("count") != n:
         raise RuntimeError("%s: list count %r, expected %d" % (what, a.get("count"), n))
     ids = []
     for op in a.get("ops") or []:
         if op.get("op") == "SYNC":
             ids += op.get("room_ids") or []
-    want = order[:21]
+    want = order[:window]
     if ids != want:
         raise RuntimeError("%s: SYNC room_ids %r... not the expected recency order %r..."
                            % (what, ids[:3], want[:3]))

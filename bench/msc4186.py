@@ -42,23 +42,14 @@ def room_list_body():
                            "typing": {"enabled": True}}}
 
 
-def check_room_list(js, n, want, what, initial=True):
-    """200 body of a room-list request: count N, the window's room_ids in recency order `want`
-    (room ids newest first) and, for a fresh connection, each of those rooms in full (its name
-    from required_state, one timeline event)."""
+def check_room_list(B, js, n, want, what, initial=True):
+    """200 body of a room-list request: a string pos, count N, the window's room_ids in recency
+    order `want` (room ids newest first) and, for a fresh connection, each of those rooms in full
+    (its name from required_state, one timeline event). B is bench.py's module."""
     if not isinstance(js, dict) or not isinstance(js.get("pos"), str):
         raise RuntimeError("%s: not a JSON object with a string pos" % what)
-    lst = (js.get("lists") or {}).get(LIST) or {}
-    if lst.get("count") != n:
-        raise RuntimeError("%s: list count %r, expected %d" % (what, lst.get("count"), n))
-    ids = []
-    for op in lst.get("ops") or []:
-        if op.get("op") == "SYNC":
-            ids += op.get("room_ids") or []
+    B.check_list(js, n, want, what, LIST, WINDOW)
     want = want[:WINDOW]
-    if ids != want:
-        raise RuntimeError("%s: SYNC room_ids %r... not the expected recency order %r..."
-                           % (what, ids[:3], want[:3]))
     if not initial:
         return
     rooms = js.get("rooms") or {}
@@ -94,7 +85,7 @@ def run(ctx):
         return {"msc4186": "n/a (HTTP 404)"}
     if status != 200:
         raise RuntimeError("MSC4186 warm-up: HTTP %d %s" % (status, data[:300]))
-    check_room_list(js, n, ctx.order, "MSC4186 warm-up")
+    check_room_list(B, js, n, ctx.order, "MSC4186 warm-up")
     out["msc4186"] = "served"
     out["m_response_bytes"] = len(data)
 
@@ -106,7 +97,7 @@ def run(ctx):
         if status != 200:
             raise RuntimeError("MSC4186 request %d: HTTP %d %s" % (i, status, data[:300]))
         lat.append(dt * 1000)
-        check_room_list(js, n, ctx.order, "MSC4186 request %d" % i)
+        check_room_list(B, js, n, ctx.order, "MSC4186 request %d" % i)
     perf.stop()
     out["m_first_p50"], out["m_first_p99"] = B.percentile(lat, 0.50), B.percentile(lat, 0.99)
     out["m_first_max"] = max(lat)
@@ -133,7 +124,7 @@ def run(ctx):
         if not any(e.get("event_id") == evid for e in room.get("timeline") or []):
             raise RuntimeError("MSC4186 live sample %d: the woken answer lacks the message (rooms %r)"
                                % (k, list((js.get("rooms") or {}))[:3]))
-        check_room_list(js, n, ctx.order, "MSC4186 live sample %d" % k, initial=False)
+        check_room_list(B, js, n, ctx.order, "MSC4186 live sample %d" % k, initial=False)
         served = [r for r in ctx.hs.call("sync_log", ctx.token) if r["nb"] == nb]
         if not served or served[0]["send_start"] is None:
             raise RuntimeError("MSC4186 live sample %d: the fake HS has no record of serving %s" % (k, nb))
@@ -155,7 +146,7 @@ def run(ctx):
         status, js, data, dt = c.post(body, timeout_ms=0)
         if status != 200:
             raise RuntimeError("MSC4186 before restart %d: HTTP %d %s" % (k, status, data[:300]))
-        check_room_list(js, n, ctx.order, "MSC4186 before restart %d" % k)
+        check_room_list(B, js, n, ctx.order, "MSC4186 before restart %d" % k)
         before.append(dt * 1000)
         old_pos = js["pos"]
         c.close()
@@ -170,7 +161,7 @@ def run(ctx):
             status, js, data, dt = c.post(body, pos=old_pos, timeout_ms=0)
             if status == 200:
                 outcomes.append("resumed")
-                check_room_list(js, n, ctx.order, "MSC4186 resumed after restart %d" % k, initial=False)
+                check_room_list(B, js, n, ctx.order, "MSC4186 resumed after restart %d" % k, initial=False)
                 total = dt
             elif status == 400 and error_code(js) == "M_UNKNOWN_POS":
                 outcomes.append("M_UNKNOWN_POS → new")
@@ -180,7 +171,7 @@ def run(ctx):
                 if status != 200:
                     raise RuntimeError("MSC4186 new connection after M_UNKNOWN_POS (restart %d): HTTP %d %s"
                                        % (k, status, data[:300]))
-                check_room_list(js, n, ctx.order, "MSC4186 new connection after restart %d" % k)
+                check_room_list(B, js, n, ctx.order, "MSC4186 new connection after restart %d" % k)
             else:
                 raise RuntimeError("MSC4186 pos after restart %d: HTTP %d %s" % (k, status, data[:300]))
         else:
@@ -188,7 +179,7 @@ def run(ctx):
             if status != 200:
                 raise RuntimeError("MSC4186 first request after restart %d: HTTP %d %s"
                                    % (k, status, data[:300]))
-            check_room_list(js, n, ctx.order, "MSC4186 first request after restart %d" % k)
+            check_room_list(B, js, n, ctx.order, "MSC4186 first request after restart %d" % k)
             total = dt
         served_after.append((time.monotonic() - t0) * 1000)
         samples[kind].append(total * 1000)
