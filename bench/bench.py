@@ -532,7 +532,7 @@ def run_one(n, args, pg, binary, workroot, log):
 
         # 5. the MSC4186 rows (bench/msc4186.py)
         if not args.no_msc4186:
-            ctx = argparse.Namespace(B=sys.modules[__name__], n=n, args=args, hs=hs, token=token, user=user,
+            ctx = argparse.Namespace(B=sys.modules[__name__], n=n, args=args, hs=hs, pg=pg, token=token, user=user,
                                      order=order, bump=bump, procs=procs, binary=binary, db=db, work=work,
                                      log=log)
             res.update(msc4186.run(ctx))
@@ -599,15 +599,17 @@ def msc4186_details(results):
     """Per N: the restart samples one by one and the MSC4186 context numbers."""
     def ms(vals, spec=".1f"):
         return "—" if not vals else " / ".join(format(v, spec) for v in vals)
-    rows = ["| rooms | room-list response KB | first req max ms | live max ms | first req before restart ms "
+    rows = ["| rooms | room-list response KB | first req max ms | CPU ms per first req: syncv3 / PostgreSQL "
+            "| live max ms | first req before restart ms "
             "| after restart, new connection ms | after restart, old pos ms (outcome) | start → listening ms "
             "| start → served ms |",
-            "|---:|---:|---:|---:|---|---|---|---|---|"]
+            "|---:|---:|---:|---:|---:|---|---|---|---|---|"]
     for r in results:
         if r.get("msc4186") != "served":
             continue
-        rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        rows.append("| %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s |" % (
             format(r["rooms"], ","), fmt(r["m_response_bytes"] / 1024, ".1f"), fmt(r.get("m_first_max"), ".2f"),
+            fmt(r.get("m_first_cpu_ms"), ".2f"), fmt(r.get("m_first_pg_cpu_ms"), ".2f"),
             fmt(r.get("m_live_max"), ".2f"), ms(r.get("m_before_restart_ms"), ".2f"),
             ms(r.get("m_restart_new_ms"), ".2f"),
             ms(r.get("m_restart_pos_ms"), ".2f") + (" (%s)" % r["m_restart_pos_outcome"]

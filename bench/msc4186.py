@@ -68,7 +68,7 @@ def error_code(js):
 
 
 def run(ctx):
-    """The MSC4186 phases; ctx carries n, args, hs, token, user, the recency order (room ids
+    """The MSC4186 phases; ctx carries n, args, hs, pg, token, user, the recency order (room ids
     newest first, kept up to date), procs (the current syncv3 is procs[-1]; a restart appends),
     the B module (bench.py's helpers) and log. Fills and returns a dict of results."""
     B, n, args, log = ctx.B, ctx.n, ctx.args, ctx.log
@@ -91,6 +91,7 @@ def run(ctx):
 
     # 1. Element X's first room-list request, as fresh connections
     perf = B.Perf(args.perf, proxy.pid, "n%d-msc4186-firstreq" % n)
+    cpu0, pgcpu0 = B.proc_cpu_s(proxy.pid), B.postgres_cpu_s(ctx.pg)
     lat = []
     for i in range(args.requests):
         status, js, data, dt = c.post(body, timeout_ms=0)
@@ -98,11 +99,14 @@ def run(ctx):
             raise RuntimeError("MSC4186 request %d: HTTP %d %s" % (i, status, data[:300]))
         lat.append(dt * 1000)
         check_room_list(B, js, n, ctx.order, "MSC4186 request %d" % i)
+    out["m_first_cpu_ms"] = (B.proc_cpu_s(proxy.pid) - cpu0) * 1000 / args.requests
+    out["m_first_pg_cpu_ms"] = (B.postgres_cpu_s(ctx.pg) - pgcpu0) * 1000 / args.requests
     perf.stop()
     out["m_first_p50"], out["m_first_p99"] = B.percentile(lat, 0.50), B.percentile(lat, 0.99)
     out["m_first_max"] = max(lat)
-    log("  MSC4186 room-list first request: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d requests)"
-        % (out["m_first_p50"], out["m_first_p99"], out["m_first_max"], len(lat)))
+    log("  MSC4186 room-list first request: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d requests; CPU per "
+        "request: syncv3 %.2f ms, PostgreSQL %.2f ms)" % (out["m_first_p50"], out["m_first_p99"], out["m_first_max"],
+                                                         len(lat), out["m_first_cpu_ms"], out["m_first_pg_cpu_ms"]))
 
     # 2. live: the room-list connection parked on a long poll, a message for the bottom room
     status, js, data, _ = c.post(body, timeout_ms=0)
