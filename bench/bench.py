@@ -535,7 +535,12 @@ def run_one(n, args, pg, binary, workroot, log):
             ctx = argparse.Namespace(B=sys.modules[__name__], n=n, args=args, hs=hs, pg=pg, token=token, user=user,
                                      order=order, bump=bump, procs=procs, binary=binary, db=db, work=work,
                                      log=log)
-            res.update(msc4186.run(ctx))
+            try:
+                res.update(msc4186.run(ctx))
+            except Exception as e:  # noqa: BLE001 - keep the MSC3575 rows of this N
+                log("bench: N=%d MSC4186 failed: %s\nsyncv3 stderr (tail):\n%s" % (n, e, procs[-1].stderr_tail()))
+                res["msc4186"] = "failed"
+                res["error"] = "MSC4186: %s" % e
         return res
     except Exception:
         if procs:
@@ -693,6 +698,8 @@ def main(argv=None):
         for n in args.rooms:
             try:
                 results.append(run_one(n, args, pg, binary, workroot, log))
+                if "error" in results[-1]:
+                    rc = 1
             except Abort:
                 raise
             except Exception as e:  # noqa: BLE001 - report and continue with the next N
