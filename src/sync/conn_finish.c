@@ -157,6 +157,7 @@ static void snapshot_all_sources(struct conn *c, struct resp_room *rr)
         room_params_add(&rr->params, rl->sub.timeline_limit, rl->sub.required_state, rl->sub.n_required_state,
                         rl->sub.has_include_heroes && rl->sub.include_heroes);
     }
+    if (c->msc4186) room_params_all_state_wins(&rr->params);
 }
 
 static int cmp_event_nid(const void *a, const void *b)

@@ -32,17 +32,25 @@ void conn_msc4186_release(struct conn *c)
 }
 
 /* The combined parameters of every source showing the room (its
- * subscription and the lists whose window holds it). */
-static void sources_of(struct conn *c, const char *room_id, struct room_params *p)
+ * subscription and the lists whose window holds it); returns how many. */
+static int sources_of(struct conn *c, const char *room_id, struct room_params *p)
 {
     *p = (struct room_params){0};
+    int n = 0;
     struct sync_req_sub *s = sync_req_find_sub(&c->muxed, room_id);
-    if (s) room_params_add(p, s->sub.timeline_limit, s->sub.required_state, s->sub.n_required_state, false);
+    if (s) {
+        room_params_add(p, s->sub.timeline_limit, s->sub.required_state, s->sub.n_required_state, false);
+        n++;
+    }
     for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
         struct sync_req_list *rl = conn_muxed_list(c, cl->key);
-        if (conn_in_window(cl, rl, room_id))
+        if (conn_in_window(cl, rl, room_id)) {
             room_params_add(p, rl->sub.timeline_limit, rl->sub.required_state, rl->sub.n_required_state, false);
+            n++;
+        }
     }
+    room_params_all_state_wins(p);
+    return n;
 }
 
 static int cmp_pair(const void *a, const void *b)
@@ -259,7 +267,9 @@ static void write_lists(struct conn *c, struct buf *b)
 
 /* The live state events of a room update that its required_state asks for,
  * combined over every source showing the room (its subscription and the
- * lists whose window holds it); members too when it loads them lazily. */
+ * lists whose window holds it); members too when it loads them lazily. A
+ * room no source shows any more (the user left it) still carries the user's
+ * own membership: matrix-rust-sdk learns it left only from required_state. */
 static size_t live_state_of(struct conn *c, const struct resp_room *rr, struct event ***out)
 {
     *out = NULL;
@@ -268,7 +278,7 @@ static size_t live_state_of(struct conn *c, const struct resp_room *rr, struct e
     for (size_t i = 0; i < rr->n_live && !any; i++) any = rr->live[i]->state_key != NULL;
     if (!any) return 0;
     struct room_params p;
-    sources_of(c, rr->room_id, &p);
+    bool shown = sources_of(c, rr->room_id, &p) > 0;
     struct rs_matcher m;
     rs_matcher_init(&m, p.rs, p.n_rs, c->user_id);
     for (size_t i = 0; i < rr->n_live; i++) {
@@ -277,7 +287,8 @@ static size_t live_state_of(struct conn *c, const struct resp_room *rr, struct e
         bool lazy = m.lazy_members && strcmp(ev->type, "m.room.member") == 0;
         bool dup = false;
         for (int k = 0; k < rr->state.n && !dup; k++) dup = strcmp(rr->state.events[k]->event_id, ev->event_id) == 0;
-        if (dup || !(lazy || rs_match(&m, ev->type, ev->state_key))) continue;
+        bool own = !shown && strcmp(ev->type, "m.room.member") == 0 && strcmp(ev->state_key, c->user_id) == 0;
+        if (dup || !(lazy || own || rs_match(&m, ev->type, ev->state_key))) continue;
         *out = xrealloc(*out, (n + 1) * sizeof **out);
         (*out)[n++] = ev;
     }
@@ -311,6 +322,12 @@ void conn_msc4186_write(struct conn *c, struct conn_resp *resp, struct buf *b)
         if (!rr->snapshot && cr && rr->ur != cr->ur) {
             user_room_unref(rr->ur);
             rr->ur = user_room_ref(cr->ur);
+        }
+        /* A room the user is no longer in shows just its last events (the
+         * leave): nothing of its state, not the counts or heroes of before. */
+        if (!rr->snapshot && !cr) {
+            user_room_unref(rr->ur);
+            rr->ur = NULL;
         }
         struct m4186_sent *sent;
         HASH_FIND_STR(c->m4186_sent, rr->room_id, sent);

@@ -59,6 +59,10 @@ struct resp_room {
 void room_params_add(struct room_params *p, int64_t timeline_limit, const struct rs_pair *rs, size_t n_rs,
                      bool include_heroes);
 void room_params_release(struct room_params *p);
+/* MSC4186 (as Synapse): a ["*","*"] pair from any source means all state, so
+ * when one is there it becomes the only pair (the others would restrict
+ * their types, as in MSC3575). */
+void room_params_all_state_wins(struct room_params *p);
 void resp_room_free(struct resp_room *r);
 
 /* Loads timelines and required_state of every snapshot room in rooms (a
