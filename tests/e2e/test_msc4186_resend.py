@@ -101,7 +101,8 @@ def test_expanded_timeline(proxy, alice):
     assert c.sync(window(timeline_limit=5))["rooms"] == {}
     room = c.sync(window(timeline_limit=20))["rooms"][rid]
     assert room["unstable_expanded_timeline"] is True and room["timeline"] == tl
-    assert room["limited"] is False and room["prev_batch"] == "pb_expand"
+    # Always limited: the expanded timeline replaces the client's (docs/behaviour.md).
+    assert room["limited"] is True and room["prev_batch"] == "pb_expand"
 
 
 def test_grown_request_answers_at_once(proxy, alice):
