@@ -218,7 +218,8 @@ static void ensure_polling(struct auth *a, const char *user_id, const char *devi
     bool fresh = !d;
     /* A poller that stopped because its token died is started again (ingest
      * may have forgotten the device by then: stopped as well). */
-    enum ingest_device_state st = d ? ingest_device_state(a->d.ingest, user_id, device_id, NULL) : INGEST_DEVICE_PENDING;
+    enum ingest_device_state st =
+        d ? ingest_device_state(a->d.ingest, user_id, device_id, NULL) : INGEST_DEVICE_PENDING;
     bool stopped = st == INGEST_DEVICE_EXPIRED || st == INGEST_DEVICE_STOPPED;
     /* A running poller keeps its token when a client shows up with another
      * one already known to us (possibly older); only a token just verified
