@@ -4,8 +4,9 @@ HTTP thread (docs/behaviour.md, "Endpoints")"""
 
 import time
 
-from helpers import User, http_request, run_in_thread
-from test_connections import one_room, send
+from helpers import http_request, run_in_thread
+from test_connections import one_room
+from test_tokens import assert_woken_at_once
 
 POOL_THREADS = 8  # the server's HTTP pool
 
@@ -64,14 +65,7 @@ def test_slow_homeserver_versions_does_not_hold_other_users_long_polls(proxy, hs
     hs.wait_for(lambda reqs: sum(1 for r in reqs if r.path == "/_matrix/client/versions") > before,
                 timeout=10, what="the slow /versions")
     time.sleep(0.5)
-    # bob's event wakes his parked request at once.
-    t_ev = time.monotonic()
-    ev = send(bob, rid, "not held up")
-    r = parked.result(20)
-    waited = time.monotonic() - t_ev
-    assert r.status == 200, r
-    assert ev["event_id"] in [e["event_id"] for e in r.json["rooms"][rid]["timeline"]]
-    assert waited < 1.5, "bob's long-poll waited %.1fs behind the slow /versions" % waited
+    assert_woken_at_once(parked, bob, rid, "the slow /versions")
     assert time.monotonic() - t_slow < 3.5, "the slow /versions finished before bob's event: test is void"
     for h in pending:
         r = h.result(30)
