@@ -40,11 +40,12 @@ def scrape(port):
         return r.read().decode()
 
 
-def connect_once(port, hs, i, shared):
+def connect_once(port, hs, i, shared_size):
     user = "@mem%d:localhost" % i
     token = "syt_mem_%d" % i
     hs.register(token, user, "D%d" % i)
     own = "!own%d:localhost" % i
+    shared = "!shared%d:localhost" % (i // shared_size) if shared_size else "!shared:localhost"
     hs.queue(token, F.sync_response(join={
         own: F.joined_room(F.room_state(user, "Room %d" % i), [F.message(user, "hi")]),
         shared: F.joined_room([F.create("@host:localhost"), F.join("@host:localhost"), F.join(user)],
@@ -68,21 +69,24 @@ def run_one(n, args, pg, binary, work, log):
     proc = B.Syncv3(binary, hs.url, db, work,
                     ["SYNCV3_CACHE_MAX_USERS=%d" % args.cache_max, "SYNCV3_PROM=127.0.0.1:%d" % prom] + args.env)
     try:
-        shared = "!shared:localhost"
         mark = max(1, min(n, 2 * args.cache_max, n // 10 or 1))
         rss_mark = None
+        steps = []  # (users so far, RSS MB, cache users) at every --step users
         max_users = 0.0
         t0 = time.monotonic()
         done = 0
         with ThreadPoolExecutor(max_workers=args.workers) as ex:
             while done < n:
                 step = min(args.batch, n - done)
-                list(ex.map(lambda i: connect_once(proc.port, hs, i, shared), range(done, done + step)))
+                list(ex.map(lambda i: connect_once(proc.port, hs, i, args.shared_size), range(done, done + step)))
                 done += step
                 text = scrape(prom)
                 max_users = max(max_users, metric(text, "sliding_sync_cache_users"))
                 if rss_mark is None and done >= mark:
                     rss_mark = proc.memory_mb()[0]
+                if args.step and done % args.step == 0:
+                    steps.append((done, proc.memory_mb()[0], metric(text, "sliding_sync_cache_users")))
+                    log("step: %d users, RSS %.1f MB" % (done, steps[-1][1]))
                 log("users: %d/%d, cache %d, RSS %.0f MB" % (done, n, metric(text, "sliding_sync_cache_users"),
                                                              proc.memory_mb()[0]))
         secs = time.monotonic() - t0
@@ -92,7 +96,7 @@ def run_one(n, args, pg, binary, work, log):
                 "cache_users": metric(text, "sliding_sync_cache_users"), "cache_users_max": max_users,
                 "cache_rooms": metric(text, "sliding_sync_cache_rooms"),
                 "evictions": metric(text, "sliding_sync_cache_evictions_total", '{kind="user"}'),
-                "mark": mark, "rss_mark": rss_mark, "rss": rss, "peak": peak}
+                "mark": mark, "rss_mark": rss_mark, "rss": rss, "peak": peak, "steps": steps}
     finally:
         proc.stop()
         hs.stop()
@@ -105,6 +109,11 @@ def main(argv=None):
     ap.add_argument("--cache-max", type=int, default=10000, help="SYNCV3_CACHE_MAX_USERS")
     ap.add_argument("--workers", type=int, default=8, help="concurrent clients")
     ap.add_argument("--batch", type=int, default=500, help="users between samples")
+    ap.add_argument("--step", type=int, default=10000,
+                    help="also print RSS every this many users (a multiple of --batch; 0: never)")
+    ap.add_argument("--shared-size", type=int, default=0,
+                    help="users per shared room (0: one room shared by everyone, whose member list "
+                         "grows with the run and makes each join slower)")
     ap.add_argument("--binary", default=str(REPO / "build" / "syncv3"))
     ap.add_argument("--env", metavar="NAME=VALUE", action="append", default=[])
     args = ap.parse_args(argv)
@@ -130,6 +139,14 @@ def main(argv=None):
         print("| %d | %d | %.0f | %.0f | %d (%d) | %d | %d | %.0f (N=%d) | %.0f | %.0f |" % (
             r["users"], r["cache_max"], r["secs"], r["rate"], r["cache_users"], r["cache_users_max"],
             r["cache_rooms"], r["evictions"], r["rss_mark"] or 0, r["mark"], r["rss"], r["peak"]))
+    for r in rows:
+        if not r["steps"]:
+            continue
+        print()
+        print("| users so far (run of %d) | RSS MB | cache users |" % r["users"])
+        print("|---|---|---|")
+        for done, mb, cu in r["steps"]:
+            print("| %d | %.1f | %d |" % (done, mb, cu))
     return 0
 
 

@@ -36,7 +36,7 @@ struct server {
     struct db_pool *db;          /* PostgreSQL pool */
     struct cache *cache;         /* room and user caches */
     struct ingest *ingest;       /* the ingest thread */
-    struct hsclient *hs;         /* homeserver client: the start-up check, clients' /versions */
+    struct hsclient *hs;         /* homeserver client: the start-up check */
     struct poller_set *pollers;  /* the poller thread */
     struct sync_api *api;        /* the sliding sync API */
     struct versions *versions;   /* GET /_matrix/client/versions with our feature flag */
@@ -280,7 +280,7 @@ int main(int argc, char **argv)
     struct sync_api_deps deps = {&s.cfg, s.db, s.cache, s.ingest, s.pollers, s.metrics};
     sync_api_new(&s.api, &deps);
     fanout.api = s.api;
-    s.versions = versions_new(s.hs);
+    s.versions = versions_new(s.pollers);
 
     struct http_route routes[] = {
         {"/_matrix/client/unstable/org.matrix.msc3575/sync", "POST", sync_api_handle, s.api},

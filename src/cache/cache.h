@@ -42,7 +42,6 @@ enum cache_update_kind {
     CU_ACCOUNT_DATA,   /* the user's account data changed */
     CU_TO_DEVICE,      /* to-device messages arrived for device_id */
     CU_DEVICE_DATA,    /* device lists / OTK counts changed for device_id */
-    CU_TOKEN_EXPIRED,  /* device_id's token died: its connections end */
     CU_TYPING,         /* a room's m.typing EDU changed (json: the EDU) */
     CU_RECEIPT,        /* receipts of a room changed (json: the changed rows, see ingest) */
     CU_TXN,            /* device_id's upstream sync showed the user's own message events (json:

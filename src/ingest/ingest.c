@@ -42,6 +42,9 @@ struct device {
     char *expired_hash;          /* DEV_EXPIRED: the rejected token's hash */
     char *worked_hash;           /* the token whose older tokens were deleted last (ingest thread only) */
     struct acc_e2ee_memo memo;   /* last OTK counts / fallback types seen (ingest thread only) */
+    int64_t expired_ms;          /* DEV_EXPIRED: when (monotonic ms) */
+    struct device *x_prev;       /* DEV_EXPIRED: the expired list, oldest first */
+    struct device *x_next;       /* DEV_EXPIRED: the expired list */
     UT_hash_handle hh;           /* uthash */
 };
 
@@ -58,6 +61,9 @@ struct ingest {
     struct job *head, *tail;     /* job queue; loads are put at the head */
     struct job *p_head, *p_tail; /* results waiting to be parsed (the parser's queue) */
     struct device *devices;      /* readiness per device */
+    struct device *x_head;       /* expired devices, oldest first (forgotten after a while) */
+    struct device *x_tail;       /* newest expired device */
+    int n_expired;               /* length of that list */
     bool stop;                   /* the thread should exit */
     bool joined;                 /* ingest_stop joined the thread */
     int64_t last_purge_ms;       /* monotonic time of the last transaction-ID purge (ingest thread) */
@@ -67,25 +73,82 @@ struct ingest {
  * echo: kept an hour, purged at most hourly (docs/behaviour.md, "Transaction IDs"). */
 #define TXN_KEEP_MS (60 * 60 * 1000)
 
+/* An expired device (its poller stopped) is forgotten this long after its
+ * token was rejected, or sooner when more than INGEST_EXPIRED_MAX are
+ * remembered, so devices that came once and went do not pile up. A device
+ * not remembered reads as INGEST_DEVICE_STOPPED: a request for it verifies
+ * its token again (the rejected token's row is deleted, so the homeserver
+ * answers, and a rejected token still gets 401). */
+#define INGEST_EXPIRED_KEEP_MS (5 * 60 * 1000)
+#define INGEST_EXPIRED_MAX 10000
+
 static char *dev_key(const char *user_id, const char *device_id)
 {
     return xasprintf("%s|%s", user_id, device_id);
 }
 
-static struct device *get_device(struct ingest *ing, const char *user_id, const char *device_id)
+/* The device's entry, or NULL. Lock held. */
+static struct device *find_device(struct ingest *ing, const char *user_id, const char *device_id)
 {
     char *key = dev_key(user_id, device_id);
     struct device *d;
     HASH_FIND_STR(ing->devices, key, d);
-    if (d) {
-        free(key);
-        return d;
-    }
+    free(key);
+    return d;
+}
+
+/* The device's entry, made (pending) when missing. Lock held. */
+static struct device *get_device(struct ingest *ing, const char *user_id, const char *device_id)
+{
+    struct device *d = find_device(ing, user_id, device_id);
+    if (d) return d;
+    char *key = dev_key(user_id, device_id);
     d = xcalloc(1, sizeof *d);
     d->key = key;
     d->state = DEV_PENDING;
     HASH_ADD_KEYPTR(hh, ing->devices, d->key, strlen(d->key), d);
     return d;
+}
+
+/* Takes d off the expired list if it is on it. Lock held. */
+static void expired_unlink(struct ingest *ing, struct device *d)
+{
+    if (d->state != DEV_EXPIRED) return;
+    if (d->x_prev)
+        d->x_prev->x_next = d->x_next;
+    else
+        ing->x_head = d->x_next;
+    if (d->x_next)
+        d->x_next->x_prev = d->x_prev;
+    else
+        ing->x_tail = d->x_prev;
+    d->x_prev = d->x_next = NULL;
+    ing->n_expired--;
+}
+
+static void device_free(struct device *d)
+{
+    acc_e2ee_memo_release(&d->memo);
+    free(d->expired_hash);
+    free(d->worked_hash);
+    free(d->key);
+    free(d);
+}
+
+/* Forgets expired devices past INGEST_EXPIRED_KEEP_MS or INGEST_EXPIRED_MAX.
+ * Ingest thread only: process_result holds a device across its transaction
+ * without the lock, and runs on this thread too. */
+static void forget_expired(struct ingest *ing, int64_t now_ms)
+{
+    pthread_mutex_lock(&ing->lock);
+    while (ing->x_head &&
+           (ing->n_expired > INGEST_EXPIRED_MAX || now_ms - ing->x_head->expired_ms >= INGEST_EXPIRED_KEEP_MS)) {
+        struct device *d = ing->x_head;
+        expired_unlink(ing, d);
+        HASH_DEL(ing->devices, d);
+        device_free(d);
+    }
+    pthread_mutex_unlock(&ing->lock);
 }
 
 static struct ingest_hooks hooks_of(struct ingest *ing)
@@ -219,9 +282,18 @@ void ingest_device_expire(struct ingest *ing, const char *user_id, const char *d
 {
     pthread_mutex_lock(&ing->lock);
     struct device *d = get_device(ing, user_id, device_id);
+    expired_unlink(ing, d);
     d->state = DEV_EXPIRED;
     free(d->expired_hash);
     d->expired_hash = xstrdup(token_hash ? token_hash : "");
+    d->expired_ms = clock_mono_ms();
+    d->x_prev = ing->x_tail;
+    if (ing->x_tail)
+        ing->x_tail->x_next = d;
+    else
+        ing->x_head = d;
+    ing->x_tail = d;
+    ing->n_expired++;
     pthread_mutex_unlock(&ing->lock);
     device_changed(ing, user_id, device_id);
 }
@@ -230,6 +302,7 @@ void ingest_device_pending(struct ingest *ing, const char *user_id, const char *
 {
     pthread_mutex_lock(&ing->lock);
     struct device *d = get_device(ing, user_id, device_id);
+    expired_unlink(ing, d);
     d->state = DEV_PENDING;
     free(d->expired_hash);
     d->expired_hash = NULL;
@@ -248,7 +321,7 @@ enum ingest_device_state ingest_device_state(struct ingest *ing, const char *use
     pthread_mutex_lock(&ing->lock);
     struct device *d;
     HASH_FIND_STR(ing->devices, key, d);
-    enum ingest_device_state st = INGEST_DEVICE_PENDING;
+    enum ingest_device_state st = d ? INGEST_DEVICE_PENDING : INGEST_DEVICE_STOPPED;
     if (d && d->state == DEV_READY) st = INGEST_DEVICE_READY;
     if (d && d->state == DEV_EXPIRED)
         st = token_hash && strcmp(d->expired_hash, token_hash) != 0 ? INGEST_DEVICE_STOPPED : INGEST_DEVICE_EXPIRED;
@@ -589,13 +662,20 @@ static void process_result(struct ingest *ing, struct poller_result *res)
 {
     double t0 = clock_mono_secs();
     char *err = NULL;
-    bool ok = false, trim = false;
+    bool ok = false, trim = false, known = true;
     struct acc_result ar = {0};
+    struct device spare = {0}; /* stands in for a forgotten device's entry */
     PGconn *c = db_acquire(ing->db, 10000, &err);
     if (!c) goto out;
+    /* Every polled device has an entry (ingest_device_pending runs before its
+     * poller starts); one forgotten since (its token died and this result
+     * waited long in the queue) is stored with a throwaway entry and not made
+     * ready again, since no poller runs for it. */
     pthread_mutex_lock(&ing->lock);
-    struct device *d = get_device(ing, res->user_id, res->device_id);
+    struct device *d = find_device(ing, res->user_id, res->device_id);
     pthread_mutex_unlock(&ing->lock);
+    known = d != NULL;
+    if (!d) d = &spare;
     /* d->memo is only touched on this thread. */
     if (acc_apply(c, res->user_id, res->device_id, res->body, res->next_batch, &d->memo, &ar, &err) < 0) goto out;
     if (publish(ing, c, res, &ar) < 0) {
@@ -621,7 +701,11 @@ out:
                        res->device_id, err ? err : "?");
     free(err);
     acc_result_release(&ar);
-    if (ok) {
+    if (!known) {
+        acc_e2ee_memo_release(&spare.memo);
+        free(spare.worked_hash);
+    }
+    if (ok && known) {
         /* A response polled with another token than the rejected one proves
          * the device's new poller works. */
         pthread_mutex_lock(&ing->lock);
@@ -629,6 +713,7 @@ out:
         bool changed = dv->state == DEV_PENDING ||
                        (dv->state == DEV_EXPIRED && res->token_hash && strcmp(dv->expired_hash, res->token_hash) != 0);
         if (changed) {
+            expired_unlink(ing, dv);
             dv->state = DEV_READY;
             free(dv->expired_hash);
             dv->expired_hash = NULL;
@@ -709,6 +794,7 @@ static void *run(void *arg)
         }
         job_free(j);
         maybe_purge(ing);
+        forget_expired(ing, clock_mono_ms());
     }
     return NULL;
 }
@@ -776,11 +862,7 @@ void ingest_free(struct ingest *ing)
     HASH_ITER(hh, ing->devices, d, t)
     {
         HASH_DEL(ing->devices, d);
-        acc_e2ee_memo_release(&d->memo);
-        free(d->expired_hash);
-        free(d->worked_hash);
-        free(d->key);
-        free(d);
+        device_free(d);
     }
     pthread_mutex_destroy(&ing->lock);
     pthread_cond_destroy(&ing->cond);

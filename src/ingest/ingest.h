@@ -6,7 +6,8 @@
  *
  * It keeps each device's readiness: a device becomes ready when its first
  * response since its poller (re)started has been processed, and expired when
- * the homeserver rejects its token. Once a response polled with a token is
+ * the homeserver rejects its token (an expired device is forgotten after a
+ * while, so the table holds the polled devices plus a bounded tail). Once a response polled with a token is
  * stored, the device's older tokens are deleted (refresh-token clients
  * rotate them every few minutes), so the token table stays bounded. */
 #ifndef SYNCV3_INGEST_INGEST_H
@@ -67,7 +68,8 @@ enum ingest_device_state {
     INGEST_DEVICE_PENDING, /* its poller runs and has not stored a response since it (re)started */
     INGEST_DEVICE_READY,   /* a response was stored since its poller started */
     INGEST_DEVICE_EXPIRED, /* its poller stopped because the homeserver rejected this token */
-    INGEST_DEVICE_STOPPED, /* its poller stopped because the homeserver rejected another token */
+    INGEST_DEVICE_STOPPED, /* its poller stopped because the homeserver rejected another token, or the
+                              device is not known: no poller runs for it */
 };
 
 /* Marks a device's poller stopped because token_hash was rejected (the poller
@@ -79,8 +81,10 @@ void ingest_device_pending(struct ingest *ing, const char *user_id, const char *
 bool ingest_device_ready(struct ingest *ing, const char *user_id, const char *device_id);
 /* How many devices wait for their first response (for a gauge). */
 int ingest_pending_devices(struct ingest *ing);
-/* The device's state for a request with token_hash. A device never seen is
- * pending. */
+/* The device's state for a request with token_hash. A device not known
+ * (never polled, or forgotten a while after its token was rejected: at most
+ * 10,000 expired devices are kept, for at most 5 minutes) is
+ * stopped. */
 enum ingest_device_state ingest_device_state(struct ingest *ing, const char *user_id, const char *device_id,
                                              const char *token_hash);
 /* Queues loading the user into the cache on the ingest thread, ahead of

@@ -1,6 +1,7 @@
 #include "store/db.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +21,23 @@ struct db_pool {
     int max;                 /* most connections open at once */
     int idle_timeout_ms;     /* close idle connections older than this; 0 = never */
     pthread_mutex_t lock;    /* guards the fields below */
-    pthread_cond_t freed;    /* signalled when a connection is returned or closed */
+    pthread_cond_t freed;    /* signalled when a connection is returned, opened or closed */
+    pthread_cond_t need;     /* signalled when a waiter may need a new connection, and on stop */
     struct idle_conn *idle;  /* stack of idle connections (size max) */
     int n_idle;              /* entries used in idle */
-    int n_open;              /* connections open, idle or in use */
+    int n_open;              /* connections open, idle, in use or being opened */
+    int waiting;             /* callers of db_acquire waiting for a connection */
+    char *last_err;          /* why the last attempt to connect failed; NULL after a success */
+    bool stop;               /* the refill thread should exit */
+    pthread_t refill;        /* opens connections for waiters (never the callers themselves) */
 };
+
+/* The longest one attempt to connect may take (the refill thread's, and the
+ * first one at start-up), so a server that accepts but never answers cannot
+ * stall the pool. */
+#define DB_CONNECT_TIMEOUT_MS 10000
+/* After a failed attempt the refill thread waits this long before the next. */
+#define DB_RETRY_MS 200
 
 /* Server notices go to the log (libpq would print them raw on stderr). */
 static void on_notice(void *arg, const char *message)
@@ -34,15 +47,37 @@ static void on_notice(void *arg, const char *message)
     LOG_WARN("db", "%.*s", (int)n, message);
 }
 
-static PGconn *connect_new(const char *conninfo, char **err)
+static char *conn_error(PGconn *c, const char *fallback)
 {
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        if (err) {
-            *err = xstrdup(PQerrorMessage(c));
-            size_t n = strlen(*err);
-            while (n && ((*err)[n - 1] == '\n' || (*err)[n - 1] == ' ')) (*err)[--n] = '\0';
+    char *e = xstrdup(c && *PQerrorMessage(c) ? PQerrorMessage(c) : fallback);
+    size_t n = strlen(e);
+    while (n && (e[n - 1] == '\n' || e[n - 1] == ' ')) e[--n] = '\0';
+    return e;
+}
+
+/* Connects within timeout_ms (PQconnectStart/PQconnectPoll, so the deadline
+ * holds whatever the server does). Returns NULL with *err (heap). */
+static PGconn *connect_new(const char *conninfo, int timeout_ms, char **err)
+{
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    PGconn *c = PQconnectStart(conninfo);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    if (!c || PQstatus(c) == CONNECTION_BAD) st = PGRES_POLLING_FAILED;
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        struct pollfd pfd = {PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+        int64_t left = deadline - clock_mono_ms();
+        int rc = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+        if (rc < 0 && errno == EINTR) continue;
+        if (rc <= 0) {
+            *err = rc == 0 ? xasprintf("no answer from the database within %d ms", timeout_ms)
+                           : xasprintf("poll: %s", strerror(errno));
+            PQfinish(c);
+            return NULL;
         }
+        st = PQconnectPoll(c);
+    }
+    if (st == PGRES_POLLING_FAILED) {
+        *err = conn_error(c, "cannot connect");
         PQfinish(c);
         return NULL;
     }
@@ -51,6 +86,65 @@ static PGconn *connect_new(const char *conninfo, char **err)
     PGresult *r = PQexec(c, "SET client_min_messages = warning");
     PQclear(r);
     return c;
+}
+
+/* The CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
+static struct timespec abs_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Whether a waiter lacks a connection the pool may still open. Lock held. */
+static bool refill_due(const struct db_pool *p)
+{
+    return p->waiting > p->n_idle && p->n_open < p->max;
+}
+
+/* The refill thread: opens connections while callers wait for one, so no
+ * caller (an HTTP thread least of all) ever blocks in a connect. */
+static void *refill_run(void *arg)
+{
+    struct db_pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->stop && !refill_due(p)) pthread_cond_wait(&p->need, &p->lock);
+        if (p->stop) break;
+        p->n_open++;
+        pthread_mutex_unlock(&p->lock);
+        char *why = NULL;
+        PGconn *c = connect_new(p->conninfo, DB_CONNECT_TIMEOUT_MS, &why);
+        pthread_mutex_lock(&p->lock);
+        if (c) {
+            if (p->last_err) LOG_INFO("db", "connected to the database again");
+            free(p->last_err);
+            p->last_err = NULL;
+            p->idle[p->n_idle++] = (struct idle_conn){c, clock_mono_ms()};
+            pthread_cond_broadcast(&p->freed);
+            continue;
+        }
+        p->n_open--;
+        if (!p->last_err) LOG_WARN("db", "cannot connect to the database (retrying while needed): %s", why);
+        free(p->last_err);
+        p->last_err = why;
+        pthread_cond_broadcast(&p->freed);
+        /* The server may be restarting: wait a little before trying again
+         * (waiters arriving meanwhile do not cut it short). */
+        int64_t until = clock_mono_ms() + DB_RETRY_MS;
+        while (!p->stop && clock_mono_ms() < until) {
+            struct timespec ts = abs_in(until - clock_mono_ms());
+            pthread_cond_timedwait(&p->need, &p->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
 }
 
 int db_pool_new(struct db_pool **out, const char *conninfo, int max_conns, int idle_timeout_secs,
@@ -62,10 +156,18 @@ int db_pool_new(struct db_pool **out, const char *conninfo, int max_conns, int i
     p->idle_timeout_ms = idle_timeout_secs * 1000;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->freed, NULL);
+    pthread_cond_init(&p->need, NULL);
     p->idle = xcalloc((size_t)p->max, sizeof *p->idle);
-    PGconn *c = connect_new(conninfo, err);
-    if (!c) {
-        db_pool_free(p);
+    PGconn *c = connect_new(conninfo, DB_CONNECT_TIMEOUT_MS, err);
+    if (!c || pthread_create(&p->refill, NULL, refill_run, p) != 0) {
+        if (c && err) *err = xstrdup("cannot start the database pool's thread");
+        PQfinish(c);
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->freed);
+        pthread_cond_destroy(&p->need);
+        free(p->idle);
+        free(p->conninfo);
+        free(p);
         return -1;
     }
     p->idle[p->n_idle++] = (struct idle_conn){c, clock_mono_ms()};
@@ -77,10 +179,17 @@ int db_pool_new(struct db_pool **out, const char *conninfo, int max_conns, int i
 void db_pool_free(struct db_pool *p)
 {
     if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_broadcast(&p->need);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->refill, NULL);
     for (int i = 0; i < p->n_idle; i++) PQfinish(p->idle[i].conn);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->freed);
+    pthread_cond_destroy(&p->need);
     free(p->idle);
+    free(p->last_err);
     free(p->conninfo);
     free(p);
 }
@@ -88,63 +197,34 @@ void db_pool_free(struct db_pool *p)
 PGconn *db_acquire(struct db_pool *p, int timeout_ms, char **err)
 {
     int64_t deadline = clock_mono_ms() + timeout_ms;
+    bool counted = false;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (p->n_idle > 0) {
             struct idle_conn ic = p->idle[--p->n_idle];
             bool stale = p->idle_timeout_ms && clock_mono_ms() - ic.idle_since > p->idle_timeout_ms;
             if (!stale && PQstatus(ic.conn) == CONNECTION_OK) {
+                if (counted) p->waiting--;
                 pthread_mutex_unlock(&p->lock);
                 return ic.conn;
             }
             PQfinish(ic.conn);
             p->n_open--;
         }
-        if (p->n_open < p->max) {
-            p->n_open++;
-            pthread_mutex_unlock(&p->lock);
-            char *why = NULL;
-            PGconn *c = connect_new(p->conninfo, &why);
-            if (c) {
-                free(why);
-                return c;
-            }
-            pthread_mutex_lock(&p->lock);
-            p->n_open--;
-            pthread_cond_signal(&p->freed);
-            if (clock_mono_ms() >= deadline) {
-                pthread_mutex_unlock(&p->lock);
-                LOG_WARN("db", "cannot connect to the database: %s", why);
-                if (err) *err = xasprintf("database unavailable: %s", why);
-                free(why);
-                return NULL;
-            }
-            free(why);
-            /* The server may be restarting: wait a little before trying again. */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&p->freed, &p->lock, &ts);
-            continue;
-        }
         int64_t left = deadline - clock_mono_ms();
         if (left <= 0) {
+            if (counted) p->waiting--;
+            if (err)
+                *err = p->last_err ? xasprintf("database unavailable: %s", p->last_err)
+                                   : xstrdup("timed out waiting for a database connection");
             pthread_mutex_unlock(&p->lock);
-            if (err) *err = xstrdup("timed out waiting for a database connection");
             return NULL;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        if (!counted) p->waiting++;
+        counted = true;
+        /* The refill thread opens one if the pool may grow. */
+        if (refill_due(p)) pthread_cond_signal(&p->need);
+        struct timespec ts = abs_in(left);
         pthread_cond_timedwait(&p->freed, &p->lock, &ts);
     }
 }

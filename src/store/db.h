@@ -3,8 +3,11 @@
  * Every thread that talks to the database takes a connection with db_acquire,
  * uses it, and gives it back with db_release; nobody ever holds two at once, so
  * a pool of one connection (SYNCV3_MAX_DB_CONN=1) cannot deadlock. A broken
- * connection (the server restarted) is detected on release and replaced on the
- * next acquire. */
+ * connection (the server restarted) is detected on release and closed. New
+ * connections are opened by the pool's own refill thread while someone waits
+ * for one (each attempt at most 10 s, retried every 200 ms while needed), so
+ * no caller ever blocks in a connect: a caller only waits, at most its
+ * timeout. */
 #ifndef SYNCV3_STORE_DB_H
 #define SYNCV3_STORE_DB_H
 
@@ -28,8 +31,9 @@ void db_pool_free(struct db_pool *p);
  * answered 503 and retried by its client. */
 #define DB_WAIT_HTTP_MS 250
 
-/* Blocks until a connection is free (or can be opened). Returns NULL if the
- * server cannot be reached within timeout_ms (then *err is set, heap). */
+/* Waits until a connection is free or the refill thread opened one. Returns
+ * NULL if none is within timeout_ms (then *err is set, heap: it names the
+ * last connect error while the server cannot be reached). */
 PGconn *db_acquire(struct db_pool *p, int timeout_ms, char **err);
 /* Returns a connection; it is closed instead of reused when it is broken or
  * left inside a transaction. */

@@ -21,6 +21,10 @@
 /* A dead token is remembered this long; after that a request with it is
  * verified with whoami again (which rejects it too). */
 #define DEAD_KEEP_MS (60 * 60 * 1000)
+/* At most this many dead tokens are remembered; past it the oldest are
+ * forgotten. A forgotten one costs a whoami when it comes back (its row was
+ * deleted when it died), which rejects it again: still 401. */
+#define DEAD_MAX 10000
 /* A request waits for whoami this much longer than the call's own timeout. */
 #define WHOAMI_GRACE_MS 5000
 /* The call's timeout when the configuration has none. */
@@ -34,6 +38,8 @@ struct tok_entry {
     bool stored;                   /* its row is in the store (else whoami verified it and the row is pending) */
     bool dead;                     /* the homeserver rejected it */
     int64_t dead_since_ms;         /* when (monotonic) */
+    struct tok_entry *d_prev;      /* dead: the dead list, oldest first */
+    struct tok_entry *d_next;      /* dead: the dead list */
     UT_hash_handle hh;             /* in auth.tokens */
 };
 
@@ -63,6 +69,9 @@ struct auth {
     int64_t whoami_wait_ms;        /* how long a request waits for whoami */
     pthread_mutex_t lock;          /* guards tokens, devices, verifying */
     struct tok_entry *tokens;      /* tokens seen */
+    struct tok_entry *dead_head;   /* dead tokens, oldest first */
+    struct tok_entry *dead_tail;   /* the newest dead token */
+    int n_dead;                    /* length of that list */
     struct dev_entry *devices;     /* polled devices */
     struct verify *verifying;      /* whoamis in flight */
 };
@@ -72,6 +81,55 @@ static void tok_free(struct tok_entry *t)
     free(t->user_id);
     free(t->device_id);
     free(t);
+}
+
+static void dev_free(struct dev_entry *d)
+{
+    free(d->key);
+    free(d->user_id);
+    free(d);
+}
+
+/* Makes t alive (off the dead list). Lock held. */
+static void tok_revive(struct auth *a, struct tok_entry *t)
+{
+    if (!t->dead) return;
+    if (t->d_prev)
+        t->d_prev->d_next = t->d_next;
+    else
+        a->dead_head = t->d_next;
+    if (t->d_next)
+        t->d_next->d_prev = t->d_prev;
+    else
+        a->dead_tail = t->d_prev;
+    t->d_prev = t->d_next = NULL;
+    t->dead = false;
+    a->n_dead--;
+}
+
+/* Forgets t. Lock held. */
+static void tok_drop(struct auth *a, struct tok_entry *t)
+{
+    tok_revive(a, t);
+    HASH_DEL(a->tokens, t);
+    tok_free(t);
+}
+
+/* Marks t dead now (the newest on the dead list), forgetting the oldest
+ * dead tokens past DEAD_MAX. Lock held. */
+static void tok_kill(struct auth *a, struct tok_entry *t, int64_t now_ms)
+{
+    tok_revive(a, t);
+    t->dead = true;
+    t->dead_since_ms = now_ms;
+    t->d_prev = a->dead_tail;
+    if (a->dead_tail)
+        a->dead_tail->d_next = t;
+    else
+        a->dead_head = t;
+    a->dead_tail = t;
+    a->n_dead++;
+    while (a->n_dead > DEAD_MAX) tok_drop(a, a->dead_head);
 }
 
 /* The entry of hash, created (alive, not stored) when missing. Lock held. */
@@ -134,9 +192,7 @@ void auth_free(struct auth *a)
     HASH_ITER(hh, a->devices, d, dt)
     {
         HASH_DEL(a->devices, d);
-        free(d->key);
-        free(d->user_id);
-        free(d);
+        dev_free(d);
     }
     struct verify *v, *vt;
     HASH_ITER(hh, a->verifying, v, vt)
@@ -160,8 +216,11 @@ static void ensure_polling(struct auth *a, const char *user_id, const char *devi
     struct dev_entry *d;
     HASH_FIND_STR(a->devices, key, d);
     bool fresh = !d;
-    /* A poller that stopped because its token died is started again. */
-    bool stopped = d && ingest_device_state(a->d.ingest, user_id, device_id, NULL) == INGEST_DEVICE_EXPIRED;
+    /* A poller that stopped because its token died is started again (ingest
+     * may have forgotten the device by then: stopped as well). */
+    enum ingest_device_state st =
+        d ? ingest_device_state(a->d.ingest, user_id, device_id, NULL) : INGEST_DEVICE_PENDING;
+    bool stopped = st == INGEST_DEVICE_EXPIRED || st == INGEST_DEVICE_STOPPED;
     /* A running poller keeps its token when a client shows up with another
      * one already known to us (possibly older); only a token just verified
      * (whoami or the store) takes over. */
@@ -252,11 +311,21 @@ bool auth_is_current_token(struct auth *a, const char *user_id, const char *devi
 void auth_token_rejected(struct auth *a, const char *user_id, const char *device_id, const char *token_hash)
 {
     if (!token_hash) return;
+    char *key = xasprintf("%s|%s", user_id, device_id);
     pthread_mutex_lock(&a->lock);
-    struct tok_entry *t = tok_put(a, token_hash, user_id, device_id);
-    t->dead = true;
-    t->dead_since_ms = clock_mono_ms();
+    tok_kill(a, tok_put(a, token_hash, user_id, device_id), clock_mono_ms());
+    /* The device's poller stopped with this token: forget the device, so
+     * devices that came once and went do not pile up. Its next token starts
+     * a poller as for a new device. A device whose poller a newer token took
+     * over meanwhile keeps its entry. */
+    struct dev_entry *d;
+    HASH_FIND_STR(a->devices, key, d);
+    if (d && strcmp(d->hash, token_hash) == 0) {
+        HASH_DEL(a->devices, d);
+        dev_free(d);
+    }
     pthread_mutex_unlock(&a->lock);
+    free(key);
 }
 
 bool auth_token_dead(struct auth *a, const char *token_hash)
@@ -275,9 +344,7 @@ void auth_forget(struct auth *a, const char *const *hashes, int n)
     for (int i = 0; i < n; i++) {
         struct tok_entry *t;
         HASH_FIND_STR(a->tokens, hashes[i], t);
-        if (!t) continue;
-        HASH_DEL(a->tokens, t);
-        tok_free(t);
+        if (t) tok_drop(a, t);
     }
     pthread_mutex_unlock(&a->lock);
 }
@@ -285,13 +352,7 @@ void auth_forget(struct auth *a, const char *const *hashes, int n)
 void auth_tick(struct auth *a, int64_t now_ms)
 {
     pthread_mutex_lock(&a->lock);
-    struct tok_entry *t, *tt;
-    HASH_ITER(hh, a->tokens, t, tt)
-    {
-        if (!t->dead || now_ms - t->dead_since_ms < DEAD_KEEP_MS) continue;
-        HASH_DEL(a->tokens, t);
-        tok_free(t);
-    }
+    while (a->dead_head && now_ms - a->dead_head->dead_since_ms >= DEAD_KEEP_MS) tok_drop(a, a->dead_head);
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -371,7 +432,7 @@ static enum auth_step from_store(struct auth *a, struct http_req *req, struct au
     pthread_mutex_lock(&a->lock);
     struct tok_entry *t = tok_put(a, ar->hash, ar->user_id, ar->device_id);
     t->stored = true;
-    t->dead = false;
+    tok_revive(a, t);
     pthread_mutex_unlock(&a->lock);
     ensure_polling(a, ar->user_id, ar->device_id, ar->token, ar->hash, since, false, true);
     free(since);
@@ -411,7 +472,7 @@ static void on_whoami(void *ud, int status, const char *user_id, const char *dev
         /* Known from now on: the requests woken below store it (again, for
          * a token that was dead: its row is gone) and poll with it. */
         struct tok_entry *t = tok_put(a, w->hash, user_id, device_id);
-        t->dead = false;
+        tok_revive(a, t);
         t->stored = false;
     }
     pthread_mutex_unlock(&a->lock);

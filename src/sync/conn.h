@@ -33,8 +33,10 @@ struct metrics;
 #define CONN_MAX_PER_DEVICE 64
 /* Most unacknowledged responses kept per connection. */
 #define CONN_MAX_BUFFERED 8
-/* Most bytes of unacknowledged responses kept per connection: past it the
- * oldest are dropped (the newest always stays, however large). */
+/* Most bytes of unacknowledged responses kept per connection (the newest
+ * always stays, however large). Past either bound the responses the client
+ * has go first; when only dropping one it may not have received would do,
+ * the connection ends instead (conn_finish). */
 #define CONN_MAX_BUFFERED_BYTES (4 * 1024 * 1024)
 /* Most connections of one user across all their devices; more end the least
  * recently used (idle ones first). */
@@ -75,7 +77,8 @@ struct conn *conn_map_create(struct conn_map *m, const char *user_id, const char
                              struct conn **replaced);
 /* Why a connection was ended. */
 enum conn_end_reason {
-    CONN_END_OTHER, /* replaced, idle, too far behind, abandoned: its client starts over */
+    CONN_END_OTHER, /* replaced, idle, too far behind, too many unacknowledged responses, abandoned:
+                       its client starts over */
     CONN_END_TOKEN, /* the homeserver rejected its device's token */
 };
 
@@ -132,7 +135,8 @@ void conn_cancel_waiter(struct conn *c);
 int64_t conn_cancels(struct conn *c);
 /* Builds the response JSON, assigns the next pos, buffers it, and records
  * req_pos / canonical body as the last processed request. Returns the body
- * (heap copy for the caller) or NULL with *err. */
+ * (heap copy for the caller) or NULL with *err. The connection may be ended
+ * by the buffering (see CONN_MAX_BUFFERED_BYTES); the body is still valid. */
 char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, int64_t req_pos,
                   const char *canonical_body, size_t *len, char **err);
 

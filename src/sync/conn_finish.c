@@ -246,6 +246,48 @@ static void write_lists_rooms(struct conn *c, struct conn_resp *resp, struct buf
     buf_putc(b, '}');
 }
 
+/* Bytes of the buffered responses. */
+static size_t buffered_bytes(const struct conn *c)
+{
+    size_t total = 0;
+    for (int i = 0; i < c->n_buffered; i++) total += c->buffered[i].len;
+    return total;
+}
+
+/* Buffers the response at pos until it is acknowledged (docs/behaviour.md,
+ * "Positions and retransmits"), within CONN_MAX_BUFFERED responses and
+ * CONN_MAX_BUFFERED_BYTES. Those at or below req_pos reached the client and
+ * go first when either bound is passed; the newest stays, however large. A
+ * response the client may not have received is never dropped, since a later
+ * one would then skip what it carried: past the bounds with such responses
+ * still buffered, the connection ends instead (the client starts over with
+ * M_UNKNOWN_POS, which loses nothing). Request lock held. */
+static void buffer_response(struct conn *c, int64_t pos, const struct buf *b, int64_t req_pos)
+{
+    int drop = 0;
+    bool full = c->n_buffered == CONN_MAX_BUFFERED;
+    size_t total = buffered_bytes(c) + b->len;
+    while (drop < c->n_buffered && c->buffered[drop].pos <= req_pos &&
+           (full || total > CONN_MAX_BUFFERED_BYTES)) {
+        total -= c->buffered[drop].len;
+        free(c->buffered[drop++].body);
+        full = false;
+    }
+    if (drop) {
+        memmove(c->buffered, c->buffered + drop, (size_t)(c->n_buffered - drop) * sizeof *c->buffered);
+        c->n_buffered -= drop;
+    }
+    if (full || (total > CONN_MAX_BUFFERED_BYTES && c->n_buffered > 0)) {
+        LOG_WARN("sync", "%s: %d unacknowledged responses (%zu bytes) would pass the bound; ending the connection",
+                 c->user_id, c->n_buffered + 1, total);
+        if (c->ctx->metrics) metrics_inc(c->ctx->metrics->api_expiry_conn_buffer_full);
+        conn_abandon(c);
+        for (int i = 0; i < c->n_buffered; i++) free(c->buffered[i].body);
+        c->n_buffered = 0;
+    }
+    c->buffered[c->n_buffered++] = (struct conn_buffered){pos, xstrndup(b->ptr, b->len), b->len};
+}
+
 char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, int64_t req_pos,
                   const char *canonical_body, size_t *len, char **err)
 {
@@ -369,26 +411,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         buf_json_str(&b, txn_id, strlen(txn_id));
     }
     buf_puts(&b, "}\n");
-    /* Buffer it until acknowledged (docs/behaviour.md, "Positions and retransmits"). */
-    if (c->n_buffered == CONN_MAX_BUFFERED) {
-        free(c->buffered[0].body);
-        memmove(c->buffered, c->buffered + 1, (CONN_MAX_BUFFERED - 1) * sizeof *c->buffered);
-        c->n_buffered--;
-    }
-    c->buffered[c->n_buffered++] = (struct conn_buffered){pos, xstrndup(b.ptr, b.len), b.len};
-    /* And at most CONN_MAX_BUFFERED_BYTES of them: the oldest go first (a
-     * client that asks for one again starts over with M_UNKNOWN_POS). */
-    size_t total = 0;
-    for (int i = 0; i < c->n_buffered; i++) total += c->buffered[i].len;
-    int drop = 0;
-    while (total > CONN_MAX_BUFFERED_BYTES && drop < c->n_buffered - 1) {
-        total -= c->buffered[drop].len;
-        free(c->buffered[drop++].body);
-    }
-    if (drop) {
-        memmove(c->buffered, c->buffered + drop, (size_t)(c->n_buffered - drop) * sizeof *c->buffered);
-        c->n_buffered -= drop;
-    }
+    buffer_response(c, pos, &b, req_pos);
     c->last_req_pos = req_pos;
     free(c->last_req_body);
     c->last_req_body = canonical_body ? xstrdup(canonical_body) : NULL;

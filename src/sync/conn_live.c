@@ -301,11 +301,6 @@ static void apply_update(struct conn *c, struct conn_resp *r, struct cache_updat
             if (s) conn_add_snapshot(c, r, u->room_id, &s->sub);
         }
         break;
-    case CU_TOKEN_EXPIRED:
-        pthread_mutex_lock(&c->q_lock);
-        c->dead = true;
-        pthread_mutex_unlock(&c->q_lock);
-        break;
     case CU_ACCOUNT_DATA:
         if (cr) {
             /* The room's tags changed (the tags / not_tags filters). */

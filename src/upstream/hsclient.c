@@ -214,30 +214,46 @@ int hsclient_versions_list(struct hsclient *c, char **versions, char **err)
     return rc;
 }
 
+/* Whether a /versions answer is usable; else *msg (heap) says why. */
+static bool versions_ok(long status, json_t *body, char **msg)
+{
+    if (status != 200)
+        *msg = xasprintf("HTTP %ld from /versions", status);
+    else if (!json_is_array(json_object_get(body, "versions")))
+        *msg = xstrdup("/versions response has no \"versions\" array");
+    return !*msg;
+}
+
 int hsclient_versions_get(struct hsclient *c, json_t **out, char **err)
 {
-    int rc = HSCLIENT_FAILED;
     char *msg = NULL;
     long status = 0;
     json_t *body = NULL;
     *out = NULL;
     if (err) *err = NULL;
-    if (get_json(c, "/_matrix/client/versions", NULL, &status, &body, &msg) < 0) goto out;
-    if (status != 200) {
-        msg = xasprintf("HTTP %ld from /versions", status);
-        goto out;
+    if (get_json(c, "/_matrix/client/versions", NULL, &status, &body, &msg) == 0 && versions_ok(status, body, &msg)) {
+        *out = body;
+        return HSCLIENT_OK;
     }
-    if (!json_is_array(json_object_get(body, "versions"))) {
-        msg = xstrdup("/versions response has no \"versions\" array");
-        goto out;
-    }
-    rc = HSCLIENT_OK;
-    *out = body;
-    body = NULL;
-out:
     json_decref(body);
-    if (msg) set_err(err, msg);
-    return rc;
+    set_err(err, msg);
+    return HSCLIENT_FAILED;
+}
+
+int hsclient_versions_result(long status, const char *body, size_t len, json_t **out, char **err)
+{
+    char *msg = NULL;
+    *out = NULL;
+    if (err) *err = NULL;
+    json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+    if (!json_is_object(j) && status == 200) msg = xstrdup("/versions response is not a JSON object");
+    if (!msg && versions_ok(status, j, &msg)) {
+        *out = j;
+        return HSCLIENT_OK;
+    }
+    json_decref(j);
+    set_err(err, msg);
+    return HSCLIENT_FAILED;
 }
 
 /* The non-empty string at key in obj, or NULL. */

@@ -1,5 +1,6 @@
 /* The homeserver client: blocking calls to /versions and /account/whoami
- * (the server verifies tokens without blocking through poller_set_whoami),
+ * (the server verifies tokens and answers clients' /versions without blocking,
+ * through poller_set_whoami and poller_set_get),
  * plus the request set-up shared with the poller set (URL, unix socket,
  * User-Agent, bearer token, timeouts).
  *
@@ -55,6 +56,10 @@ int hsclient_versions_list(struct hsclient *c, char **versions, char **err);
 /* The same call, keeping the answer: on HSCLIENT_OK *out is the homeserver's
  * JSON object (a new reference for the caller to json_decref), else NULL. */
 int hsclient_versions_get(struct hsclient *c, json_t **out, char **err);
+/* Interprets a finished /versions transfer (its HTTP status and body, len
+ * bytes; body may be NULL): the same results and outputs as
+ * hsclient_versions_get. */
+int hsclient_versions_result(long status, const char *body, size_t len, json_t **out, char **err);
 
 /* GET /_matrix/client/v3/account/whoami with token.
  * HSCLIENT_OK: *user_id and *device_id are heap strings (free()).

@@ -37,6 +37,7 @@ enum cmd_kind {
     CMD_DONE,   /* the receiver finished a result */
     CMD_STOP,   /* stop polling a device */
     CMD_WHOAMI, /* verify a token */
+    CMD_GET,    /* a small unauthenticated GET (poller_set_get) */
 };
 
 /* A request from another thread, applied by the poller thread in order. */
@@ -51,7 +52,9 @@ struct cmd {
     struct poller_result *res;  /* CMD_DONE: the result handed back (owned) */
     bool ok;                    /* CMD_DONE: the receiver processed it */
     poller_whoami_fn whoami_fn; /* CMD_WHOAMI: the caller's callback, NULL once called */
-    void *whoami_ud;            /* CMD_WHOAMI: its argument */
+    void *whoami_ud;            /* CMD_WHOAMI, CMD_GET: the callback's argument */
+    poller_get_fn get_fn;       /* CMD_GET: the caller's callback, NULL once called */
+    char *path;                 /* CMD_GET: path and query */
     struct cmd *next;           /* queue link */
 };
 
@@ -97,14 +100,15 @@ struct device {
     UT_hash_handle hh;       /* in poller_set.devices */
 };
 
-/* A whoami in flight: owned and touched only by the poller thread. */
+/* A whoami or small GET in flight: owned and touched only by the poller thread. */
 struct whoami {
     enum xfer_kind kind;          /* XFER_WHOAMI; first member (CURLOPT_PRIVATE) */
     CURL *easy;                   /* the transfer */
     struct curl_slist *headers;   /* request headers */
     struct buf body;              /* response body so far */
     char errbuf[CURL_ERROR_SIZE]; /* curl's error text */
-    poller_whoami_fn fn;          /* the caller's callback */
+    poller_whoami_fn fn;          /* a whoami's callback, or NULL */
+    poller_get_fn get_fn;         /* a small GET's callback, or NULL */
     void *ud;                     /* its argument */
     struct whoami *prev, *next;   /* in poller_set.whoamis */
 };
@@ -124,7 +128,7 @@ struct poller_set {
     struct cmd *cmd_tail;           /* last pending command */
     bool quit;                      /* poller_set_free asked the thread to exit */
     struct device *devices;         /* uthash of live pollers; poller thread only */
-    struct whoami *whoamis;         /* whoamis in flight; poller thread only */
+    struct whoami *whoamis;         /* whoamis and small GETs in flight; poller thread only */
     struct device **heap;           /* min-heap on deadline of DEV_WAITING devices */
     int heap_len;                   /* entries used in heap */
     int heap_cap;                   /* entries allocated in heap */
@@ -571,27 +575,38 @@ static void whoami_free(struct poller_set *s, struct whoami *w)
     free(w);
 }
 
-/* Starts a whoami for the command (which gives up its callback to it). */
+/* Answers w's caller with a failure. */
+static void whoami_fail(struct whoami *w, const char *why)
+{
+    if (w->fn) w->fn(w->ud, HSCLIENT_FAILED, NULL, NULL, why);
+    if (w->get_fn) w->get_fn(w->ud, 0, NULL, 0, why);
+}
+
+/* Starts a whoami or small GET for the command (which gives up its callback to it). */
 static void apply_whoami(struct poller_set *s, struct cmd *c)
 {
     struct whoami *w = xcalloc(1, sizeof *w);
     w->kind = XFER_WHOAMI;
     w->fn = c->whoami_fn;
+    w->get_fn = c->get_fn;
     w->ud = c->whoami_ud;
     c->whoami_fn = NULL;
+    c->get_fn = NULL;
+    const char *path = c->kind == CMD_GET ? c->path : HSCLIENT_WHOAMI_PATH;
+    const char *token = c->kind == CMD_GET ? NULL : c->token;
     buf_init(&w->body, HSCLIENT_MAX_SMALL_BODY);
     w->next = s->whoamis;
     if (s->whoamis) s->whoamis->prev = w;
     s->whoamis = w;
     CURL *e = curl_easy_init();
-    bool ok = e && hsclient_prepare(s->hs, e, HSCLIENT_WHOAMI_PATH, c->token, s->timeout_secs, &w->headers) == 0;
+    bool ok = e && hsclient_prepare(s->hs, e, path, token, s->timeout_secs, &w->headers) == 0;
     ok = ok && curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hsclient_collect_body) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_WRITEDATA, &w->body) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_ERRORBUFFER, w->errbuf) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_PRIVATE, w) == CURLE_OK && curl_multi_add_handle(s->multi, e) == CURLM_OK;
     if (!ok) {
         if (e) curl_easy_cleanup(e);
-        w->fn(w->ud, HSCLIENT_FAILED, NULL, NULL, "cannot set up the whoami request");
+        whoami_fail(w, "cannot set up the request");
         whoami_free(s, w);
         return;
     }
@@ -605,12 +620,18 @@ static void finish_whoami(struct poller_set *s, struct whoami *w, CURLcode cc)
     if (cc != CURLE_OK) {
         err = cc == CURLE_WRITE_ERROR ? xasprintf("response body larger than %d bytes", HSCLIENT_MAX_SMALL_BODY)
                                       : xstrdup(w->errbuf[0] ? w->errbuf : curl_easy_strerror(cc));
+    } else if (w->get_fn) {
+        long status = 0;
+        curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &status);
+        w->get_fn(w->ud, status, buf_cstr(&w->body), w->body.len, NULL);
+        w->get_fn = NULL;
     } else {
         long status = 0;
         curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &status);
         rc = hsclient_whoami_result(status, buf_cstr(&w->body), w->body.len, &user, &dev, &err);
     }
-    w->fn(w->ud, rc, user, dev, err);
+    if (w->get_fn) w->get_fn(w->ud, 0, NULL, 0, err);
+    if (w->fn) w->fn(w->ud, rc, user, dev, err);
     free(user);
     free(dev);
     free(err);
@@ -679,8 +700,10 @@ static void apply_done(struct poller_set *s, struct poller_result *res, bool ok)
 
 static void cmd_free(struct cmd *c)
 {
-    /* A whoami that never started still answers its caller. */
+    /* A whoami or GET that never started still answers its caller. */
     if (c->whoami_fn) c->whoami_fn(c->whoami_ud, HSCLIENT_FAILED, NULL, NULL, "the server is stopping");
+    if (c->get_fn) c->get_fn(c->whoami_ud, 0, NULL, 0, "the server is stopping");
+    free(c->path);
     free(c->user_id);
     free(c->device_id);
     free_secret(c->token);
@@ -706,7 +729,7 @@ static bool drain_commands(struct poller_set *s)
             } else if (c->kind == CMD_DONE) {
                 apply_done(s, c->res, c->ok);
                 c->res = NULL;
-            } else if (c->kind == CMD_WHOAMI) {
+            } else if (c->kind == CMD_WHOAMI || c->kind == CMD_GET) {
                 apply_whoami(s, c);
             } else {
                 struct device *d = find_device(s, c->user_id, c->device_id);
@@ -783,7 +806,7 @@ static void *run(void *arg)
     struct device *d, *tmp;
     HASH_ITER(hh, s->devices, d, tmp) remove_device(s, d);
     while (s->whoamis) {
-        s->whoamis->fn(s->whoamis->ud, HSCLIENT_FAILED, NULL, NULL, "the server is stopping");
+        whoami_fail(s->whoamis, "the server is stopping");
         whoami_free(s, s->whoamis);
     }
     return NULL;
@@ -890,6 +913,16 @@ void poller_set_whoami(struct poller_set *s, const char *token, poller_whoami_fn
     c->kind = CMD_WHOAMI;
     c->token = xstrdup(token);
     c->whoami_fn = fn;
+    c->whoami_ud = ud;
+    push_cmd(s, c);
+}
+
+void poller_set_get(struct poller_set *s, const char *path, poller_get_fn fn, void *ud)
+{
+    struct cmd *c = xcalloc(1, sizeof *c);
+    c->kind = CMD_GET;
+    c->path = xstrdup(path);
+    c->get_fn = fn;
     c->whoami_ud = ud;
     push_cmd(s, c);
 }

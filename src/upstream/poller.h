@@ -148,6 +148,18 @@ typedef void (*poller_whoami_fn)(void *ud, int status, const char *user_id, cons
  * cfg->http_timeout_secs. token is copied. Thread-safe. */
 void poller_set_whoami(struct poller_set *s, const char *token, poller_whoami_fn fn, void *ud);
 
+/* The answer to poller_set_get: status is the HTTP status, or 0 when there is
+ * none (err says why; body is then NULL). body is the response (len bytes,
+ * NUL-terminated, at most HSCLIENT_MAX_SMALL_BODY) and lives for the call
+ * only. */
+typedef void (*poller_get_fn)(void *ud, long status, const char *body, size_t len, const char *err);
+
+/* Asks GET path_query of the homeserver without a token on the poller
+ * thread, without waiting (GET /_matrix/client/versions for clients). fn
+ * runs exactly once, as for poller_set_whoami. path_query is copied.
+ * Thread-safe. */
+void poller_set_get(struct poller_set *s, const char *path_query, poller_get_fn fn, void *ud);
+
 /* Live pollers, as of the last command the poller thread applied. */
 int poller_set_count(struct poller_set *s);
 /* Fills *st with a snapshot of the counters. Thread-safe. */

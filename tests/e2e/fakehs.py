@@ -220,6 +220,7 @@ class FakeHomeserver:
         self.verbose = verbose
         self.versions_body = {"versions": ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6"],
                               "unstable_features": {}}
+        self.versions_delay = 0.0     # seconds /versions waits before answering (a slow homeserver)
         self.requests = []            # every Request, in arrival order
         self.unknown_since = []       # /sync requests whose since this server never issued
         self._cond = threading.Condition()
@@ -468,6 +469,8 @@ class FakeHomeserver:
             elif req.path.startswith(THUMBNAIL_PREFIX):
                 self._thumbnail(h, req)
             elif req.path == VERSIONS_PATH:
+                if self.versions_delay:
+                    time.sleep(self.versions_delay)
                 self._answer(h, req, 200, self.versions_body)
             elif req.path in WHOAMI_PATHS:
                 self._whoami(h, req)

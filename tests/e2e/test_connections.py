@@ -1,6 +1,6 @@
 """Connection semantics (docs/behaviour.md, "Connections"): several conn_ids per device, pos
 retransmission, txn_id echo, a newer request cancelling a parked one, the
-buffer bound, and a new token taking over a device's poller."""
+queue bound, the bound on unacknowledged responses, and a new token taking over a device's poller."""
 
 import time
 
@@ -103,6 +103,35 @@ def test_a_connection_that_falls_too_far_behind_is_ended(proxy, alice):
     c.reset()
     resp = c.sync({"lists": {"x": LIST}})
     assert resp["rooms"][rid]["timeline"][-1]["event_id"] == evs[-1]["event_id"]
+
+
+def test_a_client_that_never_acknowledges_is_ended_rather_than_losing_a_response(proxy, alice):
+    rid = one_room(alice)
+    c = proxy.client(alice.token)
+    c.sync({"lists": {"x": LIST}})
+    alice.wait_idle()
+    pos = c.pos
+    ev = send(alice, rid, "only in the missed response")
+    alice.wait_idle()
+    missed = c.request({}, pos=pos, timeout=5000)
+    assert missed.status == 200 and missed.json["rooms"][rid]["timeline"][-1]["event_id"] == ev["event_id"]
+    # The client never gets it and keeps asking from pos with a changed body (as js-sdk does when
+    # its ranges move): each time the missed response comes again, and each changed body buffers
+    # one more response the client never received, until more than 8 are unacknowledged.
+    ended = False
+    for i in range(12):
+        r = c.request({"lists": {"x": {"ranges": [[0, 9 - i % 2]], "timeline_limit": 1}}}, pos=pos, timeout=100)
+        if r.status == 400:
+            assert r.json["errcode"] == "M_UNKNOWN_POS", r
+            ended = True
+            break
+        # Never a later response that skips the event.
+        assert r.status == 200 and r.json == missed.json, (i, r)
+    assert ended, "the connection should end once its unacknowledged responses pass the bound"
+    # Starting over loses nothing.
+    c.reset()
+    resp = c.sync({"lists": {"x": LIST}})
+    assert resp["rooms"][rid]["timeline"][-1]["event_id"] == ev["event_id"]
 
 
 def test_a_new_token_for_the_device_takes_over_the_poller(proxy, hs, alice):

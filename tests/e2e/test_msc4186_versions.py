@@ -1,8 +1,14 @@
 """GET /_matrix/client/versions: the homeserver's answer with simplified sliding sync
-advertised, cached briefly; a clear 502 when the homeserver cannot say.
-(docs/behaviour.md, "Endpoints")"""
+advertised, cached briefly; a clear 502 when the homeserver cannot say; asked without holding an
+HTTP thread (docs/behaviour.md, "Endpoints")"""
 
-from helpers import http_request
+import time
+
+from helpers import http_request, run_in_thread
+from test_connections import one_room
+from test_tokens import assert_woken_at_once
+
+POOL_THREADS = 8  # the server's HTTP pool
 
 FLAG = "org.matrix.simplified_msc3575"
 
@@ -41,3 +47,27 @@ def test_homeserver_failure_is_502(proxy, hs):
     hs.versions_body = {"versions": ["v1.11"]}
     r = http_request(proxy.url + "/_matrix/client/versions")
     assert r.status == 200 and r.json["unstable_features"][FLAG] is True, "failures are not cached"
+
+
+def test_slow_homeserver_versions_does_not_hold_other_users_long_polls(proxy, hs, bob):
+    rid = one_room(bob)
+    c = proxy.client(bob.token)
+    c.sync({"lists": {"a": {"ranges": [[0, 9]], "timeline_limit": 1}}})
+    bob.wait_idle()
+    parked = run_in_thread(c.request, {}, pos=c.pos, timeout=30000)
+    time.sleep(0.5)
+    # More clients than HTTP threads ask /versions with the cache cold and a slow homeserver.
+    before = versions_calls(hs)
+    hs.versions_delay = 4.0
+    t_slow = time.monotonic()
+    pending = [run_in_thread(http_request, proxy.url + "/_matrix/client/versions", timeout=30)
+               for _ in range(POOL_THREADS + 4)]
+    hs.wait_for(lambda reqs: sum(1 for r in reqs if r.path == "/_matrix/client/versions") > before,
+                timeout=10, what="the slow /versions")
+    time.sleep(0.5)
+    assert_woken_at_once(parked, bob, rid, "the slow /versions")
+    assert time.monotonic() - t_slow < 3.5, "the slow /versions finished before bob's event: test is void"
+    for h in pending:
+        r = h.result(30)
+        assert r.status == 200 and r.json["unstable_features"][FLAG] is True, r
+    assert versions_calls(hs) == before + 1, "the waiting clients share one call"

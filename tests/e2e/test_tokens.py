@@ -70,6 +70,17 @@ def test_concurrent_requests_with_a_new_token_share_one_whoami(proxy, hs, alice)
     assert len(hs.whoami_requests(alice.token)) == 1, hs.whoami_requests(alice.token)
 
 
+def assert_woken_at_once(parked, user, rid, behind):
+    """An event for `user` in `rid` wakes the `parked` long-poll at once."""
+    t_ev = time.monotonic()
+    ev = send(user, rid, "not held up")
+    r = parked.result(20)
+    waited = time.monotonic() - t_ev
+    assert r.status == 200, r
+    assert ev["event_id"] in [e["event_id"] for e in r.json["rooms"][rid]["timeline"]]
+    assert waited < 1.5, "the long-poll waited %.1fs behind %s" % (waited, behind)
+
+
 def test_slow_whoami_does_not_hold_other_users_long_polls(proxy, hs, bob):
     rid = one_room(bob)
     c = proxy.client(bob.token)
@@ -88,14 +99,7 @@ def test_slow_whoami_does_not_hold_other_users_long_polls(proxy, hs, bob):
     hs.wait_for(lambda reqs: len([r for r in reqs if r.token in slow_tokens and "whoami" in r.path])
                 >= POOL_THREADS, timeout=10, what="slow whoamis")
     time.sleep(0.3)
-    # bob's event wakes his parked request at once.
-    t_ev = time.monotonic()
-    ev = send(bob, rid, "not held up")
-    r = parked.result(20)
-    waited = time.monotonic() - t_ev
-    assert r.status == 200, r
-    assert ev["event_id"] in [e["event_id"] for e in r.json["rooms"][rid]["timeline"]]
-    assert waited < 1.5, "bob's long-poll waited %.1fs behind the slow whoamis" % waited
+    assert_woken_at_once(parked, bob, rid, "the slow whoamis")
     assert time.monotonic() - t_slow < 5.5, "the slow whoamis finished before bob's event: test is void"
     # Every slow request is parked, none holds a thread.
     wait_until(lambda: metric_value(proxy.metrics()[1], "sliding_sync_api_num_parked_requests",

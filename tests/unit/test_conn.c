@@ -224,6 +224,60 @@ static void test_user_queue_cap(void **state)
     for (int i = 0; i < N; i++) conn_unref(cs[i]);
 }
 
+/* One response of c to a request with req_pos; returns its pos. */
+static int64_t respond(struct conn *c, int64_t req_pos)
+{
+    struct sync_req req;
+    sync_req_init(&req);
+    struct conn_resp *resp = conn_resp_new();
+    char *err = NULL;
+    size_t len = 0;
+    conn_lock(c);
+    assert_int_equal(conn_apply_request(c, &req, resp, &err), 0);
+    char *body = conn_finish(c, resp, NULL, req_pos, NULL, &len, &err);
+    conn_unlock(c);
+    assert_non_null(body);
+    const char *p = strstr(body, "\"pos\":\"");
+    assert_non_null(p);
+    int64_t pos = strtoll(p + 7, NULL, 10);
+    free(body);
+    conn_resp_free(resp);
+    sync_req_release(&req);
+    return pos;
+}
+
+/* A client that keeps asking from its first position (never acknowledging
+ * the responses computed since) fills the buffer of unacknowledged
+ * responses: the connection ends rather than drop one the client never got. */
+static void test_unacknowledged_buffer_ends_connection(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    struct conn *c = open_conn(f, "", &replaced);
+    int64_t first = respond(c, 0);
+    /* Pos first stays buffered until a later one is acknowledged; it is the
+     * only one that may go. */
+    for (int i = 0; i < CONN_MAX_BUFFERED; i++) {
+        respond(c, first);
+        assert_false(conn_dead(c));
+    }
+    respond(c, first);
+    assert_true(conn_dead(c));
+    conn_unref(c);
+}
+
+/* A client acknowledging every response never hits the bound. */
+static void test_acknowledged_buffer_stays(void **state)
+{
+    struct fixture *f = *state;
+    struct conn *replaced = NULL;
+    struct conn *c = open_conn(f, "", &replaced);
+    int64_t pos = respond(c, 0);
+    for (int i = 0; i < 4 * CONN_MAX_BUFFERED; i++) pos = respond(c, pos);
+    assert_false(conn_dead(c));
+    conn_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +289,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_free_then_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_connection_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_queue_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unacknowledged_buffer_ends_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acknowledged_buffer_stays, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
