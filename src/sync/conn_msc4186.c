@@ -1,23 +1,8 @@
 #include "sync/conn_msc4186.h"
 
 #include "sync/conn_priv.h"
+#include "sync/m4186_sent.h"
 #include "sync/msc4186_room.h"
-
-/* What a room was last sent as on an MSC4186 connection: the parameters
- * (timeline_limit and required_state of every source showing it) and the
- * state of the connection's view then. A room that comes back into a window
- * with both unchanged is not sent again: the client has it. */
-struct m4186_sent {
-    char *room_id;      /* owned; hash key */
-    char *params;       /* the parameters, as a canonical string (owned) */
-    int64_t latest_nid; /* the room's newest event then */
-    int64_t notif;      /* unread counts then */
-    int64_t highlight;  /* and highlights */
-    bool invite;        /* was an invite */
-    int64_t invite_ts;  /* when the invite arrived */
-    bool is_dm;         /* was a DM */
-    UT_hash_handle hh;  /* in conn.m4186_sent */
-};
 
 void conn_msc4186_release(struct conn *c)
 {
@@ -63,6 +48,11 @@ static char *params_key(struct conn *c, const char *room_id)
     for (size_t i = 0; i < p.n_rs; i++) buf_printf(&b, "\x1e%s\x1f%s", p.rs[i].type, p.rs[i].key);
     room_params_release(&p);
     return buf_detach(&b, NULL);
+}
+
+char *conn_msc4186_params(struct conn *c, const char *room_id)
+{
+    return params_key(c, room_id);
 }
 
 static void view_of(const struct user_room *ur, struct m4186_sent *v)
@@ -127,7 +117,7 @@ static void note_sent(struct conn *c, const struct resp_room *rr, const struct c
  * numbers at its own base, (seconds at start-up + connections made) * 10^9,
  * so a position of a replaced (or earlier process's) connection is never
  * taken for one of its successor's. */
-#define POS_SPACING 1000000000LL
+#define POS_SPACING M4186_POS_SPACING
 static atomic_llong pos_bases;
 
 static int64_t next_base(void)
