@@ -432,7 +432,7 @@ static enum http_action start_connection(struct sync_api *api, struct http_req *
     if (restored) conn_persist_restore(s->conn, s->saved);
     s->saved = NULL;
     if (apply(req, s) < 0) return HTTP_DONE;
-    if (restored && conn_persist_resume(s->conn, s->pos) < 0) {
+    if (restored && conn_persist_resume(s->conn, s->resp, s->pos) < 0) {
         conn_abandon(s->conn);
         conn_unlock(s->conn);
         http_req_respond_error(req, 400, "M_UNKNOWN_POS", "too much changed since pos %lld; start a new connection",

@@ -218,7 +218,7 @@ static int count_changed(struct conn *c)
     return n;
 }
 
-int conn_persist_resume(struct conn *c, int64_t pos)
+int conn_persist_resume(struct conn *c, struct conn_resp *resp, int64_t pos)
 {
     int changed = count_changed(c);
     if (changed > CONN_PERSIST_MAX_CHANGED) {
@@ -234,6 +234,8 @@ int conn_persist_resume(struct conn *c, int64_t pos)
         return -1;
     }
     c->next_pos = pos;
+    /* Account data is read above the stored mark only when told it changed. */
+    ext_note(&c->ext, resp->ext, CU_ACCOUNT_DATA);
     LOG_DEBUG("sync", "%s: connection restored at pos %lld (%d rooms changed)", c->user_id, (long long)pos, changed);
     return 0;
 }

@@ -60,8 +60,9 @@ void conn_saved_free(struct conn_saved *sv);
  * sv): what it sent, its extension positions, its position base. */
 void conn_persist_restore(struct conn *c, struct conn_saved *sv);
 /* After the request was applied to a restored connection (its rooms
- * loaded): -1 when too much changed since (then its row is deleted and the
- * client starts over), else 0, and the connection continues from pos. */
-int conn_persist_resume(struct conn *c, int64_t pos);
+ * loaded) into resp: -1 when too much changed since (then its row is
+ * deleted and the client starts over), else 0, and the connection continues
+ * from pos (account data changed since is read into resp). */
+int conn_persist_resume(struct conn *c, struct conn_resp *resp, int64_t pos);
 
 #endif

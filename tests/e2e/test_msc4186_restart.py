@@ -217,3 +217,14 @@ def test_a_database_of_the_previous_schema_is_migrated_and_works(make_proxy, db,
     down_then(proxy, lambda: alice.queue(F.sync_response(join={ra: F.joined_room(timeline=[msg])})))
     resp = c.sync(body())
     assert set(resp["rooms"]) == {ra} and resp["rooms"][ra]["timeline"] == [msg]
+
+
+def test_account_data_continues_from_its_position(proxy, alice):
+    three_rooms(alice)
+    alice.queue(F.sync_response(account_data=[F.account_data("m.old", {"a": 1})]))
+    b = dict(body(), extensions={"account_data": {"enabled": True}})
+    c, first = synced(proxy, alice, b)
+    new = F.account_data("m.new", {"b": 2})
+    down_then(proxy, lambda: alice.queue(F.sync_response(account_data=[new])))
+    ad = c.sync(b)["extensions"]["account_data"]
+    assert ad.get("global") == [new], "only what changed since, not the whole account data again: %r" % ad
