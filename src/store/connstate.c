@@ -43,7 +43,8 @@ int store_conn_load(PGconn *c, const struct store_conn_key *k, struct store_conn
     out->rooms = xcalloc((size_t)n, sizeof *out->rooms);
     for (int i = 0; i < n; i++) {
         if (PQgetisnull(r, i, 7)) continue; /* a connection without rooms */
-        out->rooms[out->n_rooms++] = (struct store_conn_room){xstrdup(PQgetvalue(r, i, 7)), xstrdup(PQgetvalue(r, i, 8))};
+        out->rooms[out->n_rooms++] = (struct store_conn_room){xstrdup(PQgetvalue(r, i, 7)),
+                                                              xstrdup(PQgetvalue(r, i, 8))};
     }
     PQclear(r);
     return 1;
@@ -51,13 +52,13 @@ int store_conn_load(PGconn *c, const struct store_conn_key *k, struct store_conn
 
 /* The numbers and text of a write as statement parameters. */
 struct wparams {
-    char base[24];     /* instance */
-    char pos[24];      /* pos */
-    char view_pos[24]; /* view position */
-    char bytes[24];    /* size */
-    char now[24];      /* wall clock */
-    char format[16];   /* serialisation version */
-    struct db_arr ids; /* rooms to put */
+    char base[24];       /* instance */
+    char pos[24];        /* pos */
+    char view_pos[24];   /* view position */
+    char bytes[24];      /* size */
+    char now[24];        /* wall clock */
+    char format[16];     /* serialisation version */
+    struct db_arr ids;   /* rooms to put */
     struct db_arr sents; /* their values */
     struct db_arr gone;  /* rooms to delete */
 };
@@ -91,22 +92,34 @@ int store_conn_update(PGconn *c, const struct store_conn_write *w, char **err)
 {
     struct wparams wp;
     wparams_init(&wp, w);
-    const char *p[] = {w->key.user_id, w->key.device_id, w->key.conn_id, wp.base, wp.pos, wp.view_pos, wp.bytes,
-                       wp.now, wp.format, w->ext, db_arr_done(&wp.ids), db_arr_done(&wp.sents), db_arr_done(&wp.gone)};
+    const char *p[] = {w->key.user_id,
+                       w->key.device_id,
+                       w->key.conn_id,
+                       wp.base,
+                       wp.pos,
+                       wp.view_pos,
+                       wp.bytes,
+                       wp.now,
+                       wp.format,
+                       w->ext,
+                       db_arr_done(&wp.ids),
+                       db_arr_done(&wp.sents),
+                       db_arr_done(&wp.gone)};
     /* The rooms put and the rooms deleted are disjoint, so the two
      * data-modifying parts never touch one row twice. */
-    PGresult *r = db_exec(c, err,
-                          "WITH c AS (UPDATE syncv3_conns SET pos = $5::bigint, view_pos = $6::bigint, "
-                          "bytes = $7::bigint, updated_ms = $8::bigint, format = $9::int, ext = $10 "
-                          "WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND base = $4::bigint "
-                          "RETURNING conn_nid), "
-                          "d AS (DELETE FROM syncv3_conn_rooms r USING c WHERE r.conn_nid = c.conn_nid "
-                          "AND r.room_id = ANY($13::text[])), "
-                          "i AS (INSERT INTO syncv3_conn_rooms (conn_nid, room_id, sent) "
-                          "SELECT c.conn_nid, u.room_id, u.sent FROM c, unnest($11::text[], $12::text[]) AS u(room_id, sent) "
-                          "ON CONFLICT (conn_nid, room_id) DO UPDATE SET sent = EXCLUDED.sent) "
-                          "SELECT count(*) FROM c",
-                          13, p);
+    PGresult *r = db_exec(
+        c, err,
+        "WITH c AS (UPDATE syncv3_conns SET pos = $5::bigint, view_pos = $6::bigint, "
+        "bytes = $7::bigint, updated_ms = $8::bigint, format = $9::int, ext = $10 "
+        "WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND base = $4::bigint "
+        "RETURNING conn_nid), "
+        "d AS (DELETE FROM syncv3_conn_rooms r USING c WHERE r.conn_nid = c.conn_nid "
+        "AND r.room_id = ANY($13::text[])), "
+        "i AS (INSERT INTO syncv3_conn_rooms (conn_nid, room_id, sent) "
+        "SELECT c.conn_nid, u.room_id, u.sent FROM c, unnest($11::text[], $12::text[]) AS u(room_id, sent) "
+        "ON CONFLICT (conn_nid, room_id) DO UPDATE SET sent = EXCLUDED.sent) "
+        "SELECT count(*) FROM c",
+        13, p);
     wparams_release(&wp);
     if (!r) return -1;
     int found = db_get_i64(r, 0, 0) > 0;
@@ -114,16 +127,25 @@ int store_conn_update(PGconn *c, const struct store_conn_write *w, char **err)
     return found;
 }
 
-int store_conn_replace(PGconn *c, const struct store_conn_write *w, int max_per_device, int max_per_user,
-                       char **err)
+int store_conn_replace(PGconn *c, const struct store_conn_write *w, int max_per_device, int max_per_user, char **err)
 {
     struct wparams wp;
     wparams_init(&wp, w);
     char dev_cap[16], user_cap[16];
     snprintf(dev_cap, sizeof dev_cap, "%d", max_per_device);
     snprintf(user_cap, sizeof user_cap, "%d", max_per_user);
-    const char *p[] = {w->key.user_id, w->key.device_id, w->key.conn_id, wp.base, wp.pos, wp.view_pos, wp.bytes,
-                       wp.now, wp.format, w->ext, db_arr_done(&wp.ids), db_arr_done(&wp.sents)};
+    const char *p[] = {w->key.user_id,
+                       w->key.device_id,
+                       w->key.conn_id,
+                       wp.base,
+                       wp.pos,
+                       wp.view_pos,
+                       wp.bytes,
+                       wp.now,
+                       wp.format,
+                       w->ext,
+                       db_arr_done(&wp.ids),
+                       db_arr_done(&wp.sents)};
     const char *caps[] = {w->key.user_id, w->key.device_id, dev_cap, user_cap};
     int rc = -1;
     if (db_begin(c, err) < 0) goto out;
@@ -207,12 +229,13 @@ int store_conn_gaps(PGconn *c, const char *const *room_ids, const int64_t *after
         gap[i] = true;
     }
     const char *p[] = {db_arr_done(&ids), db_arr_done(&a), db_arr_done(&b)};
-    PGresult *r = db_exec(c, err,
-                          "SELECT u.i, EXISTS (SELECT 1 FROM syncv3_events e WHERE e.room_id = u.room_id "
-                          "AND NOT e.is_state AND e.event_nid > u.after AND (e.event_nid < u.before "
-                          "OR (e.event_nid = u.before AND e.missing_previous))) "
-                          "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(room_id, after, before, i)",
-                          3, p);
+    PGresult *r = db_exec(
+        c, err,
+        "SELECT u.i, EXISTS (SELECT 1 FROM syncv3_events e WHERE e.room_id = u.room_id "
+        "AND NOT e.is_state AND e.event_nid > u.after AND (e.event_nid < u.before "
+        "OR (e.event_nid = u.before AND e.missing_previous))) "
+        "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(room_id, after, before, i)",
+        3, p);
     db_arr_release(&ids);
     db_arr_release(&a);
     db_arr_release(&b);

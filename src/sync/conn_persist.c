@@ -18,9 +18,9 @@ struct conn_persist {
 };
 
 struct conn_saved {
-    struct store_conn row;     /* the row as read */
-    struct m4186_sent *sent;   /* its rooms, decoded (hash by room ID) */
-    struct ext_state ext;      /* its extension positions (ad_hwm, ad_started, e2ee_started) */
+    struct store_conn row;   /* the row as read */
+    struct m4186_sent *sent; /* its rooms, decoded (hash by room ID) */
+    struct ext_state ext;    /* its extension positions (ad_hwm, ad_started, e2ee_started) */
 };
 
 /* ---- the serialisation (one pair per value) ---- */

@@ -228,3 +228,19 @@ def test_account_data_continues_from_its_position(proxy, alice):
     down_then(proxy, lambda: alice.queue(F.sync_response(account_data=[new])))
     ad = c.sync(b)["extensions"]["account_data"]
     assert ad.get("global") == [new], "only what changed since, not the whole account data again: %r" % ad
+
+
+def test_too_much_changed_is_unknown_pos(proxy, db, alice):
+    A = alice.user_id
+    rids = [F.new_room_id() for _ in range(501)]
+    alice.queue(F.sync_response(join={rid: F.joined_room(F.room_state(A, "R%d" % i), [F.message(A, "m")])
+                                      for i, rid in enumerate(rids)}))
+    b = body(ranges=((0, 600),), timeline_limit=1)
+    c, first = synced(proxy, alice, b)
+    assert len(first["rooms"]) == 501
+    later = {rid: F.joined_room(timeline=[F.message(A, "while down")]) for rid in rids}
+    down_then(proxy, lambda: alice.queue(F.sync_response(join=later)))
+    unknown_pos(c, b)
+    assert rows(db) == "0", "the unusable row is deleted"
+    c.reset()
+    assert len(c.sync(b)["rooms"]) == 501

@@ -16,8 +16,13 @@
 
 static void test_sent_round_trip(void **state)
 {
-    struct m4186_sent s = {.params = "2\x1em.room.name\x1f", .latest_nid = 9007199254740993LL, .notif = 3,
-                           .highlight = 1, .invite = true, .invite_ts = 1700000000000LL, .is_dm = true};
+    struct m4186_sent s = {.params = "2\x1em.room.name\x1f",
+                           .latest_nid = 9007199254740993LL,
+                           .notif = 3,
+                           .highlight = 1,
+                           .invite = true,
+                           .invite_ts = 1700000000000LL,
+                           .is_dm = true};
     char *text = conn_persist_sent_encode(&s);
     struct m4186_sent back = {0};
     assert_int_equal(conn_persist_sent_decode(text, &back), 0);
@@ -45,8 +50,15 @@ static void test_sent_missing_keys_are_zero(void **state)
 
 static void test_sent_malformed(void **state)
 {
-    const char *bad[] = {"", "not json", "[]", "{}", "{\"p\":1}", "{\"p\":\"1\",\"n\":\"7\"}",
-                         "{\"p\":\"1\",\"i\":1}", "{\"p\":\"1\",\"d\":null}", NULL};
+    const char *bad[] = {"",
+                         "not json",
+                         "[]",
+                         "{}",
+                         "{\"p\":1}",
+                         "{\"p\":\"1\",\"n\":\"7\"}",
+                         "{\"p\":\"1\",\"i\":1}",
+                         "{\"p\":\"1\",\"d\":null}",
+                         NULL};
     for (const char *const *b = bad; *b; b++) {
         struct m4186_sent back = {0};
         assert_int_equal(conn_persist_sent_decode(*b, &back), -1);
