@@ -143,21 +143,29 @@ def unknown_pos(c, b):
     assert r.json["errcode"] == "M_UNKNOWN_POS", r.json
 
 
+def spoiled(proxy, db, alice, sql):
+    """Two stored connections; sql (with {conn} for the first's conn_id) spoils the first while
+    syncv3 is down: it is M_UNKNOWN_POS while the other one continues."""
+    three_rooms(alice)
+    bad, _ = synced(proxy, alice, body(conn_id="spoiled"))
+    good, _ = synced(proxy, alice, body(conn_id="kept"))
+    down_then(proxy, lambda: pgtmp.psql(db, sql.format(
+        conn="(SELECT conn_nid FROM syncv3_conns WHERE conn_id LIKE '%spoiled')")))
+    unknown_pos(bad, body(conn_id="spoiled"))
+    assert good.sync(body(conn_id="kept"))["rooms"] == {}
+
+
 def test_expired_state_is_unknown_pos(proxy, db, alice):
-    three_rooms(alice)
-    c, _ = synced(proxy, alice)
-    down_then(proxy, lambda: pgtmp.psql(db, "UPDATE syncv3_conns SET updated_ms = updated_ms - 36 * 60 * 1000"))
-    unknown_pos(c, body())
+    spoiled(proxy, db, alice, "UPDATE syncv3_conns SET updated_ms = updated_ms - 36 * 60 * 1000 "
+                              "WHERE conn_nid = {conn}")
 
 
-def test_another_format_or_malformed_state_is_unknown_pos(proxy, db, alice):
-    three_rooms(alice)
-    c, _ = synced(proxy, alice)
-    down_then(proxy, lambda: pgtmp.psql(db, "UPDATE syncv3_conns SET format = 999"))
-    unknown_pos(c, body())
-    c2, _ = synced(proxy, alice, body(conn_id="other"))
-    down_then(proxy, lambda: pgtmp.psql(db, "UPDATE syncv3_conn_rooms SET sent = 'not json'"))
-    unknown_pos(c2, body(conn_id="other"))
+def test_state_of_another_format_is_unknown_pos(proxy, db, alice):
+    spoiled(proxy, db, alice, "UPDATE syncv3_conns SET format = 999 WHERE conn_nid = {conn}")
+
+
+def test_malformed_state_is_unknown_pos(proxy, db, alice):
+    spoiled(proxy, db, alice, "UPDATE syncv3_conn_rooms SET sent = 'not json' WHERE conn_nid = {conn}")
 
 
 def test_a_pos_from_before_the_stored_change_is_unknown(proxy, alice):
@@ -167,9 +175,12 @@ def test_a_pos_from_before_the_stored_change_is_unknown(proxy, alice):
     alice.queue(F.sync_response(join={ra: F.joined_room(timeline=[F.message(alice.user_id, "x")])}))
     alice.wait_idle()
     assert ra in c.sync(body(), timeout=5000)["rooms"]
+    current = c.pos
     proxy.restart()
     c.pos = old
     unknown_pos(c, body())
+    c.pos = current
+    assert c.sync(body())["rooms"] == {}, "the stored pos itself continues"
 
 
 def test_rows_are_replaced_capped_and_purged(proxy, db, alice):
