@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/alloc.h"
 #include "store/db.h"
@@ -61,6 +62,7 @@ struct wparams {
     struct db_arr ids;   /* rooms to put */
     struct db_arr sents; /* their values */
     struct db_arr gone;  /* rooms to delete */
+    const char *p[13];   /* the statement parameters $1..$13 (the replacement uses the first 12) */
 };
 
 static void wparams_init(struct wparams *p, const struct store_conn_write *w)
@@ -79,6 +81,20 @@ static void wparams_init(struct wparams *p, const struct store_conn_write *w)
         db_arr_str(&p->sents, w->sents[i]);
     }
     for (int i = 0; i < w->n_gone; i++) db_arr_str(&p->gone, w->gone[i]);
+    const char *v[] = {w->key.user_id,
+                       w->key.device_id,
+                       w->key.conn_id,
+                       p->base,
+                       p->pos,
+                       p->view_pos,
+                       p->bytes,
+                       p->now,
+                       p->format,
+                       w->ext,
+                       db_arr_done(&p->ids),
+                       db_arr_done(&p->sents),
+                       db_arr_done(&p->gone)};
+    memcpy(p->p, v, sizeof v);
 }
 
 static void wparams_release(struct wparams *p)
@@ -92,19 +108,6 @@ int store_conn_update(PGconn *c, const struct store_conn_write *w, char **err)
 {
     struct wparams wp;
     wparams_init(&wp, w);
-    const char *p[] = {w->key.user_id,
-                       w->key.device_id,
-                       w->key.conn_id,
-                       wp.base,
-                       wp.pos,
-                       wp.view_pos,
-                       wp.bytes,
-                       wp.now,
-                       wp.format,
-                       w->ext,
-                       db_arr_done(&wp.ids),
-                       db_arr_done(&wp.sents),
-                       db_arr_done(&wp.gone)};
     /* The rooms put and the rooms deleted are disjoint, so the two
      * data-modifying parts never touch one row twice. */
     PGresult *r = db_exec(
@@ -119,7 +122,7 @@ int store_conn_update(PGconn *c, const struct store_conn_write *w, char **err)
         "SELECT c.conn_nid, u.room_id, u.sent FROM c, unnest($11::text[], $12::text[]) AS u(room_id, sent) "
         "ON CONFLICT (conn_nid, room_id) DO UPDATE SET sent = EXCLUDED.sent) "
         "SELECT count(*) FROM c",
-        13, p);
+        13, wp.p);
     wparams_release(&wp);
     if (!r) return -1;
     int found = db_get_i64(r, 0, 0) > 0;
@@ -134,30 +137,17 @@ int store_conn_replace(PGconn *c, const struct store_conn_write *w, int max_per_
     char dev_cap[16], user_cap[16];
     snprintf(dev_cap, sizeof dev_cap, "%d", max_per_device);
     snprintf(user_cap, sizeof user_cap, "%d", max_per_user);
-    const char *p[] = {w->key.user_id,
-                       w->key.device_id,
-                       w->key.conn_id,
-                       wp.base,
-                       wp.pos,
-                       wp.view_pos,
-                       wp.bytes,
-                       wp.now,
-                       wp.format,
-                       w->ext,
-                       db_arr_done(&wp.ids),
-                       db_arr_done(&wp.sents)};
     const char *caps[] = {w->key.user_id, w->key.device_id, dev_cap, user_cap};
     int rc = -1;
     if (db_begin(c, err) < 0) goto out;
-    if (db_cmd(c, err, "DELETE FROM syncv3_conns WHERE user_id = $1 AND device_id = $2 AND conn_id = $3", 3, p) < 0)
-        goto fail;
+    if (store_conn_delete(c, &w->key, err) < 0) goto fail;
     if (db_cmd(c, err,
                "WITH c AS (INSERT INTO syncv3_conns (user_id, device_id, conn_id, base, pos, view_pos, bytes, "
                "updated_ms, format, ext) VALUES ($1, $2, $3, $4::bigint, $5::bigint, $6::bigint, $7::bigint, "
                "$8::bigint, $9::int, $10) RETURNING conn_nid) "
                "INSERT INTO syncv3_conn_rooms (conn_nid, room_id, sent) "
                "SELECT c.conn_nid, u.room_id, u.sent FROM c, unnest($11::text[], $12::text[]) AS u(room_id, sent)",
-               12, p) < 0)
+               12, wp.p) < 0)
         goto fail;
     /* The same bounds as connections in memory: the least recently written go. */
     if (db_cmd(c, err,
