@@ -42,6 +42,9 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import fakehs as F  # noqa: E402
 import pgtmp  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+import msc4186  # noqa: E402
+
 SS_PATH = "/_matrix/client/unstable/org.matrix.msc3575/sync"
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef0123"
 EVENTS_PER_ROOM = 8
@@ -183,14 +186,14 @@ def _pdeathsig():
 
 
 class Syncv3:
-    def __init__(self, binary, hs_url, db, workdir, extra_env=()):
+    def __init__(self, binary, hs_url, db, workdir, extra_env=(), poll_s=0.05):
         self.port = pgtmp.free_port()
         self.stderr_path = Path(workdir) / "syncv3.stderr"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCV3_")}
         env.update({"SYNCV3_SERVER": hs_url, "SYNCV3_DB": db, "SYNCV3_SECRET": SECRET,
                     "SYNCV3_BINDADDR": "127.0.0.1:%d" % self.port, "SYNCV3_LOG_LEVEL": "warn"})
         env.update(dict(kv.split("=", 1) for kv in extra_env))
-        with open(self.stderr_path, "wb") as err:
+        with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen([str(binary)], env=env, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err, cwd=str(workdir),
                                          preexec_fn=_pdeathsig)
@@ -200,7 +203,7 @@ class Syncv3:
                 raise RuntimeError("syncv3 exited during start-up:\n" + self.stderr_tail())
             if time.monotonic() > deadline:
                 raise RuntimeError("syncv3 did not listen within 30 s:\n" + self.stderr_tail())
-            time.sleep(0.05)
+            time.sleep(poll_s)
 
     @property
     def pid(self):
@@ -279,9 +282,10 @@ def port_open(port):
 class Client:
     """One keep-alive HTTP/1.1 connection to syncv3 (reconnects if the server closes it)."""
 
-    def __init__(self, port, token):
+    def __init__(self, port, token, path=SS_PATH):
         self.port = port
         self.token = token
+        self.path = path
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
         self.sockets = set()
 
@@ -289,7 +293,7 @@ class Client:
         q = ["timeout=%d" % timeout_ms]
         if pos is not None:
             q.insert(0, "pos=%s" % pos)
-        return SS_PATH + "?" + "&".join(q)
+        return self.path + "?" + "&".join(q)
 
     def send(self, body, pos=None, timeout_ms=20):
         data = json.dumps(body).encode()
@@ -340,17 +344,19 @@ def bench_body(user, conn_id=None):
     return body
 
 
-def check_list(js, n, what):
+def check_list(js, n, order, what, name="a", window=21):
+    """List `name` of an answer: count N and the SYNC ops' room_ids the `window` newest rooms of
+    `order` (room ids, newest first)."""
     if not isinstance(js, dict):
         raise RuntimeError("%s: not a JSON object" % what)
-    a = (js.get("lists") or {}).get("a") or {}
+    a = (js.get("lists") or {}).get(name) or {}
     if a.get("count") != n:
         raise RuntimeError("%s: list count %r, expected %d" % (what, a.get("count"), n))
     ids = []
     for op in a.get("ops") or []:
         if op.get("op") == "SYNC":
             ids += op.get("room_ids") or []
-    want = [room_id(i) for i in range(n - 1, max(-1, n - 22), -1)]
+    want = order[:window]
     if ids != want:
         raise RuntimeError("%s: SYNC room_ids %r... not the expected recency order %r..."
                            % (what, ids[:3], want[:3]))
@@ -393,6 +399,13 @@ def run_one(n, args, pg, binary, workroot, log):
     pgtmp.drop_database(admin, dbname)
     db = pgtmp.create_database(admin, dbname)
     hs = proxy = None
+    procs = []  # every syncv3 process of this N (the MSC4186 restarts add some)
+    order = [room_id(i) for i in range(n - 1, -1, -1)]  # recency order, newest first
+
+    def bump(rid):
+        order.remove(rid)
+        order.insert(0, rid)
+
     try:
         hs = HSProcess()
         user, token, device = "@alice:localhost", "syt_bench_alice_%d" % n, "BENCHDEV%d" % n
@@ -401,6 +414,7 @@ def run_one(n, args, pg, binary, workroot, log):
         nb, size = hs.call("queue_fixture", token, user, n, base_ts)
         res["v2_mb"] = size / 1e6
         proxy = Syncv3(binary, hs.url, db, work, args.env)
+        procs.append(proxy)
         res["pid"] = proxy.pid
         log("N=%d: v2 response %.1f MB, syncv3 pid %d" % (n, size / 1e6, proxy.pid))
 
@@ -420,7 +434,7 @@ def run_one(n, args, pg, binary, workroot, log):
         res["first_request_s"] = time.monotonic() - t0
         if status != 200:
             raise RuntimeError("first request failed: HTTP %d %s" % (status, data[:300]))
-        check_list(js, n, "first request")
+        check_list(js, n, order, "first request")
         served = nxt = None
         while time.monotonic() < deadline:
             syncs = hs.call("sync_log", token)
@@ -448,7 +462,7 @@ def run_one(n, args, pg, binary, workroot, log):
         status, js, data, _ = c.post(body)  # warm-up
         if status != 200:
             raise RuntimeError("warm-up failed: HTTP %d %s" % (status, data[:300]))
-        check_list(js, n, "warm-up")
+        check_list(js, n, order, "warm-up")
         res["response_bytes"] = len(data)
         # the floor: a trivial request (GET /client/server.json) on the same keep-alive connection
         floor = []
@@ -464,8 +478,8 @@ def run_one(n, args, pg, binary, workroot, log):
             if status != 200:
                 raise RuntimeError("request %d: HTTP %d %s" % (i, status, data[:300]))
             lat.append(dt * 1000)
+            check_list(js, n, order, "timed request %d" % i)  # outside the timer
         perf.stop()
-        check_list(js, n, "last timed request")
         res["first_p50"], res["first_p99"] = percentile(lat, 0.50), percentile(lat, 0.99)
         res["first_max"] = max(lat)
         res["first_tcp_conns"] = len(c.sockets)
@@ -483,10 +497,11 @@ def run_one(n, args, pg, binary, workroot, log):
         live = []
         stray = 0
         for k in range(args.live):
-            rid = room_id(k % n)  # the bottom room: rooms 0..k-1 were already moved to the top
+            rid = order[-1]  # the bottom room
             lc.send(lbody, pos=pos, timeout_ms=30000)
             time.sleep(args.park_ms / 1000.0)
             nb, evid = hs.call("queue_message", token, user, rid, "live %d" % k)
+            bump(rid)
             for _ in range(5):
                 status, js, data, t_recv = lc.receive()
                 if status != 200:
@@ -514,14 +529,26 @@ def run_one(n, args, pg, binary, workroot, log):
         # 4. memory
         res["rss_mb"], res["hwm_mb"] = proxy.memory_mb()
         log("  RSS %.1f MB (peak %.1f MB)" % (res["rss_mb"], res["hwm_mb"]))
+
+        # 5. the MSC4186 rows (bench/msc4186.py)
+        if not args.no_msc4186:
+            ctx = argparse.Namespace(B=sys.modules[__name__], n=n, args=args, hs=hs, pg=pg, token=token, user=user,
+                                     order=order, bump=bump, procs=procs, binary=binary, db=db, work=work,
+                                     log=log)
+            try:
+                res.update(msc4186.run(ctx))
+            except Exception as e:  # noqa: BLE001 - keep the MSC3575 rows of this N
+                log("bench: N=%d MSC4186 failed: %s\nsyncv3 stderr (tail):\n%s" % (n, e, procs[-1].stderr_tail()))
+                res["msc4186"] = "failed"
+                res["error"] = "MSC4186: %s" % e
         return res
     except Exception:
-        if proxy is not None:
-            log("syncv3 stderr (tail):\n" + proxy.stderr_tail())
+        if procs:
+            log("syncv3 stderr (tail):\n" + procs[-1].stderr_tail())
         raise
     finally:
-        if proxy is not None:
-            proxy.stop()
+        for p in procs:
+            p.stop()
         if hs is not None:
             hs.stop()
         try:
@@ -539,17 +566,61 @@ def fmt(v, spec):
 
 
 def table(results):
-    rows = ["| rooms | events | ingest s | events/s | first req p50 ms | p99 ms | live p50 ms | p99 ms "
-            "| RSS MB | peak RSS MB |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """One MSC3575 row and one MSC4186 row per N (the ingest is shared: it is on the first)."""
+    rows = ["| rooms | API | events | ingest s | events/s | first req p50 ms | p99 ms | live p50 ms | p99 ms "
+            "| after restart: first req ms | start → served ms | old pos after restart | RSS MB | peak RSS MB |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results:
-        rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        rows.append("| %s | MSC3575 | %s | %s | %s | %s | %s | %s | %s | — | — | — | %s | %s |" % (
             format(r["rooms"], ","), format(r["events"], ","), fmt(r.get("ingest_s"), ".3f"),
             fmt(r.get("events_per_s"), ",.0f"), fmt(r.get("first_p50"), ".2f"),
             fmt(r.get("first_p99"), ".2f"), fmt(r.get("live_p50"), ".2f"),
             fmt(r.get("live_p99"), ".2f"), fmt(r.get("rss_mb"), ".1f"), fmt(r.get("hwm_mb"), ".1f")))
-    rows.append("| budget (4,000 rooms, DESIGN.md) | | | ≥ 20,000 | ≤ 5 | ≤ 20 | ≤ 5 | ≤ 10 | | |")
+        state = r.get("msc4186")
+        if state is None or state != "served":
+            why = state or ("not measured" if "error" not in r else "failed")
+            rows.append("| %s | MSC4186 | %s | | | | | | | | | | | |" % (format(r["rooms"], ","), why))
+            continue
+        rows.append("| %s | MSC4186 | | | | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            format(r["rooms"], ","), fmt(r.get("m_first_p50"), ".2f"), fmt(r.get("m_first_p99"), ".2f"),
+            fmt(r.get("m_live_p50"), ".2f"), fmt(r.get("m_live_p99"), ".2f"),
+            restart_cell(r),
+            fmt(msc4186.median(r.get("m_start_to_served_ms")), ".0f"),
+            r.get("m_restart_pos_outcome") or "—", fmt(r.get("m_rss_mb"), ".1f"), fmt(r.get("m_hwm_mb"), ".1f")))
+    rows.append("| budget (4,000 rooms) | MSC3575 | | | ≥ 20,000 | ≤ 5 | ≤ 20 | ≤ 5 | ≤ 10 | | | | | |")
+    rows.append("| budget (4,000 rooms) | MSC4186 | | | | ≤ 3 | ≤ 10 | ≤ 5 | | | | | | |")
     return "\n".join(rows)
+
+
+def restart_cell(r):
+    """Median first request after a restart (new connection), and how many times the p50 before."""
+    after, before = msc4186.median(r.get("m_restart_new_ms")), r.get("m_first_p50")
+    if after is None:
+        return "—"
+    return "%.2f (%.1f× p50)" % (after, after / before) if before else "%.2f" % after
+
+
+def msc4186_details(results):
+    """Per N: the restart samples one by one and the MSC4186 context numbers."""
+    def ms(vals, spec=".1f"):
+        return "—" if not vals else " / ".join(format(v, spec) for v in vals)
+    rows = ["| rooms | room-list response KB | first req max ms | CPU ms per first req: syncv3 / PostgreSQL "
+            "| live max ms | first req before restart ms "
+            "| after restart, new connection ms | after restart, old pos ms (outcome) | start → listening ms "
+            "| start → served ms |",
+            "|---:|---:|---:|---:|---:|---|---|---|---|---|"]
+    for r in results:
+        if r.get("msc4186") != "served":
+            continue
+        rows.append("| %s | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s |" % (
+            format(r["rooms"], ","), fmt(r["m_response_bytes"] / 1024, ".1f"), fmt(r.get("m_first_max"), ".2f"),
+            fmt(r.get("m_first_cpu_ms"), ".2f"), fmt(r.get("m_first_pg_cpu_ms"), ".2f"),
+            fmt(r.get("m_live_max"), ".2f"), ms(r.get("m_before_restart_ms"), ".2f"),
+            ms(r.get("m_restart_new_ms"), ".2f"),
+            ms(r.get("m_restart_pos_ms"), ".2f") + (" (%s)" % r["m_restart_pos_outcome"]
+                                                    if r.get("m_restart_pos_outcome") else ""),
+            ms(r.get("m_listen_ms"), ".0f"), ms(r.get("m_start_to_served_ms"), ".0f")))
+    return "\n".join(rows) if len(rows) > 2 else None
 
 
 def details(results):
@@ -576,7 +647,11 @@ def main(argv=None):
     ap.add_argument("--ingest-timeout", type=float, default=300.0)
     ap.add_argument("--time-limit", type=float, default=float(os.environ.get("BENCH_TIME_LIMIT", 1800)),
                     help="abort the whole run after this many seconds")
-    ap.add_argument("--binary", default=str(REPO / "build" / "syncv3"))
+    ap.add_argument("--binary", default=str(REPO / "build" / "syncv3"),
+                    help="the syncv3 binary to measure (default build/syncv3 of this tree)")
+    ap.add_argument("--restarts", type=int, default=4, help="MSC4186 restarts per N, alternately with "
+                    "the old pos and a new connection (0: none)")
+    ap.add_argument("--no-msc4186", action="store_true", help="skip the MSC4186 rows")
     ap.add_argument("--perf", metavar="DIR", help="record perf profiles of the ingest and "
                     "first-request phases into DIR (perf-n<N>-<phase>.data)")
     ap.add_argument("--fakehs-nagle", action="store_true",
@@ -586,7 +661,7 @@ def main(argv=None):
                     help="extra environment for syncv3, e.g. SYNCV3_OTLP_URL=http://127.0.0.1:4318 (repeatable)")
     args = ap.parse_args(argv)
 
-    binary = Path(args.binary)
+    binary = Path(args.binary).resolve()  # syncv3 runs in a work directory
     if not binary.exists():
         sys.exit("bench: %s not found (run make)" % binary)
     _TimedHS.nodelay = not args.fakehs_nagle
@@ -623,6 +698,8 @@ def main(argv=None):
         for n in args.rooms:
             try:
                 results.append(run_one(n, args, pg, binary, workroot, log))
+                if "error" in results[-1]:
+                    rc = 1
             except Abort:
                 raise
             except Exception as e:  # noqa: BLE001 - report and continue with the next N
@@ -641,13 +718,19 @@ def main(argv=None):
         shutil.rmtree(workroot, ignore_errors=True)
     if results:
         cpu = os.cpu_count()
-        print("syncv3 benchmark — %s, %d CPU(s), build/syncv3 at %s" % (
-            time.strftime("%Y-%m-%d %H:%M"), cpu, _git_rev()))
+        default = binary.resolve() == (REPO / "build" / "syncv3").resolve()
+        print("syncv3 benchmark — %s, %d CPU(s), %s" % (
+            time.strftime("%Y-%m-%d %H:%M"), cpu,
+            ("build/syncv3 at %s" % _git_rev()) if default else ("binary %s" % binary)))
         print()
         print(table(results))
         print()
         print(details(results))
         print()
+        extra = msc4186_details(results)
+        if extra:
+            print(extra)
+            print()
         ok = [r for r in results if "first_p50" in r]
         byn = {r["rooms"]: r for r in ok}
         if 100 in byn and 800 in byn:

@@ -38,9 +38,10 @@ else
   echo "setup: all Debian packages present"
 fi
 
-# The Node tests' packages (matrix-js-sdk; playwright-core, which drives the Debian chromium
-# above and never downloads a browser of its own).
-for dir in tests/js tests/browser; do
+# The Node tests' packages (matrix-js-sdk 37.2.0 in tests/js, 37.5.0 in tests/js-msc4186;
+# playwright-core, which drives the Debian chromium above and never downloads a browser of its
+# own).
+for dir in tests/js tests/js-msc4186 tests/browser; do
   [ -f "$dir/package.json" ] || continue
   (
     cd "$dir"

@@ -95,6 +95,7 @@ node_suite() { # title script
   elif [ "$rc" -eq 0 ]; then pass 1; else fail 1 "tests/$name (exit status $rc)"; fi
 }
 node_suite "real-client test" tests/js/run.sh
+node_suite "real-client test, MSC4186 (matrix-js-sdk 37.5)" tests/js-msc4186/run.sh
 node_suite "browser test: the web client in Chromium" tests/browser/run.sh
 
 echo "== fuzz (libFuzzer, ${FUZZ_SECS:-15} s per driver; longer: make fuzz-run FUZZ_SECS=600)"

@@ -28,7 +28,8 @@ struct pev {
     bool known;             /* already in the database */
     bool is_state;          /* from a state block */
     bool missing_previous;  /* first new event of a limited timeline */
-    const char *prev_batch; /* borrowed; set on the first event of a timeline chunk */
+    const char *prev_batch; /* borrowed; a token to paginate back from: the chunk's prev_batch on its
+                               first event, the response's next_batch on its last */
 };
 
 /* One room section of the response. */
@@ -684,7 +685,10 @@ static void note_leave(struct ctx *x, struct room_work *w)
     x->out->leaves[x->out->n_leaves++] = xstrdup(w->room_id);
 }
 
-static void collect_rooms(json_t *body, struct room_work **rooms_out, size_t *n_out)
+/* next_batch: the response's token, which /messages also accepts as `from`; on a
+ * chunk's last event it lets a timeline that starts inside the chunk be paginated
+ * back without a hole (the client gets the events after it once more). */
+static void collect_rooms(json_t *body, const char *next_batch, struct room_work **rooms_out, size_t *n_out)
 {
     json_t *rooms = json_object_get(body, "rooms");
     json_t *sections[2] = {json_object_get(rooms, "join"), json_object_get(rooms, "leave")};
@@ -706,6 +710,8 @@ static void collect_rooms(json_t *body, struct room_work **rooms_out, size_t *n_
             w->tl = parse_events(json_object_get(tl, "events"), room_id, false, &w->n_tl);
             w->limited = json_is_true(json_object_get(tl, "limited"));
             if (w->n_tl) w->tl[0].prev_batch = jstr(tl, "prev_batch");
+            if (w->n_tl && next_batch && *next_batch && !w->tl[w->n_tl - 1].prev_batch)
+                w->tl[w->n_tl - 1].prev_batch = next_batch;
             /* A state event that also appears in the timeline is timeline. */
             for (size_t i = 0; i < w->n_state; i++) {
                 for (size_t j = 0; j < w->n_tl; j++) {
@@ -793,7 +799,7 @@ int acc_apply(PGconn *c, const char *user_id, const char *device_id, json_t *bod
     struct str_entry *known_events = NULL, *known_rooms = NULL;
     char *new_otk = NULL, *new_fb = NULL;
     int rc = -1;
-    collect_rooms(body, &x.rooms, &x.n_rooms);
+    collect_rooms(body, next_batch, &x.rooms, &x.n_rooms);
 
     if (db_begin(c, err) < 0) goto out;
     if (peruser_account_data(&u, "", json_object_get(json_object_get(body, "account_data"), "events")) < 0)
@@ -872,7 +878,7 @@ size_t acc_parse_only(json_t *body)
 {
     struct room_work *rooms = NULL;
     size_t n_rooms = 0, n_events = 0;
-    collect_rooms(body, &rooms, &n_rooms);
+    collect_rooms(body, NULL, &rooms, &n_rooms);
     for (size_t i = 0; i < n_rooms; i++) {
         n_events += rooms[i].n_state + rooms[i].n_tl;
         for (size_t j = 0; j < rooms[i].n_state; j++) pev_release(&rooms[i].state[j]);

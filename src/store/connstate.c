@@ -204,36 +204,3 @@ int64_t store_conn_purge(PGconn *c, int64_t cutoff_ms, char **err)
     PQclear(r);
     return errno ? 0 : n;
 }
-
-int store_conn_gaps(PGconn *c, const char *const *room_ids, const int64_t *after, const int64_t *before, int n,
-                    bool *gap, char **err)
-{
-    struct db_arr ids, a, b;
-    db_arr_init(&ids);
-    db_arr_init(&a);
-    db_arr_init(&b);
-    for (int i = 0; i < n; i++) {
-        db_arr_str(&ids, room_ids[i]);
-        db_arr_i64(&a, after[i]);
-        db_arr_i64(&b, before[i]);
-        gap[i] = true;
-    }
-    const char *p[] = {db_arr_done(&ids), db_arr_done(&a), db_arr_done(&b)};
-    PGresult *r = db_exec(
-        c, err,
-        "SELECT u.i, EXISTS (SELECT 1 FROM syncv3_events e WHERE e.room_id = u.room_id "
-        "AND NOT e.is_state AND e.event_nid > u.after AND (e.event_nid < u.before "
-        "OR (e.event_nid = u.before AND e.missing_previous))) "
-        "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(room_id, after, before, i)",
-        3, p);
-    db_arr_release(&ids);
-    db_arr_release(&a);
-    db_arr_release(&b);
-    if (!r) return -1;
-    for (int i = 0; i < PQntuples(r); i++) {
-        int64_t k = db_get_i64(r, i, 0) - 1;
-        if (k >= 0 && k < n) gap[k] = PQgetvalue(r, i, 1)[0] == 't';
-    }
-    PQclear(r);
-    return 0;
-}

@@ -79,12 +79,6 @@ int store_conn_touch(PGconn *c, const struct store_conn_key *k, int64_t base, in
 int store_conn_delete(PGconn *c, const struct store_conn_key *k, char **err);
 /* Deletes every row of a device (its token died). Returns 0 or -1. */
 int store_conn_delete_device(PGconn *c, const char *user_id, const char *device_id, char **err);
-/* For n rooms: whether timeline events lie strictly between after[i] and
- * before[i], or the event at before[i] follows a gap in the homeserver's
- * timeline (gap[i] true then: the client's copy does not reach the
- * event). One round trip. Returns 0 or -1. */
-int store_conn_gaps(PGconn *c, const char *const *room_ids, const int64_t *after, const int64_t *before, int n,
-                    bool *gap, char **err);
 /* Deletes rows last written before cutoff_ms (wall clock); returns how many or -1. */
 int64_t store_conn_purge(PGconn *c, int64_t cutoff_ms, char **err);
 

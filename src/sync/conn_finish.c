@@ -157,6 +157,7 @@ static void snapshot_all_sources(struct conn *c, struct resp_room *rr)
         room_params_add(&rr->params, rl->sub.timeline_limit, rl->sub.required_state, rl->sub.n_required_state,
                         rl->sub.has_include_heroes && rl->sub.include_heroes);
     }
+    if (c->msc4186) room_params_all_state_wins(&rr->params);
 }
 
 static int cmp_event_nid(const void *a, const void *b)
@@ -172,6 +173,23 @@ static int cmp_event_nid(const void *a, const void *b)
  * order, and num_live counts the live events in it. */
 static void merge_live(struct resp_room *rr)
 {
+    if (rr->delta) {
+        /* A delta's timeline is the newest events since what was sent, which
+         * ends with the live ones: they count as live where it holds them. */
+        rr->num_live = 0;
+        for (size_t i = 0; i < rr->n_live; i++) {
+            for (int j = 0; j < rr->tl.n; j++)
+                if (strcmp(rr->tl.events[j]->event_id, rr->live[i]->event_id) == 0) {
+                    rr->num_live++;
+                    break;
+                }
+            event_unref(rr->live[i]);
+        }
+        free(rr->live);
+        rr->live = NULL;
+        rr->n_live = 0;
+        return;
+    }
     size_t n = (size_t)rr->tl.n, k = n;
     struct event **evs = xmalloc((n + rr->n_live) * sizeof *evs);
     if (n) memcpy(evs, rr->tl.events, n * sizeof *evs);
@@ -231,6 +249,8 @@ static void write_lists_rooms(struct conn *c, struct conn_resp *resp, struct buf
 char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, int64_t req_pos,
                   const char *canonical_body, size_t *len, char **err)
 {
+    /* MSC4186: rooms the client has are loaded as deltas. */
+    if (c->msc4186) conn_msc4186_prepare(c, resp);
     /* Snapshot rooms take the connection's latest view of the room. */
     struct resp_room *rr, *rt;
     bool any_snapshot = false;
@@ -289,6 +309,7 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
     }
     for (rr = resp->rooms; rr; rr = rr->hh.next)
         if (rr->snapshot && rr->n_live) merge_live(rr);
+    if (c->msc4186) conn_msc4186_trim(c, resp);
     bool ignores = cache_user_ignores_anyone(c->ctx->cache, c->user_id);
     for (rr = resp->rooms; rr; rr = rr->hh.next) {
         /* Snapshot timelines leave out messages of ignored users (docs/behaviour.md, "Ignored users"). */

@@ -17,17 +17,25 @@ void conn_msc4186_release(struct conn *c)
 }
 
 /* The combined parameters of every source showing the room (its
- * subscription and the lists whose window holds it). */
-static void sources_of(struct conn *c, const char *room_id, struct room_params *p)
+ * subscription and the lists whose window holds it); returns how many. */
+static int sources_of(struct conn *c, const char *room_id, struct room_params *p)
 {
     *p = (struct room_params){0};
+    int n = 0;
     struct sync_req_sub *s = sync_req_find_sub(&c->muxed, room_id);
-    if (s) room_params_add(p, s->sub.timeline_limit, s->sub.required_state, s->sub.n_required_state, false);
+    if (s) {
+        room_params_add(p, s->sub.timeline_limit, s->sub.required_state, s->sub.n_required_state, false);
+        n++;
+    }
     for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
         struct sync_req_list *rl = conn_muxed_list(c, cl->key);
-        if (conn_in_window(cl, rl, room_id))
+        if (conn_in_window(cl, rl, room_id)) {
             room_params_add(p, rl->sub.timeline_limit, rl->sub.required_state, rl->sub.n_required_state, false);
+            n++;
+        }
     }
+    room_params_all_state_wins(p);
+    return n;
 }
 
 static int cmp_pair(const void *a, const void *b)
@@ -48,11 +56,6 @@ static char *params_key(struct conn *c, const char *room_id)
     for (size_t i = 0; i < p.n_rs; i++) buf_printf(&b, "\x1e%s\x1f%s", p.rs[i].type, p.rs[i].key);
     room_params_release(&p);
     return buf_detach(&b, NULL);
-}
-
-char *conn_msc4186_params(struct conn *c, const char *room_id)
-{
-    return params_key(c, room_id);
 }
 
 static void view_of(const struct user_room *ur, struct m4186_sent *v)
@@ -95,6 +98,214 @@ static void drop_unchanged(struct conn *c, struct conn_resp *resp)
     }
 }
 
+/* FNV-1a over a string (NULL and "" alike), chained from h. */
+static uint64_t hash_str(uint64_t h, const char *v)
+{
+    for (const char *p = v ? v : ""; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (h ^ 0xff) * 1099511628211ULL; /* a separator: ("a","b") is not ("ab","") */
+}
+
+#define HASH_SEED 14695981039346656037ULL
+
+static uint64_t members_hash(const struct store_room *m)
+{
+    uint64_t h = HASH_SEED;
+    if (!m) return h;
+    char n[48];
+    snprintf(n, sizeof n, "%lld/%lld", (long long)m->joined_count, (long long)m->invited_count);
+    h = hash_str(h, n);
+    h = hash_str(h, m->name && *m->name ? "named" : "");
+    for (int i = 0; i < m->n_heroes && i < MSC4186_MAX_HEROES + 1; i++) {
+        h = hash_str(h, m->heroes[i].user_id);
+        h = hash_str(h, m->heroes[i].displayname);
+        h = hash_str(h, m->heroes[i].avatar_url);
+    }
+    return h;
+}
+
+static const struct store_room *meta_of(const struct user_room *ur)
+{
+    return ur && ur->meta ? &ur->meta->r : NULL;
+}
+
+/* Whether the client has the room as a joined room under its current join:
+ * then anything re-sent of it is a delta. */
+static struct m4186_sent *deltable(struct conn *c, const char *room_id, struct croom **crp)
+{
+    struct croom *cr;
+    struct m4186_sent *s;
+    HASH_FIND_STR(c->rooms, room_id, cr);
+    HASH_FIND_STR(c->m4186_sent, room_id, s);
+    *crp = cr;
+    if (!cr || !s || cr->ur->invite || s->invite || s->join_nid != cr->ur->join_nid || !s->params) return NULL;
+    return s;
+}
+
+static int64_t timeline_limit_of(struct conn *c, const char *room_id)
+{
+    struct room_params p;
+    sources_of(c, room_id, &p);
+    int64_t limit = p.timeline_limit;
+    room_params_release(&p);
+    return limit;
+}
+
+/* Whether a canonical parameter string asks for lazily loaded members. */
+static bool key_lazy(const char *key)
+{
+    static const char pair[] = "\x1em.room.member\x1f" RS_LAZY;
+    for (const char *p = strstr(key, pair); p; p = strstr(p + 1, pair)) {
+        char next = p[sizeof pair - 1];
+        if (next == '\0' || next == '\x1e') return true;
+    }
+    return false;
+}
+
+void conn_msc4186_prepare(struct conn *c, struct conn_resp *resp)
+{
+    for (struct resp_room *rr = resp->rooms; rr; rr = rr->hh.next) {
+        struct croom *cr;
+        struct m4186_sent *s = deltable(c, rr->room_id, &cr);
+        if (!s) continue;
+        int64_t limit = timeline_limit_of(c, rr->room_id);
+        /* A live update with more events than the timeline_limit becomes a
+         * delta too: the newest timeline_limit of them, limited. */
+        if (!rr->snapshot && !(limit > 0 && rr->n_live > (size_t)limit)) continue;
+        rr->snapshot = true;
+        rr->delta = true;
+        rr->expanded = limit > s->tl_limit;
+        rr->tl_after = rr->expanded ? 0 : s->pos;
+        if (!rr->expanded && !key_lazy(s->params)) {
+            /* $LAZY added: the members of the senders of the timeline the
+             * client has are owed too, so the timeline is read from the join
+             * and cut back to the new events after loading. */
+            char *now = params_key(c, rr->room_id);
+            if (key_lazy(now)) rr->tl_after = 0;
+            free(now);
+        }
+    }
+}
+
+/* The required_state pairs of a canonical parameter string (heap array of
+ * borrowed-then-copied strings; free with free_pairs). */
+static size_t key_pairs(const char *key, struct rs_pair **out)
+{
+    *out = NULL;
+    size_t n = 0;
+    const char *p = strchr(key, '\x1e');
+    while (p) {
+        const char *t = p + 1, *us = strchr(t, '\x1f');
+        if (!us) break;
+        const char *end = strchr(us + 1, '\x1e');
+        size_t klen = end ? (size_t)(end - us - 1) : strlen(us + 1);
+        *out = xrealloc(*out, (n + 1) * sizeof **out);
+        (*out)[n++] = (struct rs_pair){xstrndup(t, (size_t)(us - t)), xstrndup(us + 1, klen)};
+        p = end;
+    }
+    return n;
+}
+
+static void free_pairs(struct rs_pair *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].type);
+        free(v[i].key);
+    }
+    free(v);
+}
+
+/* Keeps of a delta's loaded state what the client lacks: entries the
+ * parameters now cover and did not when it was last written, entries changed
+ * since then, and members it has never been sent (lazy loading). */
+static void trim_state(struct conn *c, struct resp_room *rr, struct croom *cr, const struct m4186_sent *s)
+{
+    struct rs_pair *old = NULL;
+    size_t n_old = key_pairs(s->params, &old);
+    struct rs_matcher om, nm;
+    rs_matcher_init(&om, old, n_old, c->user_id);
+    rs_matcher_init(&nm, rr->params.rs, rr->params.n_rs, c->user_id);
+    int kept = 0;
+    for (int i = 0; i < rr->state.n; i++) {
+        struct event *ev = rr->state.events[i];
+        const char *sk = ev->state_key ? ev->state_key : "";
+        bool changed = ev->nid > s->pos, keep;
+        if (rs_match(&om, ev->type, sk))
+            keep = changed;
+        else if (rs_match(&nm, ev->type, sk))
+            keep = true;
+        else /* a lazily loaded member */
+            keep = changed || !conn_lazy_sent(cr, sk);
+        if (keep)
+            rr->state.events[kept++] = ev;
+        else
+            event_unref(ev);
+    }
+    rr->state.n = kept;
+    rs_matcher_release(&om);
+    rs_matcher_release(&nm);
+    free_pairs(old, n_old);
+}
+
+void conn_msc4186_trim(struct conn *c, struct conn_resp *resp)
+{
+    for (struct resp_room *rr = resp->rooms; rr; rr = rr->hh.next) {
+        if (!rr->delta) continue;
+        struct croom *cr;
+        struct m4186_sent *s = deltable(c, rr->room_id, &cr);
+        if (!s) {
+            rr->delta = rr->expanded = false; /* cannot happen: prepared from the same records */
+            continue;
+        }
+        trim_state(c, rr, cr, s);
+        if (!rr->expanded && rr->tl_after == 0) {
+            /* Read from the join for lazy members ($LAZY added): keep only
+             * the events the client lacks, which follow what it has. */
+            int kept = 0;
+            for (int i = 0; i < rr->tl.n; i++) {
+                if (rr->tl.events[i]->nid > s->pos)
+                    rr->tl.events[kept++] = rr->tl.events[i];
+                else
+                    event_unref(rr->tl.events[i]);
+            }
+            if (kept < rr->tl.n) rr->tl.limited = false;
+            rr->tl.n = kept;
+        }
+        /* num_live: the trailing events newer than the request's position
+         * (also those that came while the room was out of view). */
+        if (resp->from_pos > 0) {
+            int live = 0;
+            for (int i = rr->tl.n - 1; i >= 0 && rr->tl.events[i]->nid > resp->from_pos; i--) live++;
+            rr->num_live = live;
+        }
+        /* prev_batch only where the client is to paginate: a gap, or the
+         * timeline re-sent whole. */
+        if (!rr->tl.limited && !rr->expanded) {
+            free(rr->tl.prev_batch);
+            rr->tl.prev_batch = NULL;
+        }
+    }
+}
+
+/* What of the room's name, avatar and members differs from what was last
+ * written to the client. */
+static struct msc4186_changes changes_of(const struct m4186_sent *s, const struct store_room *m)
+{
+    struct msc4186_changes ch = {0};
+    if (!s || !m) return ch;
+    ch.name = hash_str(HASH_SEED, m->name) != s->name_hash;
+    ch.avatar = hash_str(HASH_SEED, m->avatar) != s->avatar_hash;
+    ch.members = members_hash(m) != s->members_hash;
+    return ch;
+}
+
+/* Whether a delta carries nothing for the client. */
+static bool delta_empty(const struct resp_room *rr, const struct m4186_sent *s, const struct msc4186_changes *ch,
+                        bool dm_changed)
+{
+    return !rr->tl.n && !rr->expanded && !rr->state.n && !ch->name && !ch->avatar && !ch->members && !dm_changed &&
+           rr->ur && s->notif == rr->ur->notif && s->highlight == rr->ur->highlight;
+}
+
 /* Records what a written room now is on the client. */
 static void note_sent(struct conn *c, const struct resp_room *rr, const struct croom *cr)
 {
@@ -106,11 +317,22 @@ static void note_sent(struct conn *c, const struct resp_room *rr, const struct c
         s->room_id = xstrdup(rr->room_id);
         HASH_ADD_KEYPTR(hh, c->m4186_sent, s->room_id, strlen(s->room_id), s);
     }
-    if (rr->snapshot) {
-        free(s->params);
-        s->params = params_key(c, rr->room_id);
-    }
+    /* Live updates carry what the current parameters cover: the client
+     * holds the room as those parameters show it. */
+    free(s->params);
+    s->params = params_key(c, rr->room_id);
+    int64_t limit = timeline_limit_of(c, rr->room_id);
+    bool whole = rr->snapshot && !rr->delta;
+    /* A limit lowered sticks only once a timeline was cut to it (as Synapse):
+     * 10, 5, 10 without a gap re-sends nothing. */
+    if (whole || rr->expanded || (rr->delta && rr->tl.limited)) s->tl_limit = limit;
     view_of(cr->ur, s);
+    s->join_nid = cr->ur->join_nid;
+    s->pos = c->pos;
+    const struct store_room *m = meta_of(cr->ur);
+    s->name_hash = hash_str(HASH_SEED, m ? m->name : NULL);
+    s->avatar_hash = hash_str(HASH_SEED, m ? m->avatar : NULL);
+    s->members_hash = members_hash(m);
 }
 
 /* Positions of MSC4186 connections are unique: each connection starts its
@@ -179,6 +401,7 @@ static int apply_json(struct conn *c, json_t *t, struct conn_resp *resp, char **
 int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *resp, char **err)
 {
     c->msc4186 = true;
+    resp->from_pos = c->pos;
     json_t *t = json_deep_copy(translated);
     json_t *lists = json_object_get(t, "lists");
     if (!json_is_object(lists)) {
@@ -249,7 +472,9 @@ static void write_lists(struct conn *c, struct buf *b)
 
 /* The live state events of a room update that its required_state asks for,
  * combined over every source showing the room (its subscription and the
- * lists whose window holds it); members too when it loads them lazily. */
+ * lists whose window holds it); members too when it loads them lazily. A
+ * room no source shows any more (the user left it) still carries the user's
+ * own membership: matrix-rust-sdk learns it left only from required_state. */
 static size_t live_state_of(struct conn *c, const struct resp_room *rr, struct event ***out)
 {
     *out = NULL;
@@ -258,7 +483,7 @@ static size_t live_state_of(struct conn *c, const struct resp_room *rr, struct e
     for (size_t i = 0; i < rr->n_live && !any; i++) any = rr->live[i]->state_key != NULL;
     if (!any) return 0;
     struct room_params p;
-    sources_of(c, rr->room_id, &p);
+    bool shown = sources_of(c, rr->room_id, &p) > 0;
     struct rs_matcher m;
     rs_matcher_init(&m, p.rs, p.n_rs, c->user_id);
     for (size_t i = 0; i < rr->n_live; i++) {
@@ -267,7 +492,8 @@ static size_t live_state_of(struct conn *c, const struct resp_room *rr, struct e
         bool lazy = m.lazy_members && strcmp(ev->type, "m.room.member") == 0;
         bool dup = false;
         for (int k = 0; k < rr->state.n && !dup; k++) dup = strcmp(rr->state.events[k]->event_id, ev->event_id) == 0;
-        if (dup || !(lazy || rs_match(&m, ev->type, ev->state_key))) continue;
+        bool own = !shown && strcmp(ev->type, "m.room.member") == 0 && strcmp(ev->state_key, c->user_id) == 0;
+        if (dup || !(lazy || own || rs_match(&m, ev->type, ev->state_key))) continue;
         *out = xrealloc(*out, (n + 1) * sizeof **out);
         (*out)[n++] = ev;
     }
@@ -302,16 +528,28 @@ void conn_msc4186_write(struct conn *c, struct conn_resp *resp, struct buf *b)
             user_room_unref(rr->ur);
             rr->ur = user_room_ref(cr->ur);
         }
+        /* A room the user is no longer in shows just its last events (the
+         * leave): nothing of its state, not the counts or heroes of before. */
+        if (!rr->snapshot && !cr) {
+            user_room_unref(rr->ur);
+            rr->ur = NULL;
+        }
         struct m4186_sent *sent;
         HASH_FIND_STR(c->m4186_sent, rr->room_id, sent);
-        bool dm_changed = !rr->snapshot && cr && sent && sent->is_dm != cr->ur->is_dm;
+        bool dm_changed = (!rr->snapshot || rr->delta) && cr && sent && sent->is_dm != cr->ur->is_dm;
+        struct msc4186_changes ch = changes_of(sent, meta_of(cr ? cr->ur : NULL));
+        if (rr->delta && sent && delta_empty(rr, sent, &ch, dm_changed)) {
+            /* Nothing new to the client (parameters shrank, or grew over nothing). */
+            note_sent(c, rr, cr);
+            continue;
+        }
         struct event **ls = NULL;
         size_t n_ls = rr->snapshot ? 0 : live_state_of(c, rr, &ls);
         if (!first) buf_putc(b, ',');
         first = false;
         buf_json_str(b, rr->room_id, strlen(rr->room_id));
         buf_putc(b, ':');
-        msc4186_room_write(b, c->user_id, rr, n_ls ? ls : NULL, n_ls, dm_changed);
+        msc4186_room_write(b, c->user_id, rr, n_ls ? ls : NULL, n_ls, dm_changed, &ch);
         if (n_ls) free(ls);
         if (cr) note_sent(c, rr, cr);
     }

@@ -3,8 +3,10 @@
  * of a response in MSC4186 shape. The connection still remembers what it
  * sent: rooms already in a window get only their changes (new timeline
  * events, the state among them that required_state asks for), unchanged
- * rooms are left out, rooms entering a window are sent whole. Caller holds
- * the connection's request lock. */
+ * rooms are left out, rooms the client has that come back changed or whose
+ * parameters changed get what is new to it (conn_msc4186_prepare/_trim in
+ * conn_priv.h), rooms new to it are sent whole. Caller holds the
+ * connection's request lock. */
 #ifndef SYNCV3_SYNC_CONN_MSC4186_H
 #define SYNCV3_SYNC_CONN_MSC4186_H
 

@@ -25,11 +25,37 @@ struct conn_saved {
 
 /* ---- the serialisation (one pair per value) ---- */
 
+/* The integer fields of an entry and their keys (hashes are stored as
+ * their two's-complement int64). */
+#define SENT_INTS(s)                                                                             \
+    {"n", &(s)->latest_nid}, {"c", &(s)->notif}, {"h", &(s)->highlight}, {"t", &(s)->invite_ts}, \
+        {"j", &(s)->join_nid}, {"s", &(s)->pos},                                                 \
+    {                                                                                            \
+        "l", &(s)->tl_limit                                                                      \
+    }
+
+/* One integer field: its key and where it lives. */
+struct sent_int {
+    const char *key; /* JSON key */
+    int64_t *v;      /* the field */
+};
+
+/* The hashes, kept apart: unsigned. */
+struct sent_hash {
+    const char *key; /* JSON key */
+    uint64_t *v;     /* the field */
+};
+
 char *conn_persist_sent_encode(const struct m4186_sent *s)
 {
-    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:b,s:I,s:b}", "p", s->params ? s->params : "", "n",
-                          (json_int_t)s->latest_nid, "c", (json_int_t)s->notif, "h", (json_int_t)s->highlight, "i",
-                          s->invite, "t", (json_int_t)s->invite_ts, "d", s->is_dm);
+    struct m4186_sent *m = (struct m4186_sent *)s; /* only read */
+    struct sent_int ints[] = {SENT_INTS(m)};
+    struct sent_hash hashes[] = {{"nh", &m->name_hash}, {"ah", &m->avatar_hash}, {"mh", &m->members_hash}};
+    json_t *o = json_pack("{s:s,s:b,s:b}", "p", s->params ? s->params : "", "i", s->invite, "d", s->is_dm);
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+        json_object_set_new(o, ints[i].key, json_integer((json_int_t)*ints[i].v));
+    for (size_t i = 0; i < sizeof hashes / sizeof *hashes; i++)
+        json_object_set_new(o, hashes[i].key, json_integer((json_int_t)(int64_t)*hashes[i].v));
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return text;
@@ -41,12 +67,17 @@ int conn_persist_sent_decode(const char *text, struct m4186_sent *s)
     json_t *p = json_object_get(o, "p");
     int rc = -1;
     if (!json_is_object(o) || !json_is_string(p)) goto out;
-    const char *ints[] = {"n", "c", "h", "t"};
-    int64_t *dst[] = {&s->latest_nid, &s->notif, &s->highlight, &s->invite_ts};
+    struct sent_int ints[] = {SENT_INTS(s)};
+    struct sent_hash hashes[] = {{"nh", &s->name_hash}, {"ah", &s->avatar_hash}, {"mh", &s->members_hash}};
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
-        json_t *v = json_object_get(o, ints[i]);
+        json_t *v = json_object_get(o, ints[i].key);
         if (v && !json_is_integer(v)) goto out;
-        *dst[i] = v ? (int64_t)json_integer_value(v) : 0;
+        *ints[i].v = v ? (int64_t)json_integer_value(v) : 0;
+    }
+    for (size_t i = 0; i < sizeof hashes / sizeof *hashes; i++) {
+        json_t *v = json_object_get(o, hashes[i].key);
+        if (v && !json_is_integer(v)) goto out;
+        *hashes[i].v = v ? (uint64_t)(int64_t)json_integer_value(v) : 0;
     }
     json_t *inv = json_object_get(o, "i"), *dm = json_object_get(o, "d");
     if ((inv && !json_is_boolean(inv)) || (dm && !json_is_boolean(dm))) goto out;
@@ -242,76 +273,6 @@ int conn_persist_resume(struct conn *c, struct conn_resp *resp, int64_t pos)
 
 /* ---- the catch-up response ---- */
 
-static bool has_sender(struct event *const *evs, size_t n, const char *user_id)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(evs[i]->sender, user_id) == 0) return true;
-    return false;
-}
-
-/* Turns a room re-sent whole into the update a live connection would have
- * sent: the timeline events after the one last sent, the required_state
- * entries that changed since (and lazily loaded members of the new
- * senders). The transaction IDs of dropped events go with them. */
-static void to_update(struct resp_room *rr, int64_t after)
-{
-    size_t n = 0;
-    struct event **live = xcalloc((size_t)rr->tl.n + 1, sizeof *live);
-    for (int i = 0; i < rr->tl.n; i++)
-        if (rr->tl.events[i]->nid > after) live[n++] = event_ref(rr->tl.events[i]);
-    struct store_tl state = {xcalloc((size_t)rr->state.n + 1, sizeof *state.events), 0, NULL, false};
-    for (int i = 0; i < rr->state.n; i++) {
-        struct event *ev = rr->state.events[i];
-        bool member = rr->lazy && strcmp(ev->type, "m.room.member") == 0 && ev->state_key &&
-                      has_sender(live, n, ev->state_key);
-        if (ev->nid > after || member) state.events[state.n++] = event_ref(ev);
-    }
-    size_t kept = 0;
-    for (size_t i = 0; i < rr->n_txns; i++) {
-        bool keep = false;
-        for (size_t k = 0; k < n && !keep; k++) keep = rr->txns[i].event_id == live[k]->event_id;
-        if (keep)
-            rr->txns[kept++] = rr->txns[i];
-        else
-            free(rr->txns[i].txn_id);
-    }
-    rr->n_txns = kept;
-    store_tl_release(&rr->tl);
-    store_tl_release(&rr->state);
-    rr->state = state;
-    for (size_t i = 0; i < rr->n_live; i++) event_unref(rr->live[i]);
-    free(rr->live);
-    rr->live = live;
-    rr->n_live = n;
-    rr->num_live = (int)n;
-    rr->snapshot = false;
-    room_params_release(&rr->params);
-}
-
-enum fit { FIT_WHOLE, FIT_UPDATE, FIT_ASK };
-
-/* Whether the room can go as an update rather than whole: the client has
- * it with these parameters, and the timeline read reaches back to what it
- * was last sent (FIT_ASK: the timeline holds only new events, so the store
- * tells whether more lie before them). More new events than the
- * timeline_limit: it goes whole, `limited`, with its complete
- * required_state. */
-static enum fit can_update(struct conn *c, const struct resp_room *rr, const struct m4186_sent *s,
-                           const struct croom *cr)
-{
-    if (!rr->snapshot || s->invite || cr->ur->invite || rr->params.timeline_limit <= 0) return FIT_WHOLE;
-    int64_t latest = cr->ur->meta ? cr->ur->meta->r.latest_nid : 0;
-    if (latest < s->latest_nid) return FIT_WHOLE;
-    char *key = conn_msc4186_params(c, rr->room_id);
-    bool same = strcmp(key, s->params) == 0;
-    free(key);
-    if (!same) return FIT_WHOLE;
-    if (!rr->tl.limited) return FIT_UPDATE;
-    for (int i = 0; i < rr->tl.n; i++)
-        if (rr->tl.events[i]->nid <= s->latest_nid) return FIT_UPDATE;
-    return rr->tl.n ? FIT_ASK : FIT_WHOLE;
-}
-
 /* Rooms the user left while no connection was there to tell the client: it
  * gets their membership event, as a live connection would have sent it. */
 static int add_left_rooms(struct conn *c, struct conn_resp *resp, char **err)
@@ -363,38 +324,7 @@ int conn_persist_catch_up(struct conn *c, struct conn_resp *resp, char **err)
 {
     if (!c->persist || !c->persist->resuming) return 0;
     c->persist->resuming = false;
-    size_t n = HASH_COUNT(resp->rooms), k = 0;
-    struct resp_room **ask = xcalloc(n + 1, sizeof *ask);
-    const char **ids = xcalloc(n + 1, sizeof *ids);
-    int64_t *after = xcalloc(n + 1, sizeof *after), *before = xcalloc(n + 1, sizeof *before);
-    for (struct resp_room *rr = resp->rooms; rr; rr = rr->hh.next) {
-        struct m4186_sent *s;
-        struct croom *cr;
-        HASH_FIND_STR(c->m4186_sent, rr->room_id, s);
-        HASH_FIND_STR(c->rooms, rr->room_id, cr);
-        enum fit f = s && cr ? can_update(c, rr, s, cr) : FIT_WHOLE;
-        if (f == FIT_UPDATE) to_update(rr, s->latest_nid);
-        if (f != FIT_ASK) continue;
-        ask[k] = rr;
-        ids[k] = rr->room_id;
-        after[k] = s->latest_nid;
-        before[k++] = rr->tl.events[0]->nid;
-    }
-    int rc = 0;
-    if (k) {
-        bool *gap = xcalloc(k, sizeof *gap);
-        PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
-        rc = pg ? store_conn_gaps(pg, ids, after, before, (int)k, gap, err) : -1;
-        if (pg) db_release(c->ctx->db, pg);
-        for (size_t i = 0; i < k && rc == 0; i++)
-            if (!gap[i]) to_update(ask[i], after[i]);
-        free(gap);
-    }
-    free(ask);
-    free(ids);
-    free(after);
-    free(before);
-    return rc < 0 ? -1 : add_left_rooms(c, resp, err);
+    return add_left_rooms(c, resp, err);
 }
 
 /* ---- writing ---- */

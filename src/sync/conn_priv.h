@@ -147,6 +147,7 @@ struct conn_resp {
     struct resp_room *rooms;       /* room_id -> room object */
     struct ext_resp *ext;          /* extension data */
     bool initial;                  /* the connection's first request */
+    int64_t from_pos;              /* MSC4186: the connection's position when the request came */
     struct held_txn *held;         /* own events this device's sync has not shown yet */
     int n_held;                    /* entries */
     struct txn_seen *txns;         /* own events this device's sync showed (CU_TXN) */
@@ -160,16 +161,20 @@ struct conn_resp {
 
 /* Frees what an MSC4186 connection remembers of the rooms it sent. */
 void conn_msc4186_release(struct conn *c);
-/* The canonical parameters a room would be sent with now (heap), as its
- * m4186_sent entry records them. */
-char *conn_msc4186_params(struct conn *c, const char *room_id);
+/* Before loading: the response's rooms the client already has (joined,
+ * under the same join) are to be loaded as deltas (resp_room.delta), and so
+ * are live updates with more events than the room's timeline_limit; a grown
+ * timeline_limit re-sends the timeline whole (resp_room.expanded). */
+void conn_msc4186_prepare(struct conn *c, struct conn_resp *resp);
+/* After loading: a delta keeps of its state what the client lacks. */
+void conn_msc4186_trim(struct conn *c, struct conn_resp *resp);
 
 /* ---- conn_persist.c ---- */
 
 void conn_persist_release(struct conn *c);
-/* The first response after a restore: rooms the client has with these
- * parameters go as updates (new events, changed state) instead of whole,
- * rooms left meanwhile get the user's membership event. Returns 0 or -1. */
+/* The first response after a restore: rooms left meanwhile get the user's
+ * membership event (rooms the client has go as deltas like any re-sent
+ * room, conn_msc4186_prepare). Returns 0 or -1. */
 int conn_persist_catch_up(struct conn *c, struct conn_resp *resp, char **err);
 /* On response completion (pos assigned, before it is sent): stores what
  * changed. Returns 0, or -1 when it could not (the response must not go). */

@@ -163,6 +163,8 @@ void ext_state_release(struct ext_state *s)
     params_release(&s->typing);
     params_release(&s->receipts);
     free(s->td_since);
+    free(s->e2ee_otk_sent);
+    free(s->e2ee_fb_sent);
     *s = (struct ext_state){0};
 }
 
@@ -570,6 +572,17 @@ static int e2ee_run(const struct ext_env *env, struct ext_state *s, struct ext_r
         free(e.fallback_types);
         e.fallback_types = NULL;
     }
+    /* Values equal to what the connection was last given are no news (the
+     * first response reads without clearing the changed bits, so the next
+     * one would otherwise send the same counts again and end its long-poll). */
+    if (!whole && e.otk_counts && s->e2ee_otk_sent && strcmp(e.otk_counts, s->e2ee_otk_sent) == 0) {
+        free(e.otk_counts);
+        e.otk_counts = NULL;
+    }
+    if (!whole && e.fallback_types && s->e2ee_fb_sent && strcmp(e.fallback_types, s->e2ee_fb_sent) == 0) {
+        free(e.fallback_types);
+        e.fallback_types = NULL;
+    }
     store_e2ee_release(&r->e2ee);
     r->e2ee = e;
     r->e2ee_read = true;
@@ -913,7 +926,17 @@ void ext_resp_write(struct buf *b, struct ext_state *s, struct ext_resp *r)
     }
     buf_putc(b, '}');
     /* What this response delivered. */
-    if (r->e2ee_read) s->e2ee_started = true;
+    if (r->e2ee_read) {
+        s->e2ee_started = true;
+        if (r->e2ee.otk_counts) {
+            free(s->e2ee_otk_sent);
+            s->e2ee_otk_sent = xstrdup(r->e2ee.otk_counts);
+        }
+        if (r->e2ee.fallback_types) {
+            free(s->e2ee_fb_sent);
+            s->e2ee_fb_sent = xstrdup(r->e2ee.fallback_types);
+        }
+    }
     if (r->ad_initial) s->ad_started = true;
     if (r->ad_hwm > s->ad_hwm) s->ad_hwm = r->ad_hwm;
 }

@@ -66,6 +66,8 @@ struct ext_state {
     char *td_since;                 /* sticky to_device `since` (NULL = none) */
     int64_t td_limit;               /* sticky to_device `limit` (0 = default) */
     bool e2ee_started;              /* e2ee produced a response on this connection */
+    char *e2ee_otk_sent;            /* the one-time key counts last delivered (JSON; NULL = none) */
+    char *e2ee_fb_sent;             /* the unused fallback key types last delivered (JSON; NULL = none) */
     bool ad_started;                /* account_data's first (full) pass reached a response */
     int64_t ad_hwm;                 /* highest account-data id this connection was given */
     bool ad_dirty;                  /* account data changed since the last read */

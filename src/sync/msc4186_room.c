@@ -161,18 +161,50 @@ static void write_snapshot(struct writer *w, const char *user_id, const struct r
     put_int(w, "invited_count", m ? m->invited_count : 0);
 }
 
+/* A string field that is null when the value is gone (ruma reads null as
+ * "removed" for the avatar and as absent for the name; the final text of
+ * the MSC says null for both). */
+static void put_str_or_null(struct writer *w, const char *k, const char *v)
+{
+    key(w, k);
+    if (v && *v)
+        buf_json_str(w->b, v, strlen(v));
+    else
+        buf_puts(w->b, "null");
+}
+
+static void write_delta(struct writer *w, const char *user_id, const struct resp_room *r, const struct store_room *m,
+                        const struct msc4186_changes *ch)
+{
+    if (m && ch && ch->name) put_str_or_null(w, "name", m->name);
+    if (m && ch && ch->avatar) put_str_or_null(w, "avatar", m->avatar);
+    bool members = m && ch && ch->members;
+    if (members) put_heroes(w, user_id, m);
+    write_required_state(w, r, NULL, 0);
+    if (r->tl.n || r->expanded) {
+        key(w, "timeline");
+        room_write_events(w->b, r->tl.events, (size_t)r->tl.n, NULL, 0, r);
+        key(w, "limited");
+        buf_puts(w->b, r->tl.limited ? "true" : "false");
+        put_str(w, "prev_batch", r->tl.prev_batch);
+        put_int(w, "num_live", r->num_live);
+        if (r->expanded) {
+            key(w, "unstable_expanded_timeline");
+            buf_puts(w->b, "true");
+        }
+        put_int(w, "bump_stamp", clamp_stamp(r->timestamp));
+    }
+    if (members) {
+        put_int(w, "joined_count", m->joined_count);
+        put_int(w, "invited_count", m->invited_count);
+    }
+}
+
 static void write_live(struct writer *w, const char *user_id, const struct resp_room *r, const struct store_room *m,
                        struct event *const *live_state, size_t n_live_state)
 {
-    if (m && live_has_state(r, "m.room.name")) put_str(w, "name", m->name);
-    if (m && live_has_state(r, "m.room.avatar")) {
-        /* null clears the avatar (ruma reads it as "removed"). */
-        key(w, "avatar");
-        if (m->avatar && *m->avatar)
-            buf_json_str(w->b, m->avatar, strlen(m->avatar));
-        else
-            buf_puts(w->b, "null");
-    }
+    if (m && live_has_state(r, "m.room.name")) put_str_or_null(w, "name", m->name);
+    if (m && live_has_state(r, "m.room.avatar")) put_str_or_null(w, "avatar", m->avatar);
     bool members = r->member_counts_changed || live_has_member(r);
     if (m && members) put_heroes(w, user_id, m);
     write_required_state(w, r, live_state, n_live_state);
@@ -191,7 +223,7 @@ static void write_live(struct writer *w, const char *user_id, const struct resp_
 }
 
 void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r, struct event *const *live_state,
-                        size_t n_live_state, bool dm_changed)
+                        size_t n_live_state, bool dm_changed, const struct msc4186_changes *ch)
 {
     struct writer w = {b, true};
     buf_putc(b, '{');
@@ -201,7 +233,9 @@ void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_ro
         buf_putc(b, '}');
         return;
     }
-    if (r->snapshot && r->ur)
+    if (r->delta && r->ur)
+        write_delta(&w, user_id, r, m, ch);
+    else if (r->snapshot && r->ur)
         write_snapshot(&w, user_id, r, m);
     else
         write_live(&w, user_id, r, m, live_state, n_live_state);

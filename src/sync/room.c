@@ -31,6 +31,21 @@ void room_params_release(struct room_params *p)
     *p = (struct room_params){0};
 }
 
+void room_params_all_state_wins(struct room_params *p)
+{
+    size_t all = p->n_rs;
+    for (size_t i = 0; i < p->n_rs && all == p->n_rs; i++)
+        if (strcmp(p->rs[i].type, RS_WILDCARD) == 0 && strcmp(p->rs[i].key, RS_WILDCARD) == 0) all = i;
+    if (all == p->n_rs) return;
+    for (size_t i = 0; i < p->n_rs; i++) {
+        if (i == all) continue;
+        free(p->rs[i].type);
+        free(p->rs[i].key);
+    }
+    p->rs[0] = p->rs[all];
+    p->n_rs = 1;
+}
+
 void resp_room_free(struct resp_room *r)
 {
     if (!r) return;
@@ -255,7 +270,8 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
         r = order[i];
         if (r->params.timeline_limit <= 0) continue;
         tl_rooms[n_tl] = r;
-        tl_reqs[n_tl++] = (struct store_tl_req){r->room_id, r->ur->join_nid, pos, (int)r->params.timeline_limit};
+        int64_t from = r->tl_after > 0 && r->tl_after >= r->ur->join_nid ? r->tl_after + 1 : r->ur->join_nid;
+        tl_reqs[n_tl++] = (struct store_tl_req){r->room_id, from, pos, (int)r->params.timeline_limit};
     }
     int rc = -1;
     const char **ids = NULL, **types = NULL, **keys = NULL;

@@ -31,7 +31,11 @@ struct resp_txn {
 /* One room of a response being built. */
 struct resp_room {
     char *room_id;              /* key, owned */
-    bool snapshot;              /* send a full object (initial: true) */
+    bool snapshot;              /* send a full object (initial: true), or load one for a delta */
+    bool delta;                 /* MSC4186: loaded like a snapshot, sent as what changed since tl_after */
+    bool expanded;              /* MSC4186 delta: the timeline limit grew, timeline re-sent whole */
+    int64_t tl_after;           /* a snapshot's timeline holds only events after this position (0 = from the
+                                 * join; a delta not expanded then cuts it back after loading) */
     struct room_params params;  /* for snapshots */
     struct user_room *ur;       /* the user's view of the room (ref), or NULL */
     struct event **live;        /* live events to append (owned refs), NID order */
@@ -59,6 +63,10 @@ struct resp_room {
 void room_params_add(struct room_params *p, int64_t timeline_limit, const struct rs_pair *rs, size_t n_rs,
                      bool include_heroes);
 void room_params_release(struct room_params *p);
+/* MSC4186 (as Synapse): a ["*","*"] pair from any source means all state, so
+ * when one is there it becomes the only pair (the others would restrict
+ * their types, as in MSC3575). */
+void room_params_all_state_wins(struct room_params *p);
 void resp_room_free(struct resp_room *r);
 
 /* Loads timelines and required_state of every snapshot room in rooms (a

@@ -15,6 +15,9 @@ directly, so every answer carries CORS headers and OPTIONS is answered):
   GET /_matrix/client/v3/rooms/{room}/messages?dir=b&from=   history added with add_history
   GET /_matrix/media/v3/thumbnail/{server}/{id}           media added with add_media
 
+and what matrix-js-sdk's startClient asks of the homeserver before it syncs (empty answers for
+a known token): GET /_matrix/client/v3/pushrules/ and GET /_matrix/client/v3/capabilities.
+
 Tests register access tokens (token -> user_id, device_id) and push sync v2
 response bodies onto a per-token queue. A /sync pops the next queued body
 (assigning next_batch "s1", "s2", ... when absent); with an empty queue it
@@ -52,6 +55,8 @@ WHOAMI_PATHS = ("/_matrix/client/v3/account/whoami", "/_matrix/client/r0/account
 VERSIONS_PATH = "/_matrix/client/versions"
 ROOMS_PREFIX = "/_matrix/client/v3/rooms/"
 THUMBNAIL_PREFIX = "/_matrix/media/v3/thumbnail/"
+PUSHRULES_PATH = "/_matrix/client/v3/pushrules/"
+CAPABILITIES_PATH = "/_matrix/client/v3/capabilities"
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
@@ -468,6 +473,8 @@ class FakeHomeserver:
                 self._whoami(h, req)
             elif req.path in SYNC_PATHS:
                 self._sync(h, req)
+            elif req.path in (PUSHRULES_PATH, CAPABILITIES_PATH) and req.method == "GET":
+                self._client_start(h, req)
             else:
                 self._answer(h, req, 404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
         finally:
@@ -604,6 +611,15 @@ class FakeHomeserver:
             return self._unknown_token(h, req)
         self._answer(h, req, 200, {"user_id": acct.user_id, "device_id": acct.device_id,
                                    "is_guest": False})
+
+    def _client_start(self, h, req):
+        acct = self._accounts.get(req.token) if req.token else None
+        if acct is None or acct.revoked:
+            return self._unknown_token(h, req)
+        if req.path == PUSHRULES_PATH:
+            kinds = ("override", "content", "room", "sender", "underride")
+            return self._answer(h, req, 200, {"global": {k: [] for k in kinds}})
+        self._answer(h, req, 200, {"capabilities": {}})
 
     def _sync(self, h, req):
         acct = self._accounts.get(req.token) if req.token else None

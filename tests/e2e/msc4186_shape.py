@@ -1,6 +1,7 @@
 """The MSC4186 response types as matrix-rust-sdk deserialises them (ruma's sync v5
-`Response`): mandatory fields and value types. check_response(resp) raises
-AssertionError naming the first offending path."""
+`Response`, then the events as rust-sdk's processors read them): mandatory fields and value
+types. check_response(resp) and check_error(status, body) raise AssertionError naming the first
+offending path."""
 
 import re
 
@@ -46,17 +47,48 @@ def _events(path, v):
         _str("%s[%d].type" % (path, i), ev.get("type"))
 
 
-def _state_events(path, v):
+def _user_id(path, v):
+    _str(path, v)
+    if not USER_ID.match(v):
+        _fail(path, "expected a user ID", v)
+
+
+def _sync_events(path, v):
+    """Vec<Raw<AnySync*Event>>: what rust-sdk deserialises each one as (a sync timeline or state
+    event needs event_id, sender, origin_server_ts and content; one that fails is dropped)."""
     _events(path, v)
+    for i, ev in enumerate(v):
+        p = "%s[%d]" % (path, i)
+        _str(p + ".event_id", ev.get("event_id"))
+        _user_id(p + ".sender", ev.get("sender"))
+        _uint(p + ".origin_server_ts", ev.get("origin_server_ts"))
+        _obj(p + ".content", ev.get("content"))
+        if "room_id" in ev:
+            _fail(p, "sync events come without room_id", ev["room_id"])
+
+
+def _state_events(path, v):
+    _sync_events(path, v)
     for i, ev in enumerate(v):
         _str("%s[%d].state_key" % (path, i), ev.get("state_key"))
 
 
+def _stripped_events(path, v):
+    """Vec<Raw<AnyStrippedStateEvent>>: type and state_key; sender and content as the homeserver
+    gave them (a stripped event without them is the homeserver's, and rust-sdk skips it)."""
+    _events(path, v)
+    for i, ev in enumerate(v):
+        p = "%s[%d]" % (path, i)
+        _str(p + ".state_key", ev.get("state_key"))
+        if "sender" in ev:
+            _user_id(p + ".sender", ev["sender"])
+        if "content" in ev:
+            _obj(p + ".content", ev["content"])
+
+
 def _hero(path, h):
     _obj(path, h)
-    _str(path + ".user_id", h.get("user_id"))
-    if not USER_ID.match(h["user_id"]):
-        _fail(path + ".user_id", "expected a user ID", h["user_id"])
+    _user_id(path + ".user_id", h.get("user_id"))
     _opt(h, "displayname", _str, path)
     _opt(h, "avatar_url", _str, path)
 
@@ -73,11 +105,11 @@ def check_room(path, room):
         _opt(room, k, _uint, path)
     _opt(room, "prev_batch", _str, path)
     if "timeline" in room:
-        _events(path + ".timeline", room["timeline"])
+        _sync_events(path + ".timeline", room["timeline"])
     if "required_state" in room:
         _state_events(path + ".required_state", room["required_state"])
     if room.get("invite_state") is not None:
-        _events(path + ".invite_state", room["invite_state"])
+        _stripped_events(path + ".invite_state", room["invite_state"])
     if room.get("heroes") is not None:
         _arr(path + ".heroes", room["heroes"])
         for i, h in enumerate(room["heroes"]):
@@ -91,7 +123,10 @@ def check_extensions(path, ext):
         _obj(path + ".to_device", td)
         _str(path + ".to_device.next_batch", td.get("next_batch"))
         if "events" in td:
-            _arr(path + ".to_device.events", td["events"])
+            _events(path + ".to_device.events", td["events"])
+            for i, ev in enumerate(td["events"]):
+                _user_id("%s.to_device.events[%d].sender" % (path, i), ev.get("sender"))
+                _obj("%s.to_device.events[%d].content" % (path, i), ev.get("content"))
     e2ee = ext.get("e2ee")
     if e2ee is not None:
         _obj(path + ".e2ee", e2ee)
@@ -101,8 +136,8 @@ def check_extensions(path, ext):
             for k in ("changed", "left"):
                 if k in dl:
                     _arr("%s.e2ee.device_lists.%s" % (path, k), dl[k])
-                    for u in dl[k]:
-                        _str("%s.e2ee.device_lists.%s[]" % (path, k), u)
+                    for u in dl[k]:  # Vec<OwnedUserId>: one bad entry fails the response
+                        _user_id("%s.e2ee.device_lists.%s[]" % (path, k), u)
         otk = e2ee.get("device_one_time_keys_count")
         if otk is not None:
             _obj(path + ".e2ee.device_one_time_keys_count", otk)
@@ -111,6 +146,8 @@ def check_extensions(path, ext):
         fb = e2ee.get("device_unused_fallback_key_types")
         if fb is not None:
             _arr(path + ".e2ee.device_unused_fallback_key_types", fb)
+            for alg in fb:
+                _str(path + ".e2ee.device_unused_fallback_key_types[]", alg)
     ad = ext.get("account_data")
     if ad is not None:
         _obj(path + ".account_data", ad)
@@ -124,7 +161,23 @@ def check_extensions(path, ext):
             _obj("%s.%s" % (path, k), e)
             for rid, edu in (e.get("rooms") or {}).items():
                 _obj("%s.%s.rooms.%s" % (path, k, rid), edu)
-                _str("%s.%s.rooms.%s.type" % (path, k, rid), edu.get("type"))
+                want = {"receipts": "m.receipt", "typing": "m.typing"}[k]
+                if edu.get("type") != want:
+                    _fail("%s.%s.rooms.%s.type" % (path, k, rid), "expected " + want, edu.get("type"))
+                _obj("%s.%s.rooms.%s.content" % (path, k, rid), edu.get("content"))
+
+
+def check_error(status, body, errcode=None):
+    """A Matrix error as ruma reads it: errcode and error strings (M_UNKNOWN_POS is
+    ErrorKind::UnknownPos, which makes rust-sdk start the connection over)."""
+    if not 400 <= status <= 599:
+        _fail("status", "expected an error status", status)
+    _obj("$", body)
+    _str("$.errcode", body.get("errcode"))
+    _str("$.error", body.get("error"))
+    if errcode is not None and body["errcode"] != errcode:
+        _fail("$.errcode", "expected " + errcode, body["errcode"])
+    _opt(body, "soft_logout", _bool, "$")
 
 
 def check_response(resp):

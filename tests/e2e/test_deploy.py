@@ -193,3 +193,39 @@ def test_nginx_same_host_routes_sync_to_syncv3_and_the_rest_to_the_homeserver(pr
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def separate_host_msc4186_block():
+    """The commented MSC4186 locations at the end of the separate-host file, uncommented."""
+    text = (DEPLOY / "nginx-separate-host.conf").read_text()
+    tail = text[text.index("# Element X"):]
+    return "\n".join(l[1:] for l in tail.splitlines() if l.startswith("#    ")) + "\n"
+
+
+def location_blocks(text, *starts):
+    """The location blocks of text that begin with one of starts, whitespace-normalised."""
+    out = []
+    for m in re.finditer(r"^\s*(location [^{]*\{.*?^\s*\})", text, re.M | re.S):
+        block = re.sub(r"\s*#[^\n]*", "", m.group(1))
+        if block.startswith(starts):
+            out.append(" ".join(block.split()))
+    return out
+
+
+def test_separate_host_msc4186_block_matches_the_same_host_routes():
+    starts = ("location ~ ^/_matrix/client/unstable/org\\.matrix\\.simplified_msc3575/sync$",
+              "location = /_matrix/client/versions")
+    block = location_blocks(separate_host_msc4186_block(), *starts)
+    assert len(block) == 2, block
+    assert block == location_blocks((DEPLOY / "nginx-same-host.conf").read_text(), *starts)
+
+
+@needs_nginx
+def test_separate_host_msc4186_block_passes_nginx_t(tmp_path):
+    site = (DEPLOY / "nginx-separate-host.conf").read_text()
+    # the homeserver's own server block with the block added, as the comment says
+    site += ("\nserver {\n    listen 443 ssl http2;\n    server_name matrix.example.org;\n"
+             "    ssl_certificate /x;\n    ssl_certificate_key /x;\n" + separate_host_msc4186_block() +
+             "    location / { proxy_pass http://127.0.0.1:8008; }\n}\n")
+    r = nginx_test(nginx_conf(tmp_path, site), tmp_path)
+    assert r.returncode == 0, r.stderr

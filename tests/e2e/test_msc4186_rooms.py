@@ -180,3 +180,57 @@ def test_is_dm_change_is_sent(proxy, alice):
     alice.wait_idle()
     assert c.sync(body, timeout=5000)["rooms"][rid]["is_dm"] is False
     assert c.sync(body)["rooms"] == {}, "said once"
+
+
+def test_leave_shows_only_the_leave(proxy, alice):
+    """The user's leave is delivered once as the room's last event and the room leaves the list;
+    of the room's state only the leave itself comes with it (rust-sdk reads the user's membership
+    from required_state alone), not the member counts or heroes of before the leave (they claimed
+    the user still joined). (docs/behaviour.md, "Membership and security")"""
+    A = alice.user_id
+    rid = F.new_room_id("left")  # unnamed: heroes before the leave
+    alice.queue(F.sync_response(join={rid: F.joined_room(
+        F.room_state(A) + [F.join(BOB, displayname="Bob")], [F.message(BOB, "bye?")])}))
+    kept = own_room(alice, "Kept")
+    c = SimplifiedSync(proxy, alice.token)
+    body = all_rooms(required_state=[("m.room.member", "$ME")])
+    first = c.sync(body)
+    assert first["rooms"][rid]["joined_count"] == 2 and first["rooms"][rid]["heroes"]
+    ev = F.leave(A)
+    alice.queue(F.sync_response(leave={rid: F.left_room(timeline=[ev])}))
+    alice.wait_idle()
+    resp = c.sync(body)
+    assert resp["lists"]["all"]["count"] == 1
+    assert resp["lists"]["all"]["ops"][0]["room_ids"] == [kept]
+    room = resp["rooms"][rid]
+    assert room["timeline"] == [ev] and room["num_live"] == 1
+    assert room["required_state"] == [ev]
+    for field in ("joined_count", "invited_count", "heroes", "name", "initial"):
+        assert field not in room, field
+    assert rid not in c.sync(body)["rooms"], "the leave is sent once"
+
+
+def test_all_state_wins_across_list_and_subscription(proxy, alice):
+    """A room in a list window whose required_state names members ($ME) and subscribed with
+    ["*","*"] (Element Web opening a room of its list) gets all state, every member included,
+    in the snapshot and in live updates. (docs/behaviour.md, "Simplified sliding sync")"""
+    A = alice.user_id
+    rid = F.new_room_id("open")
+    alice.queue(F.sync_response(join={rid: F.joined_room(
+        F.room_state(A, "Open") + [F.join(BOB, displayname="Bob"), F.join(CAROL, displayname="Carol")],
+        [F.message(BOB, "hi")])}))
+    c = SimplifiedSync(proxy, alice.token)
+    body = all_rooms(required_state=[("m.room.member", "$ME"), ("m.room.create", "")])
+    members = lambda room: sorted(e["state_key"] for e in room.get("required_state", ())  # noqa: E731
+                                  if e["type"] == "m.room.member")
+    assert members(c.sync(body)["rooms"][rid]) == [A]
+    body.update(sub(rid, required_state=[("*", "*")]))
+    room = c.sync(body)["rooms"][rid]
+    assert room["initial"] is True
+    assert members(room) == sorted([A, BOB, CAROL])
+    dave = "@dave:localhost"
+    ev = F.join(dave, displayname="Dave")
+    live(alice, rid, ev)
+    room = c.sync(body)["rooms"][rid]
+    assert room["timeline"] == [ev]
+    assert [e["event_id"] for e in room.get("required_state", ())] == [ev["event_id"]]

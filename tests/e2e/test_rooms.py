@@ -23,12 +23,12 @@ def three_rooms(alice, bob):
     t2 = [F.message(B, "b1"), F.message(B, "b2")]
     s3 = F.room_state(A, "#Cherry")
     t3 = [F.message(A, "c1")]
-    alice.queue(F.sync_response(join={
+    nb = alice.queue(F.sync_response(join={
         r1: F.joined_room(s1, t1, prev_batch="pb1", notification_count=2, highlight_count=1),
         r2: F.joined_room(s2, t2, prev_batch="pb2", notification_count=0, highlight_count=0),
         r3: F.joined_room(s3, t3, prev_batch="pb3"),
     }))
-    return {"ids": (r1, r2, r3), "state": (s1, s2, s3), "timeline": (t1, t2, t3)}
+    return {"ids": (r1, r2, r3), "state": (s1, s2, s3), "timeline": (t1, t2, t3), "next_batch": nb}
 
 
 def test_first_request_returns_rooms(proxy, alice, bob, three_rooms):
@@ -62,9 +62,9 @@ def test_first_request_returns_rooms(proxy, alice, bob, three_rooms):
     # limited: only where older visible events exist (room2 has b1 before b2)
     assert "limited" not in room1 and "limited" not in room3
     assert room2["limited"] is True
-    # b2 is not the first event of its chunk: no token is known that starts
-    # exactly before it, and one from before b1 would skip b1 (docs/behaviour.md, "Timeline").
-    assert "prev_batch" not in room2
+    # b2 is not the first event of its chunk: one from before b1 would skip b1; the sync
+    # token after b2 paginates back over b2 again, then b1 (docs/behaviour.md, "Timeline").
+    assert room2["prev_batch"] == three_rooms["next_batch"]
     # required_state: exactly the requested entries, events as sent
     me_join = s1[1]
     assert room1["required_state"] == [s1[4], me_join] or room1["required_state"] == [me_join, s1[4]]

@@ -27,7 +27,7 @@ import { EventEmitter } from "node:events";
 
 import { createClient } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
-import { controlAt, httpCapture } from "./harness.mjs";
+import { controlAt, httpCapture, waitUntil } from "./harness.mjs";
 import {
     ExtensionState,
     SlidingSync,
@@ -126,42 +126,17 @@ const toDeviceExt = new ToDeviceExtension();
 // Resolves with the first truthy value of check(), re-evaluated after every SlidingSync event;
 // rejects after timeoutMs with `what()` and the latest exchanges with the proxy.
 function waitFor(check, what, timeoutMs = WAIT_MS) {
-    return new Promise((resolve, reject) => {
-        let timer;
-        const onUpdate = () => evaluate();
-        const done = () => {
-            clearTimeout(timer);
-            ssEvents.off("update", onUpdate);
-        };
-        const evaluate = () => {
-            let v;
-            try {
-                v = check();
-            } catch (e) {
-                done();
-                reject(e);
-                return;
-            }
-            if (v) {
-                done();
-                resolve(v);
-            }
-        };
-        ssEvents.on("update", onUpdate);
-        timer = setTimeout(() => {
-            done();
-            reject(
-                new Error(
-                    `timed out after ${timeoutMs} ms waiting for ${what()}\n` +
-                        `to_device received: ${JSON.stringify(toDevice)}\n` +
-                        `e2ee received: ${JSON.stringify(e2ee)}\n` +
-                        `client errors: ${JSON.stringify(clientErrors)}\n` +
-                        `latest sliding sync exchanges with the proxy:\n${lastExchanges()}`,
-                ),
-            );
-        }, timeoutMs);
-        evaluate();
-    });
+    return waitUntil(
+        [[ssEvents, ["update"]]],
+        check,
+        () =>
+            `${what()}\n` +
+            `to_device received: ${JSON.stringify(toDevice)}\n` +
+            `e2ee received: ${JSON.stringify(e2ee)}\n` +
+            `client errors: ${JSON.stringify(clientErrors)}\n` +
+            `latest sliding sync exchanges with the proxy:\n${lastExchanges()}`,
+        timeoutMs,
+    );
 }
 
 const toDeviceEventsSince = (seq) => toDevice.filter((t) => t.seq > seq).flatMap((t) => t.events);

@@ -85,3 +85,41 @@ export async function controlAt(base, method, path, body) {
     if (!res.ok) throw new Error(`control ${method} ${path}: HTTP ${res.status} ${JSON.stringify(json)}`);
     return json;
 }
+
+// Resolves with the first truthy value of check(), evaluated now and whenever one of
+// `emitters` ([emitter, [event names]] pairs) emits; a throw from check() rejects. After
+// timeoutMs it rejects with describe() (called then, so it can show the latest state).
+export function waitUntil(emitters, check, describe, timeoutMs = 30000) {
+    return new Promise((resolve, reject) => {
+        const offs = [];
+        const done = () => {
+            clearTimeout(timer);
+            for (const off of offs) off();
+        };
+        const evaluate = () => {
+            let v;
+            try {
+                v = check();
+            } catch (e) {
+                done();
+                reject(e);
+                return;
+            }
+            if (v) {
+                done();
+                resolve(v);
+            }
+        };
+        const timer = setTimeout(() => {
+            done();
+            reject(new Error(`timed out after ${timeoutMs} ms waiting for ${describe()}`));
+        }, timeoutMs);
+        for (const [emitter, names] of emitters) {
+            for (const name of names) {
+                emitter.on(name, evaluate);
+                offs.push(() => emitter.off(name, evaluate));
+            }
+        }
+        evaluate();
+    });
+}

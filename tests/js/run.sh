@@ -150,7 +150,7 @@ echo "$NAME: $(basename "$BIN") on $PROXY_URL, fake homeserver on $HS_URL"
 {
   (
     cd "$SUITE" && echo "$BASHPID" >"$WORK/node.pid" &&
-    SYNCV3_PROXY_URL="$PROXY_URL" SYNCV3_CONTROL_URL="$CONTROL_URL" SYNCV3_JS_CAPTURE="$WORK/http-capture.jsonl" \
+    SYNCV3_PROXY_URL="$PROXY_URL" SYNCV3_HS_URL="$HS_URL" SYNCV3_CONTROL_URL="$CONTROL_URL" SYNCV3_JS_CAPTURE="$WORK/http-capture.jsonl" \
       SYNCV3_TEST_WORK="$WORK" \
       exec timeout -k 10 600 node --test --test-force-exit --test-timeout=120000 --test-reporter=spec ./*.test.mjs
   ) 2>&1 </dev/null | tee "$WORK/node.out"

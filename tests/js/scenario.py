@@ -7,9 +7,15 @@ HTTP server the Node test drives:
 
   GET  /scenario         -> {"user_id", "device_id", "token", "rooms": [{"room_id", "name",
                              "last_event"}...] (oldest activity first)}
-  POST /message          {"room_id", "body", "sender"?} -> queues a v2 /sync response carrying
-                             a new m.room.message in that room (from @friend, or from the given
-                             user ID); answers {"event": <the event>}
+  POST /message          {"room_id", "body", "sender"?, "notification_count"?,
+                          "highlight_count"?} -> queues a v2 /sync response carrying a new
+                             m.room.message in that room (from @friend, or from the given user
+                             ID), with those unread counts; answers {"event": <the event>}
+  POST /rename           {"room_id", "name"} -> the same with an m.room.name event from @friend
+  POST /tag              {"room_id", "tags": {tag: {"order"?}}} -> queues that room's m.tag
+                             account data; answers {"event"}
+  POST /ephemeral        {"room_id", "typing"?: [user IDs], "receipt"?: {"event_id", "user"}} ->
+                             queues that room's m.typing and/or m.receipt EDU; answers {"events"}
   POST /wait_idle        {"timeout"?: seconds} -> 200 once the proxy processed everything
                              queued and polled again; 504 on timeout
   GET  /requests         -> the /sync, whoami and versions requests the proxy made
@@ -48,8 +54,8 @@ is sent by itself, a PUT /send reaches the room's members:
                              [{"room_id", "name", "has_avatar", "history_prefix"}...] (newest
                              activity first)}
 
-/message and /wait_idle take an optional "token" (default: the first user's); /message also
-knows the lister's and the crypter's rooms and then queues for that user.
+/wait_idle takes an optional "token" (default: the first user's); /message, /rename, /tag and
+/ephemeral also know the lister's and the crypter's rooms and then queue for that user.
 
 When both servers listen, one JSON line {"hs_url", "control_url"} is written to
 --info FILE (atomically) and to stdout. SIGTERM/SIGINT stop it.
@@ -109,18 +115,42 @@ class Scenario:
     def describe(self):
         return {"user_id": USER, "device_id": DEVICE, "token": TOKEN, "rooms": self.rooms}
 
-    def message(self, room_id, body, sender=None):
+    def _token_of(self, room_id):
         if room_id in {r["room_id"] for r in self.rooms}:
-            token = TOKEN
-        elif room_id in {r["room_id"] for r in self.lister_rooms}:
-            token = LISTER_TOKEN
-        elif room_id in {r["room_id"] for r in self.crypter_rooms}:
-            token = CRYPTER_TOKEN
-        else:
-            raise KeyError(room_id)
-        ev = F.message(sender or "@friend:" + SERVER, body)
-        self.hs.queue(token, F.sync_response(join={room_id: F.joined_room(timeline=[ev])}))
+            return TOKEN
+        if room_id in {r["room_id"] for r in self.lister_rooms}:
+            return LISTER_TOKEN
+        if room_id in {r["room_id"] for r in self.crypter_rooms}:
+            return CRYPTER_TOKEN
+        raise KeyError(room_id)
+
+    def _live(self, room_id, ev, **counts):
+        token = self._token_of(room_id)
+        self.hs.queue(token, F.sync_response(join={room_id: F.joined_room(timeline=[ev], **counts)}))
         return ev
+
+    def message(self, room_id, body, sender=None, notification_count=None, highlight_count=None):
+        return self._live(room_id, F.message(sender or "@friend:" + SERVER, body),
+                          notification_count=notification_count, highlight_count=highlight_count)
+
+    def rename(self, room_id, name):
+        return self._live(room_id, F.name("@friend:" + SERVER, name))
+
+    def tag(self, room_id, tags):
+        ev = F.tags(tags)
+        self.hs.queue(self._token_of(room_id), F.sync_response(
+            join={room_id: F.joined_room(account_data=[ev])}))
+        return ev
+
+    def ephemeral(self, room_id, typing=None, receipt=None):
+        evs = []
+        if typing is not None:
+            evs.append(F.typing(typing))
+        if receipt is not None:
+            evs.append(F.receipt(receipt["event_id"], receipt["user"]))
+        self.hs.queue(self._token_of(room_id), F.sync_response(
+            join={room_id: F.joined_room(ephemeral=evs)}))
+        return evs
 
     # ---------------------------------------------------------------- the lister
     def _setup_lister(self):
@@ -276,7 +306,8 @@ def make_control(scenario):
                 return self._reply(400, {"error": "body is not JSON"})
             if self.path == "/message":
                 try:
-                    ev = scenario.message(body["room_id"], body.get("body", "ping"), body.get("sender"))
+                    ev = scenario.message(body["room_id"], body.get("body", "ping"), body.get("sender"),
+                                          body.get("notification_count"), body.get("highlight_count"))
                 except KeyError as e:
                     return self._reply(400, {"error": "unknown room or missing field: %s" % e})
                 return self._reply(200, {"event": ev})
@@ -289,6 +320,13 @@ def make_control(scenario):
                     return self._reply(504, {"error": str(e)})
                 return self._reply(200, {})
             try:
+                if self.path == "/rename":
+                    return self._reply(200, {"event": scenario.rename(body["room_id"], body["name"])})
+                if self.path == "/tag":
+                    return self._reply(200, {"event": scenario.tag(body["room_id"], body["tags"])})
+                if self.path == "/ephemeral":
+                    return self._reply(200, {"events": scenario.ephemeral(
+                        body["room_id"], body.get("typing"), body.get("receipt"))})
                 if self.path == "/lists/invite":
                     return self._reply(200, scenario.lister_invite(body.get("name", "Kilo")))
                 if self.path == "/lists/accept":

@@ -19,7 +19,7 @@ import { EventEmitter } from "node:events";
 
 import { createClient } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
-import { controlAt, httpCapture } from "./harness.mjs";
+import { controlAt, httpCapture, waitUntil } from "./harness.mjs";
 import { SlidingSync, SlidingSyncEvent, SlidingSyncState } from "matrix-js-sdk/lib/sliding-sync.js";
 
 const PROXY = process.env.SYNCV3_PROXY_URL;
@@ -40,46 +40,15 @@ const control = (method, path, body) => controlAt(CONTROL, method, path, body);
 // Resolves with the first truthy value of check(), re-evaluated whenever `emitter` emits one of
 // `events`; rejects after timeoutMs with `what` and the latest HTTP exchanges.
 function waitFor(emitters, check, what, timeoutMs = WAIT_MS) {
-    return new Promise((resolve, reject) => {
-        let timer;
-        const offs = [];
-        const done = () => {
-            clearTimeout(timer);
-            for (const off of offs) off();
-        };
-        const evaluate = () => {
-            let v;
-            try {
-                v = check();
-            } catch (e) {
-                done();
-                reject(e);
-                return;
-            }
-            if (v) {
-                done();
-                resolve(v);
-            }
-        };
-        for (const [emitter, names] of emitters) {
-            for (const name of names) {
-                const fn = () => evaluate();
-                emitter.on(name, fn);
-                offs.push(() => emitter.off(name, fn));
-            }
-        }
-        timer = setTimeout(() => {
-            done();
-            reject(
-                new Error(
-                    `timed out after ${timeoutMs} ms waiting for ${what}\n` +
-                        `client errors: ${JSON.stringify(clientErrors)}\n` +
-                        `latest HTTP exchanges with the proxy:\n${lastExchanges()}`,
-                ),
-            );
-        }, timeoutMs);
-        evaluate();
-    });
+    return waitUntil(
+        emitters,
+        check,
+        () =>
+            `${what}\n` +
+            `client errors: ${JSON.stringify(clientErrors)}\n` +
+            `latest HTTP exchanges with the proxy:\n${lastExchanges()}`,
+        timeoutMs,
+    );
 }
 
 // ---------------------------------------------------------------- client state

@@ -22,7 +22,13 @@ static void test_sent_round_trip(void **state)
                            .highlight = 1,
                            .invite = true,
                            .invite_ts = 1700000000000LL,
-                           .is_dm = true};
+                           .is_dm = true,
+                           .join_nid = 7,
+                           .pos = 1234,
+                           .tl_limit = 20,
+                           .name_hash = 0xfedcba9876543210ULL,
+                           .avatar_hash = 1,
+                           .members_hash = UINT64_MAX};
     char *text = conn_persist_sent_encode(&s);
     struct m4186_sent back = {0};
     assert_int_equal(conn_persist_sent_decode(text, &back), 0);
@@ -33,6 +39,12 @@ static void test_sent_round_trip(void **state)
     assert_true(back.invite);
     assert_true(back.invite_ts == s.invite_ts);
     assert_true(back.is_dm);
+    assert_int_equal(back.join_nid, 7);
+    assert_int_equal(back.pos, 1234);
+    assert_int_equal(back.tl_limit, 20);
+    assert_true(back.name_hash == 0xfedcba9876543210ULL); /* the high bit survives */
+    assert_true(back.avatar_hash == 1);
+    assert_true(back.members_hash == UINT64_MAX);
     free(back.params);
     free(text);
 }
