@@ -184,8 +184,13 @@ static void write_delta(struct writer *w, const char *user_id, const struct resp
     if (r->tl.n || r->expanded) {
         key(w, "timeline");
         room_write_events(w->b, r->tl.events, (size_t)r->tl.n, NULL, 0, r);
+        /* An expanded timeline is always limited: it does not continue the
+         * client's timeline, it replaces it, and a client that does not know
+         * unstable_expanded_timeline (matrix-js-sdk) files the older events
+         * as back-pagination only for a limited or initial room
+         * (docs/behaviour.md, "Re-sending a room"). */
         key(w, "limited");
-        buf_puts(w->b, r->tl.limited ? "true" : "false");
+        buf_puts(w->b, r->tl.limited || r->expanded ? "true" : "false");
         put_str(w, "prev_batch", r->tl.prev_batch);
         put_int(w, "num_live", r->num_live);
         if (r->expanded) {
