@@ -335,7 +335,7 @@ static int64_t stored_bytes(const struct conn *c)
 {
     int64_t n = 0;
     for (const struct m4186_sent *s = c->m4186_sent; s; s = s->hh.next)
-        n += (int64_t)(strlen(s->room_id) + (s->params ? strlen(s->params) : 0)) + 80;
+        n += (int64_t)(strlen(s->room_id) + (s->params ? strlen(s->params) : 0)) + 200; /* + the numbers, as JSON */
     return n;
 }
 
