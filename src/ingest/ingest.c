@@ -13,6 +13,7 @@
 #include "ingest/accumulate.h"
 #include "obs/metrics.h"
 #include "obs/trace.h"
+#include "store/connstate.h"
 #include "store/db.h"
 #include "store/rooms.h"
 #include "store/tokens.h"
@@ -741,6 +742,11 @@ static void process_expired(struct ingest *ing, struct job *j)
     PGconn *c = db_acquire(ing->db, 10000, &err);
     if (c) {
         if (store_token_delete(c, j->token_hash, &err) < 0) LOG_ERROR("ingest", "deleting token: %s", err);
+        free(err);
+        err = NULL;
+        /* The device's stored connections end with its token (it cannot continue them). */
+        if (j->device_expired && store_conn_delete_device(c, j->user_id, j->device_id, &err) < 0)
+            LOG_ERROR("ingest", "deleting stored connections: %s", err);
         db_release(ing->db, c);
     } else {
         LOG_ERROR("ingest", "deleting token: %s", err);
@@ -759,12 +765,14 @@ static void maybe_purge(struct ingest *ing)
     char *err = NULL;
     PGconn *pg = db_acquire(ing->db, 5000, &err);
     int64_t n = pg ? store_txn_ids_purge(pg, clock_wall_ms() - TXN_KEEP_MS, &err) : -1;
+    /* Stored connections past their idle expiry (docs/behaviour.md, "Connections across restarts"). */
+    int64_t nc = n >= 0 ? store_conn_purge(pg, clock_wall_ms() - STORE_CONN_KEEP_MS, &err) : -1;
     if (pg) db_release(ing->db, pg);
-    if (n < 0) {
-        LOG_WARN("ingest", "purging old transaction IDs failed (retried later): %s", err ? err : "?");
+    if (n < 0 || nc < 0) {
+        LOG_WARN("ingest", "purging old transaction IDs or connections failed (retried later): %s", err ? err : "?");
         free(err);
-    } else if (n > 0) {
-        LOG_DEBUG("ingest", "purged %lld old transaction IDs", (long long)n);
+    } else if (n > 0 || nc > 0) {
+        LOG_DEBUG("ingest", "purged %lld old transaction IDs, %lld expired connections", (long long)n, (long long)nc);
     }
 }
 

@@ -17,6 +17,7 @@
 #include "sync/auth.h"
 #include "sync/conn.h"
 #include "sync/conn_msc4186.h"
+#include "sync/conn_persist.h"
 #include "sync/ext.h"
 #include "sync/msc4186_request.h"
 #include "sync/request.h"
@@ -71,6 +72,7 @@ struct req_state {
     struct http_req *http;         /* the request this state belongs to (outlives it) */
     struct trace_ctx trace;        /* the request's span (zero when not traced) */
     json_t *msc4186;               /* MSC4186 request: its translated body, else NULL */
+    struct conn_saved *saved;      /* MSC4186: the stored connection its pos continues, until restored */
 };
 
 /* The request's span, recorded when the request ends: who, what it asked,
@@ -115,6 +117,7 @@ static void req_state_free(void *p)
     sync_req_release(&s->req);
     free(s->canonical);
     json_decref(s->msc4186);
+    conn_saved_free(s->saved);
     conn_resp_free(s->resp);
     conn_unref(s->conn);
     conn_unref(s->replaced);
@@ -425,13 +428,49 @@ static enum http_action start_connection(struct sync_api *api, struct http_req *
                               &s->replaced);
     conn_lock(s->conn);
     observe_setup(api, s);
+    bool restored = s->saved != NULL;
+    if (restored) conn_persist_restore(s->conn, s->saved);
+    s->saved = NULL;
     if (apply(req, s) < 0) return HTTP_DONE;
+    if (restored && conn_persist_resume(s->conn, s->resp, s->pos) < 0) {
+        conn_abandon(s->conn);
+        conn_unlock(s->conn);
+        http_req_respond_error(req, 400, "M_UNKNOWN_POS", "too much changed since pos %lld; start a new connection",
+                               (long long)s->pos);
+        return HTTP_DONE;
+    }
     return compute(api, req, s);
+}
+
+/* An MSC4186 pos of no connection in memory: the connection stored before
+ * a restart, rebuilt as a new connection is (after the device's first sync
+ * and the user's rooms), continues it (docs/behaviour.md, "Connections
+ * across restarts"); without a usable one the client starts over. */
+static enum http_action resume_connection(struct sync_api *api, struct http_req *req, struct req_state *s)
+{
+    const char *why = NULL;
+    char *err = NULL;
+    int rc = conn_persist_lookup(&api->ctx, s->auth.user_id, s->auth.device_id, s->req.conn_id ? s->req.conn_id : "",
+                                 s->pos, &s->saved, &why, &err);
+    if (rc < 0) {
+        LOG_ERROR("api", "%s: reading a stored connection: %s", s->auth.user_id, err ? err : "?");
+        free(err);
+        http_req_respond_retry(req, 503, 1, "M_UNKNOWN", "could not read the connection, try again");
+        return HTTP_DONE;
+    }
+    if (rc == 0) {
+        LOG_DEBUG("api", "%s: pos %lld: no usable stored connection (%s)", s->auth.user_id, (long long)s->pos, why);
+        return respond_ended(api, req, s);
+    }
+    http_req_log_append(req, "restored=1");
+    s->device_deadline = s->start_ms + DEVICE_WAIT_MS;
+    return start_connection(api, req, s);
 }
 
 static enum http_action continue_connection(struct sync_api *api, struct http_req *req, struct req_state *s)
 {
     s->conn = conn_map_get(api->conns, s->auth.user_id, s->auth.device_id, s->req.conn_id ? s->req.conn_id : "");
+    if (!s->conn && s->msc4186) return resume_connection(api, req, s);
     if (!s->conn || conn_dead(s->conn)) return respond_ended(api, req, s);
     /* A newer request ends the long-poll of the previous one. */
     conn_cancel_waiter(s->conn);

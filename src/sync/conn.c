@@ -102,6 +102,7 @@ static void conn_destroy(struct conn *c)
     sync_req_release(&c->muxed);
     ext_state_release(&c->ext);
     conn_msc4186_release(c);
+    conn_persist_release(c);
     free(c->last_req_body);
     pthread_mutex_destroy(&c->req_lock);
     pthread_mutex_destroy(&c->q_lock);

@@ -398,6 +398,10 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
     }
     struct buf b = BUF_INIT;
     buf_putc(&b, '{');
+    if (c->msc4186 && conn_persist_catch_up(c, resp, err) < 0) {
+        buf_release(&b);
+        return NULL;
+    }
     if (c->msc4186)
         conn_msc4186_write(c, resp, &b);
     else
@@ -411,6 +415,10 @@ char *conn_finish(struct conn *c, struct conn_resp *resp, const char *txn_id, in
         buf_json_str(&b, txn_id, strlen(txn_id));
     }
     buf_puts(&b, "}\n");
+    if (conn_persist_save(c, resp, pos, err) < 0) {
+        buf_release(&b);
+        return NULL;
+    }
     buffer_response(c, pos, &b, req_pos);
     c->last_req_pos = req_pos;
     free(c->last_req_body);

@@ -86,6 +86,7 @@ struct conn {
     bool loaded;                   /* the user's rooms were loaded and the listener registered */
     bool msc4186;                  /* speaks MSC4186: nothing sticky, responses in its shape */
     struct m4186_sent *m4186_sent; /* MSC4186: what each room was last sent as (conn_msc4186.c) */
+    struct conn_persist *persist;  /* MSC4186: its stored state across restarts (conn_persist.c), or NULL */
     struct sync_req muxed;         /* sticky request state */
     struct ext_state ext;          /* the extensions' sticky state */
     struct clist *lists;           /* key -> sorted rooms */
@@ -167,6 +168,17 @@ void conn_msc4186_release(struct conn *c);
 void conn_msc4186_prepare(struct conn *c, struct conn_resp *resp);
 /* After loading: a delta keeps of its state what the client lacks. */
 void conn_msc4186_trim(struct conn *c, struct conn_resp *resp);
+
+/* ---- conn_persist.c ---- */
+
+void conn_persist_release(struct conn *c);
+/* The first response after a restore: rooms left meanwhile get the user's
+ * membership event (rooms the client has go as deltas like any re-sent
+ * room, conn_msc4186_prepare). Returns 0 or -1. */
+int conn_persist_catch_up(struct conn *c, struct conn_resp *resp, char **err);
+/* On response completion (pos assigned, before it is sent): stores what
+ * changed. Returns 0, or -1 when it could not (the response must not go). */
+int conn_persist_save(struct conn *c, struct conn_resp *resp, int64_t pos, char **err);
 
 /* ---- conn.c ---- */
 

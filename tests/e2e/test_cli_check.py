@@ -136,3 +136,18 @@ def test_migrate_status_database_down():
     assert len(r.stderr.strip().splitlines()) == 1 and "cannot connect" in r.stderr, r.stderr
     r = run(["migrate", "status"], {})
     assert r.returncode == 1 and "SYNCV3_DB is not set" in r.stderr, r.stderr
+
+
+def test_migrate_up_from_the_previous_release(db):
+    """A database of the release before stored connections (schema 3) gets 0004 and nothing else."""
+    pgtmp.psql(db, "CREATE TABLE syncv3_schema_version (version INT PRIMARY KEY, name TEXT NOT NULL, "
+                   "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    for m in MIGRATIONS[:3]:
+        pgtmp.psql(db, (REPO / "src" / "store" / "migrations" / (m + ".sql")).read_text())
+        pgtmp.psql(db, "INSERT INTO syncv3_schema_version (version, name) VALUES (%d, '%s')" % (int(m[:4]), m))
+    r = run(["migrate", "status"], {"SYNCV3_DB": db})
+    assert r.returncode == 0 and "schema version: 3" in r.stdout, r.stdout
+    assert r.stdout.split("pending:")[1].split() == MIGRATIONS[3:], r.stdout
+    r = run(["migrate", "up"], {"SYNCV3_DB": db})
+    assert r.returncode == 0 and "pending: none" in r.stdout, (r.stdout, r.stderr)
+    assert pgtmp.psql(db, "SELECT to_regclass('syncv3_conn_rooms') IS NOT NULL").strip() == "t"

@@ -22,6 +22,7 @@ import time
 import pytest
 
 import fakehs as F
+import pgtmp
 from helpers import SimplifiedSync, http_request, run_in_thread, sync_op_room_ids
 from msc4186_shape import check_error
 from test_msc4186_clients import EX_REQUIRED_STATE as ROOM_LIST_RS  # room_list_service's DEFAULT_REQUIRED_STATE
@@ -418,7 +419,7 @@ def test_notification_client_fetches_the_event(proxy, alice, account):
     assert mem[-1]["state_key"] == A and mem[-1]["sender"] == "@inviter2:localhost"
 
 
-def test_unknown_pos_starts_over(proxy, alice, account):
+def test_unknown_pos_starts_over(proxy, db, alice, account):
     c, seen, _, _ = set_up_room_list(proxy, alice, account)
     n = account["count"]
     busy = account["busy"]
@@ -448,8 +449,11 @@ def test_unknown_pos_starts_over(proxy, alice, account):
     resp = enc.sync(encryption_body(since), timeout=LIVE_TIMEOUT)
     assert resp["extensions"]["to_device"]["events"] == [unacked]
 
-    # the server forgets every connection (a restart): both loops get M_UNKNOWN_POS
-    proxy.restart()
+    # the server forgets every connection (a restart without the stored connections,
+    # docs/behaviour.md "Connections across restarts"): both loops get M_UNKNOWN_POS
+    proxy.stop()
+    pgtmp.psql(db, "DELETE FROM syncv3_conns")
+    proxy.start()
     for client, body in ((c, room_list_body(n - 1)), (enc, encryption_body(since))):
         r = client.request(body, pos=client.pos, timeout=LIVE_TIMEOUT)
         assert r.status == 400, r

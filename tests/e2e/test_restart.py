@@ -1,5 +1,6 @@
 """Restarting syncv3: polling resumes from the stored since token without any client;
-connections (pos) do not survive (docs/behaviour.md, "Processing one upstream response", "Connections")."""
+MSC3575 connections (pos) do not survive, MSC4186 ones do (test_msc4186_restart.py)
+(docs/behaviour.md, "Processing one upstream response", "Connections")."""
 
 import fakehs as F
 
