@@ -11,6 +11,7 @@
 #include "ingest/peruser.h"
 #include "ingest/redact.h"
 #include "ingest/todevice.h"
+#include "store/bump.h"
 #include "store/db.h"
 
 /* One parsed event of the response. */
@@ -583,11 +584,9 @@ static int apply_redactions(struct ctx *x)
 
 static int write_rooms(struct ctx *x)
 {
-    struct db_arr r_all, r_nid, r_ts, r_state;
-    db_arr_init(&r_all);
-    db_arr_init(&r_nid);
-    db_arr_init(&r_ts);
-    db_arr_init(&r_state);
+    struct db_arr r_all, r_nid, r_ts, r_state, b_room, b_type, b_nid, b_ts;
+    struct db_arr *arrs[] = {&r_all, &r_nid, &r_ts, &r_state, &b_room, &b_type, &b_nid, &b_ts};
+    for (size_t i = 0; i < 8; i++) db_arr_init(arrs[i]);
     for (size_t i = 0; i < x->n_rooms; i++) {
         struct room_work *w = &x->rooms[i];
         if (w->skip) continue;
@@ -600,6 +599,12 @@ static int write_rooms(struct ctx *x)
                 if (v[j].nid > max_nid) {
                     max_nid = v[j].nid;
                     ts = v[j].ts;
+                }
+                if (pass && !v[j].is_state && store_bump_index(v[j].type) >= 0) {
+                    db_arr_str(&b_room, w->room_id);
+                    db_arr_str(&b_type, v[j].type);
+                    db_arr_i64(&b_nid, v[j].nid);
+                    db_arr_i64(&b_ts, v[j].ts);
                 }
             }
         }
@@ -621,6 +626,9 @@ static int write_rooms(struct ctx *x)
                     "ELSE r.latest_ts END",
                     3, p);
     }
+    if (rc == 0 && b_room.n)
+        rc = store_bump_put(x->c, x->err, db_arr_done(&b_room), db_arr_done(&b_type), db_arr_done(&b_nid),
+                            db_arr_done(&b_ts));
     /* Derived columns come from current state, so they can never disagree with it. */
     if (rc == 0 && r_state.n) {
         const char *p[] = {db_arr_done(&r_state)};
@@ -654,10 +662,7 @@ static int write_rooms(struct ctx *x)
             "FROM agg WHERE r.room_id = agg.room_id",
             1, p);
     }
-    db_arr_release(&r_all);
-    db_arr_release(&r_nid);
-    db_arr_release(&r_ts);
-    db_arr_release(&r_state);
+    for (size_t i = 0; i < 8; i++) db_arr_release(arrs[i]);
     return rc;
 }
 

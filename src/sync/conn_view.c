@@ -428,9 +428,27 @@ static int load_rooms(struct conn *c, char **err)
     return 0;
 }
 
+/* A room's newest event of the default bump types after its join, from the
+ * cached metadata: 0 when there is none, -1 when the cache cannot answer
+ * (no metadata, or an event newer than the connection's position). */
+static int64_t cached_bump(const struct croom *cr, int64_t pos)
+{
+    if (!cr->ur->meta) return -1;
+    const struct store_bump *b = &cr->ur->meta->r.bump;
+    int64_t ts = 0;
+    for (int k = 0; k < STORE_N_BUMP; k++) {
+        if (b->nid[k] <= cr->ur->join_nid) continue;
+        if (b->nid[k] > pos) return -1;
+        if (b->ts[k] > ts) ts = b->ts[k];
+    }
+    return ts;
+}
+
 /* On the connection's first request, a list with bump_event_types
  * starts each joined room at its newest event of those types after the join
- * (or the join). Lists added later start from the latest event (keys_of). */
+ * (or the join). Lists added later start from the latest event (keys_of).
+ * The default types (MSC4186's) are answered from the cached room metadata;
+ * other types, and rooms the cache cannot answer, ask the store. */
 static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_list *rl, char **err)
 {
     size_t n = HASH_COUNT(c->rooms), k = 0;
@@ -438,13 +456,21 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
     int64_t *after = xcalloc(n ? n : 1, sizeof *after);
     int64_t *ts = xcalloc(n ? n : 1, sizeof *ts);
     struct croom **crs = xcalloc(n ? n : 1, sizeof *crs);
+    bool cached = store_bump_is_default((const char *const *)rl->bump_event_types.v, (int)rl->bump_event_types.n);
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
         if (cr->ur->invite) continue;
+        int64_t t = cached ? cached_bump(cr, c->pos) : -1;
+        if (t >= 0) {
+            conn_bump_set(cl, cr->ur->room_id, t > cr->ur->join_ts ? t : cr->ur->join_ts);
+            continue;
+        }
         crs[k] = cr;
         after[k] = cr->ur->join_nid;
         ids[k++] = cr->ur->room_id;
     }
-    int rc = -1;
+    int rc = 0;
+    if (!k) goto out;
+    rc = -1;
     PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
     if (!pg) goto out;
     rc = store_latest_of_types(pg, ids, after, (int)k, (const char *const *)rl->bump_event_types.v,
