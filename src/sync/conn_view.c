@@ -154,9 +154,10 @@ void conn_bump_set(struct clist *cl, const char *room_id, int64_t ts)
 {
     struct bump_ts *b = bump_get(cl, room_id);
     if (!b) {
-        b = xcalloc(1, sizeof *b);
-        b->room_id = xstrdup(room_id);
-        HASH_ADD_KEYPTR(hh, cl->bump, b->room_id, strlen(b->room_id), b);
+        size_t len = strlen(room_id);
+        b = xcalloc(1, sizeof *b + len + 1);
+        memcpy(b->room_id, room_id, len + 1);
+        HASH_ADD_KEYPTR(hh, cl->bump, b->room_id, len, b);
     }
     b->ts = ts;
 }
