@@ -31,6 +31,17 @@ int store_bump_is_default(const char *const *types, int n)
     return 1;
 }
 
+int64_t store_bump_ts(const struct store_bump *b, int64_t after_nid, int64_t pos)
+{
+    int64_t ts = 0;
+    for (int k = 0; k < STORE_N_BUMP; k++) {
+        if (b->nid[k] <= after_nid) continue;
+        if (b->nid[k] > pos) return -1;
+        if (b->ts[k] > ts) ts = b->ts[k];
+    }
+    return ts;
+}
+
 int store_bump_put(PGconn *c, char **err, const char *rooms, const char *types, const char *nids, const char *ts)
 {
     const char *p[] = {rooms, types, nids, ts};

@@ -22,6 +22,10 @@ int store_bump_index(const char *type);
 /* Whether the n types are exactly the set store_bump_types (any order,
  * repeats allowed). */
 int store_bump_is_default(const char *const *types, int n);
+/* The newest origin_server_ts among the newest events of each type with a
+ * NID in (after_nid, pos]: 0 when there is none, -1 when the answer needs
+ * the store (an event newer than pos hides the older ones). */
+int64_t store_bump_ts(const struct store_bump *b, int64_t after_nid, int64_t pos);
 /* Records events (four array literals of the same length: room ids, types,
  * NIDs, timestamps); a row only moves to a newer NID. Returns 0 or -1. */
 int store_bump_put(PGconn *c, char **err, const char *rooms, const char *types, const char *nids, const char *ts);

@@ -429,22 +429,6 @@ static int load_rooms(struct conn *c, char **err)
     return 0;
 }
 
-/* A room's newest event of the default bump types after its join, from the
- * cached metadata: 0 when there is none, -1 when the cache cannot answer
- * (no metadata, or an event newer than the connection's position). */
-static int64_t cached_bump(const struct croom *cr, int64_t pos)
-{
-    if (!cr->ur->meta) return -1;
-    const struct store_bump *b = &cr->ur->meta->r.bump;
-    int64_t ts = 0;
-    for (int k = 0; k < STORE_N_BUMP; k++) {
-        if (b->nid[k] <= cr->ur->join_nid) continue;
-        if (b->nid[k] > pos) return -1;
-        if (b->ts[k] > ts) ts = b->ts[k];
-    }
-    return ts;
-}
-
 /* On the connection's first request, a list with bump_event_types
  * starts each joined room at its newest event of those types after the join
  * (or the join). Lists added later start from the latest event (keys_of).
@@ -460,7 +444,7 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
     bool cached = store_bump_is_default((const char *const *)rl->bump_event_types.v, (int)rl->bump_event_types.n);
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
         if (cr->ur->invite) continue;
-        int64_t t = cached ? cached_bump(cr, c->pos) : -1;
+        int64_t t = cached && cr->ur->meta ? store_bump_ts(&cr->ur->meta->r.bump, cr->ur->join_nid, c->pos) : -1;
         if (t >= 0) {
             conn_bump_set(cl, cr->ur->room_id, t > cr->ur->join_ts ? t : cr->ur->join_ts);
             continue;
