@@ -11,6 +11,7 @@
 #include "ingest/peruser.h"
 #include "ingest/redact.h"
 #include "ingest/todevice.h"
+#include "store/bump.h"
 #include "store/db.h"
 
 /* One parsed event of the response. */
@@ -445,21 +446,64 @@ static int write_state(struct ctx *x)
     int rc = 0;
     if (!n) goto out;
     qsort(ch, n, sizeof *ch, cmp_change);
+    /* One entry per (room, type, state_key) changed: its first new row ends the current one. */
+    size_t n_keys = 0;
+    size_t *key_of = xmalloc(n * sizeof *key_of);
     struct db_arr c_room, c_type, c_key, c_start;
-    struct db_arr i_room, i_type, i_key, i_nid, i_start, i_end, i_memb;
-    struct db_arr *all[] = {&c_room, &c_type, &c_key, &c_start, &i_room, &i_type,
-                         &i_key,  &i_nid,  &i_start, &i_end,  &i_memb};
-    for (size_t i = 0; i < 11; i++) db_arr_init(all[i]);
+    struct db_arr i_room, i_type, i_key, i_nid, i_start, i_end, i_memb, i_since;
+    struct db_arr *all[] = {&c_room, &c_type,  &c_key, &c_start, &i_room, &i_type,
+                         &i_key,  &i_nid,   &i_start, &i_end, &i_memb, &i_since};
+    for (size_t i = 0; i < 12; i++) db_arr_init(all[i]);
     for (size_t i = 0; i < n; i++) {
         bool first = i == 0 || strcmp(ch[i - 1].room_id, ch[i].room_id) || strcmp(ch[i - 1].type, ch[i].type) ||
                      strcmp(ch[i - 1].state_key, ch[i].state_key);
-        bool last = i + 1 == n || strcmp(ch[i + 1].room_id, ch[i].room_id) ||
-                    strcmp(ch[i + 1].type, ch[i].type) || strcmp(ch[i + 1].state_key, ch[i].state_key);
         if (first) {
             db_arr_str(&c_room, ch[i].room_id);
             db_arr_str(&c_type, ch[i].type);
             db_arr_str(&c_key, ch[i].state_key);
             db_arr_i64(&c_start, ch[i].nid);
+            n_keys++;
+        }
+        key_of[i] = n_keys - 1;
+    }
+    /* The current rows being ended tell where a member's run of join/invite
+     * rows began, for the first new row of each key (0003_member_since.sql). */
+    int64_t *old_since = xmalloc(n_keys * sizeof *old_since);
+    for (size_t k = 0; k < n_keys; k++) old_since[k] = -1;
+    const char *cp[] = {db_arr_done(&c_room), db_arr_done(&c_type), db_arr_done(&c_key), db_arr_done(&c_start)};
+    PGresult *ended = db_exec(x->c, x->err,
+                              "UPDATE syncv3_room_state s SET end_nid = u.start FROM unnest($1::text[], $2::text[], "
+                              "$3::text[], $4::bigint[]) WITH ORDINALITY AS u(room_id, event_type, state_key, start, "
+                              "ord) WHERE s.room_id = u.room_id AND s.event_type = u.event_type AND "
+                              "s.state_key = u.state_key AND s.end_nid IS NULL "
+                              "RETURNING u.ord, CASE WHEN s.event_type = 'm.room.member' AND s.membership IN "
+                              "('join', 'invite') THEN COALESCE(s.member_since, s.start_nid) END",
+                              4, cp);
+    rc = ended ? 0 : -1;
+    if (ended) {
+        for (int r = 0; r < PQntuples(ended); r++) {
+            int64_t ord = db_get_i64(ended, r, 0);
+            if (ord >= 1 && (size_t)ord <= n_keys && !PQgetisnull(ended, r, 1))
+                old_since[ord - 1] = db_get_i64(ended, r, 1);
+        }
+        PQclear(ended);
+    }
+    /* Heroes keep their order across profile changes: a join or invite row
+     * continues the run of the row before it when that one was a join or
+     * invite too, else starts one at its own position. */
+    int64_t since = -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        bool first = i == 0 || key_of[i] != key_of[i - 1];
+        bool last = i + 1 == n || key_of[i + 1] != key_of[i];
+        if (first) since = old_since[key_of[i]];
+        bool member = !strcmp(ch[i].type, "m.room.member") && ch[i].membership &&
+                      (!strcmp(ch[i].membership, "join") || !strcmp(ch[i].membership, "invite"));
+        if (member) {
+            if (since < 0) since = ch[i].nid;
+            db_arr_i64(&i_since, since);
+        } else {
+            since = -1;
+            db_arr_null(&i_since);
         }
         db_arr_str(&i_room, ch[i].room_id);
         db_arr_str(&i_type, ch[i].type);
@@ -473,37 +517,18 @@ static int write_state(struct ctx *x)
         }
         db_arr_str(&i_memb, ch[i].membership);
     }
-    const char *cp[] = {db_arr_done(&c_room), db_arr_done(&c_type), db_arr_done(&c_key), db_arr_done(&c_start)};
-    const char *ip[] = {db_arr_done(&i_room), db_arr_done(&i_type), db_arr_done(&i_key), db_arr_done(&i_nid),
-                        db_arr_done(&i_start), db_arr_done(&i_end), db_arr_done(&i_memb)};
-    rc = db_cmd(x->c, x->err,
-                "UPDATE syncv3_room_state s SET end_nid = u.start FROM unnest($1::text[], $2::text[], "
-                "$3::text[], $4::bigint[]) AS u(room_id, event_type, state_key, start) "
-                "WHERE s.room_id = u.room_id AND s.event_type = u.event_type AND s.state_key = u.state_key "
-                "AND s.end_nid IS NULL",
-                4, cp);
-    if (rc == 0)
+    free(old_since);
+    free(key_of);
+    if (rc == 0) {
+        const char *ip[] = {db_arr_done(&i_room),  db_arr_done(&i_type), db_arr_done(&i_key),
+                            db_arr_done(&i_nid),   db_arr_done(&i_start), db_arr_done(&i_end),
+                            db_arr_done(&i_memb),  db_arr_done(&i_since)};
         rc = db_cmd(x->c, x->err,
                     "INSERT INTO syncv3_room_state (room_id, event_type, state_key, event_nid, start_nid, "
-                    "end_nid, membership) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-                    "$4::bigint[], $5::bigint[], $6::bigint[], $7::text[])",
-                    7, ip);
-    /* Where each new join/invite row's run of join/invite rows began, so that
-     * heroes keep their order across profile changes (0003_member_since.sql
-     * computes the same for rows stored before). */
-    if (rc == 0)
-        rc = db_cmd(x->c, x->err,
-                    "UPDATE syncv3_room_state s SET member_since = (SELECT min(p.start_nid) FROM "
-                    "syncv3_room_state p WHERE p.room_id = s.room_id AND p.event_type = s.event_type AND "
-                    "p.state_key = s.state_key AND p.start_nid <= s.start_nid AND p.start_nid > COALESCE("
-                    "(SELECT max(q.start_nid) FROM syncv3_room_state q WHERE q.room_id = s.room_id AND "
-                    "q.event_type = s.event_type AND q.state_key = s.state_key AND q.start_nid < s.start_nid "
-                    "AND COALESCE(q.membership, '') NOT IN ('join', 'invite')), 0)) "
-                    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(room_id, event_type, "
-                    "state_key, start) WHERE s.room_id = u.room_id AND s.event_type = u.event_type AND "
-                    "s.state_key = u.state_key AND s.start_nid = u.start AND s.event_type = 'm.room.member' "
-                    "AND s.membership IN ('join', 'invite')",
-                    4, (const char *const[]){ip[0], ip[1], ip[2], ip[4]});
+                    "end_nid, membership, member_since) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+                    "$4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[])",
+                    8, ip);
+    }
     /* Retire invites whose user's membership is now anything but invite. */
     if (rc == 0)
         rc = db_cmd(x->c, x->err,
@@ -511,7 +536,7 @@ static int write_state(struct ctx *x)
                     "WHERE s.room_id = ANY($1::text[]) AND s.event_type = 'm.room.member' AND s.end_nid IS NULL "
                     "AND s.membership <> 'invite' AND i.room_id = s.room_id AND i.user_id = s.state_key",
                     1, (const char *const[]){cp[0]});
-    for (size_t i = 0; i < 11; i++) db_arr_release(all[i]);
+    for (size_t i = 0; i < 12; i++) db_arr_release(all[i]);
 out:
     free(ch);
     return rc;
@@ -559,11 +584,9 @@ static int apply_redactions(struct ctx *x)
 
 static int write_rooms(struct ctx *x)
 {
-    struct db_arr r_all, r_nid, r_ts, r_state;
-    db_arr_init(&r_all);
-    db_arr_init(&r_nid);
-    db_arr_init(&r_ts);
-    db_arr_init(&r_state);
+    struct db_arr r_all, r_nid, r_ts, r_state, b_room, b_type, b_nid, b_ts;
+    struct db_arr *arrs[] = {&r_all, &r_nid, &r_ts, &r_state, &b_room, &b_type, &b_nid, &b_ts};
+    for (size_t i = 0; i < 8; i++) db_arr_init(arrs[i]);
     for (size_t i = 0; i < x->n_rooms; i++) {
         struct room_work *w = &x->rooms[i];
         if (w->skip) continue;
@@ -576,6 +599,12 @@ static int write_rooms(struct ctx *x)
                 if (v[j].nid > max_nid) {
                     max_nid = v[j].nid;
                     ts = v[j].ts;
+                }
+                if (pass && !v[j].is_state && store_bump_index(v[j].type) >= 0) {
+                    db_arr_str(&b_room, w->room_id);
+                    db_arr_str(&b_type, v[j].type);
+                    db_arr_i64(&b_nid, v[j].nid);
+                    db_arr_i64(&b_ts, v[j].ts);
                 }
             }
         }
@@ -597,6 +626,9 @@ static int write_rooms(struct ctx *x)
                     "ELSE r.latest_ts END",
                     3, p);
     }
+    if (rc == 0 && b_room.n)
+        rc = store_bump_put(x->c, x->err, db_arr_done(&b_room), db_arr_done(&b_type), db_arr_done(&b_nid),
+                            db_arr_done(&b_ts));
     /* Derived columns come from current state, so they can never disagree with it. */
     if (rc == 0 && r_state.n) {
         const char *p[] = {db_arr_done(&r_state)};
@@ -630,10 +662,7 @@ static int write_rooms(struct ctx *x)
             "FROM agg WHERE r.room_id = agg.room_id",
             1, p);
     }
-    db_arr_release(&r_all);
-    db_arr_release(&r_nid);
-    db_arr_release(&r_ts);
-    db_arr_release(&r_state);
+    for (size_t i = 0; i < 8; i++) db_arr_release(arrs[i]);
     return rc;
 }
 

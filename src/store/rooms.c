@@ -110,11 +110,11 @@ int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct st
     ids_array(&ids, room_ids, n_ids);
     const char *p[] = {buf_cstr(&ids)};
     int rc = -1;
-    PGresult *h = NULL;
+    PGresult *h = NULL, *b = NULL;
     PGresult *r = db_exec(c, err,
                           "SELECT room_id, name, canonical_alias, avatar, room_type, predecessor_room_id, "
                           "upgraded_room_id, is_encrypted, joined_count, invited_count, latest_nid, latest_ts "
-                          "FROM syncv3_rooms WHERE room_id = ANY($1::text[])",
+                          "FROM syncv3_rooms WHERE room_id = ANY($1::text[]) ORDER BY room_id COLLATE \"C\"",
                           1, p);
     if (!r) goto out;
     /* Heroes: the earliest members of the current join/invite runs, so a
@@ -129,9 +129,15 @@ int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct st
                 "row_number() OVER (PARTITION BY s.room_id ORDER BY COALESCE(s.member_since, s.start_nid), "
                 "s.state_key) AS rn FROM syncv3_room_state s WHERE s.room_id = ANY($1::text[]) AND "
                 "s.event_type = 'm.room.member' AND s.end_nid IS NULL AND s.membership IN ('join', 'invite')) x "
-                "JOIN syncv3_events e ON e.event_nid = x.event_nid WHERE x.rn <= 6 ORDER BY x.room_id, x.rn",
+                "JOIN syncv3_events e ON e.event_nid = x.event_nid WHERE x.rn <= 6 ORDER BY x.room_id COLLATE \"C\", "
+                "x.rn",
                 1, p);
     if (!h) goto out;
+    b = db_exec(c, err,
+                "SELECT room_id, event_type, event_nid, ts FROM syncv3_room_bump WHERE room_id = ANY($1::text[]) "
+                "ORDER BY room_id COLLATE \"C\"",
+                1, p);
+    if (!b) goto out;
     *n = PQntuples(r);
     *out = xcalloc((size_t)(*n ? *n : 1), sizeof **out);
     for (int i = 0; i < *n; i++) {
@@ -151,26 +157,31 @@ int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct st
             .latest_ts = db_get_i64(r, i, 11),
         };
     }
-    /* Heroes arrive sorted by room: match them with a merge over a sorted index. */
+    /* Rooms, heroes and bump rows all arrive sorted by room (byte order): merge them. */
     for (int i = 0, hi = 0; i < PQntuples(h); i++) {
         const char *rid = PQgetvalue(h, i, 0);
-        if (hi < *n && strcmp((*out)[hi].room_id, rid) == 0) goto found;
-        for (hi = 0; hi < *n; hi++)
-            if (strcmp((*out)[hi].room_id, rid) == 0) break;
-        if (hi == *n) {
-            hi = 0;
-            continue;
-        }
-    found:;
+        while (hi < *n && strcmp((*out)[hi].room_id, rid) < 0) hi++;
+        if (hi == *n) break;
+        if (strcmp((*out)[hi].room_id, rid) != 0) continue;
         struct store_room *m = &(*out)[hi];
         if (m->n_heroes < STORE_MAX_HEROES)
             m->heroes[m->n_heroes++] =
                 (struct store_hero){xstrdup(PQgetvalue(h, i, 1)), dup_opt(h, i, 2), dup_opt(h, i, 3)};
     }
+    for (int i = 0, hi = 0; i < PQntuples(b); i++) {
+        const char *rid = PQgetvalue(b, i, 0);
+        int k = store_bump_index(PQgetvalue(b, i, 1));
+        while (hi < *n && strcmp((*out)[hi].room_id, rid) < 0) hi++;
+        if (hi == *n) break;
+        if (k < 0 || strcmp((*out)[hi].room_id, rid) != 0) continue;
+        (*out)[hi].bump.nid[k] = db_get_i64(b, i, 2);
+        (*out)[hi].bump.ts[k] = db_get_i64(b, i, 3);
+    }
     rc = 0;
 out:
     PQclear(r);
     PQclear(h);
+    PQclear(b);
     buf_release(&ids);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "store/bump.h"
 #include "store/event.h"
 
 #define STORE_MAX_HEROES 6
@@ -33,6 +34,7 @@ struct store_room {
     struct store_hero heroes[STORE_MAX_HEROES]; /* the earliest joined/invited members, in the order they
                                                  * joined or were invited (profile changes keep it) */
     int n_heroes;          /* entries used in heroes */
+    struct store_bump bump; /* newest timeline event of each MSC4186 bump type */
 };
 
 /* A room a user is in (joined) or invited to. */

@@ -26,11 +26,12 @@ static struct conn *conn_new(struct sync_ctx *ctx, const char *user_id, const ch
 /* Forgets a list's per-room recency under bump_event_types. */
 void conn_bump_clear(struct clist *l)
 {
-    struct bump_ts *b, *bt;
-    HASH_ITER(hh, l->bump, b, bt)
-    {
-        HASH_DEL(l->bump, b);
-        free(b->room_id);
+    /* The table goes in one piece; the entries are then freed along their
+     * own links, which HASH_CLEAR leaves alone. */
+    struct bump_ts *b = l->bump, *next;
+    HASH_CLEAR(hh, l->bump);
+    for (; b; b = next) {
+        next = b->hh.next;
         free(b);
     }
 }

@@ -46,9 +46,9 @@ struct croom {
 
 /* A room's recency in a list with bump_event_types (docs/behaviour.md, "Recency and bump_event_types"). */
 struct bump_ts {
-    char *room_id;         /* the room (owned; hash key) */
     int64_t ts;            /* origin_server_ts of its newest bumping event */
     UT_hash_handle hh;     /* in clist.bump */
+    char room_id[];        /* the room (hash key), allocated with the entry */
 };
 
 /* A list's sorted rooms. */

@@ -154,9 +154,10 @@ void conn_bump_set(struct clist *cl, const char *room_id, int64_t ts)
 {
     struct bump_ts *b = bump_get(cl, room_id);
     if (!b) {
-        b = xcalloc(1, sizeof *b);
-        b->room_id = xstrdup(room_id);
-        HASH_ADD_KEYPTR(hh, cl->bump, b->room_id, strlen(b->room_id), b);
+        size_t len = strlen(room_id);
+        b = xcalloc(1, sizeof *b + len + 1);
+        memcpy(b->room_id, room_id, len + 1);
+        HASH_ADD_KEYPTR(hh, cl->bump, b->room_id, len, b);
     }
     b->ts = ts;
 }
@@ -430,7 +431,9 @@ static int load_rooms(struct conn *c, char **err)
 
 /* On the connection's first request, a list with bump_event_types
  * starts each joined room at its newest event of those types after the join
- * (or the join). Lists added later start from the latest event (keys_of). */
+ * (or the join). Lists added later start from the latest event (keys_of).
+ * The default types (MSC4186's) are answered from the cached room metadata;
+ * other types, and rooms the cache cannot answer, ask the store. */
 static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_list *rl, char **err)
 {
     size_t n = HASH_COUNT(c->rooms), k = 0;
@@ -438,13 +441,21 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
     int64_t *after = xcalloc(n ? n : 1, sizeof *after);
     int64_t *ts = xcalloc(n ? n : 1, sizeof *ts);
     struct croom **crs = xcalloc(n ? n : 1, sizeof *crs);
+    bool cached = store_bump_is_default((const char *const *)rl->bump_event_types.v, (int)rl->bump_event_types.n);
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
         if (cr->ur->invite) continue;
+        int64_t t = cached && cr->ur->meta ? store_bump_ts(&cr->ur->meta->r.bump, cr->ur->join_nid, c->pos) : -1;
+        if (t >= 0) {
+            conn_bump_set(cl, cr->ur->room_id, t > cr->ur->join_ts ? t : cr->ur->join_ts);
+            continue;
+        }
         crs[k] = cr;
         after[k] = cr->ur->join_nid;
         ids[k++] = cr->ur->room_id;
     }
-    int rc = -1;
+    int rc = 0;
+    if (!k) goto out;
+    rc = -1;
     PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
     if (!pg) goto out;
     rc = store_latest_of_types(pg, ids, after, (int)k, (const char *const *)rl->bump_event_types.v,

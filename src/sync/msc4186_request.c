@@ -7,11 +7,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
-
-const char *const msc4186_bump_types[] = {
-    "m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
-    "m.call.invite", "m.poll.start",   "m.beacon_info",    NULL,
-};
+#include "store/bump.h"
 
 /* The extensions this server knows; each is written explicitly, so an
  * extension the body leaves out is switched off. */
@@ -97,7 +93,7 @@ static json_t *list_of(json_t *src)
     json_array_append_new(sort, json_string("by_recency"));
     json_object_set_new(l, "sort", sort);
     json_t *bump = json_array();
-    for (const char *const *t = msc4186_bump_types; *t; t++) json_array_append_new(bump, json_string(*t));
+    for (int i = 0; i < STORE_N_BUMP; i++) json_array_append_new(bump, json_string(store_bump_types[i]));
     json_object_set_new(l, "bump_event_types", bump);
     return l;
 }

@@ -26,8 +26,8 @@
 #define MSC4186_CONN_PREFIX "4186\x1f"
 
 /* The event types whose newest event gives a room's bump_stamp and its place
- * in every list (the MSC's fixed list); NULL-terminated. */
-extern const char *const msc4186_bump_types[];
+ * in every list (the MSC's fixed list) are store_bump_types (store/bump.h),
+ * whose per-room values the cache keeps. */
 
 /* Translates a body of len bytes (len 0 = "{}") into the MSC3575 form
  * described above. On success returns 0 and *out, a new reference the caller

@@ -227,15 +227,22 @@ static int load_timestamps(PGconn *c, int64_t pos, struct resp_room *rooms, cons
     int64_t *after = xcalloc((size_t)n, sizeof *after), *ts = xcalloc((size_t)n, sizeof *ts);
     struct resp_room **order = xcalloc((size_t)n, sizeof *order);
     int k = 0;
+    /* MSC4186's types are answered from the cached room metadata where it can. */
+    bool cached = store_bump_is_default(bump, n_bump);
     HASH_ITER(hh, rooms, r, tmp)
     {
         if (!(r->snapshot && r->ur && !r->ur->invite)) continue;
+        int64_t t = cached && r->ur->meta ? store_bump_ts(&r->ur->meta->r.bump, r->ur->join_nid, pos) : -1;
+        if (t >= 0) {
+            r->timestamp = t > r->ur->join_ts ? t : r->ur->join_ts;
+            continue;
+        }
         order[k] = r;
         after[k] = r->ur->join_nid;
         ids[k++] = r->room_id;
     }
-    int rc = store_latest_of_types(c, ids, after, n, bump, n_bump, pos, ts, err);
-    for (int i = 0; i < n && rc == 0; i++)
+    int rc = k ? store_latest_of_types(c, ids, after, k, bump, n_bump, pos, ts, err) : 0;
+    for (int i = 0; i < k && rc == 0; i++)
         order[i]->timestamp = ts[i] > order[i]->ur->join_ts ? ts[i] : order[i]->ur->join_ts;
     free(ids);
     free(after);
