@@ -221,8 +221,8 @@ def test_a_database_of_the_previous_schema_is_migrated_and_works(make_proxy, db,
     r = run(["migrate", "status"], {"SYNCV3_DB": db})
     assert r.returncode == 0, r
     assert "schema version: 3" in r.stdout and "0004_conn_state" in r.stdout.split("pending:")[1], r.stdout
-    proxy = make_proxy()  # start-up applies 0004
-    assert rows(db, "SELECT max(version) FROM syncv3_schema_version") == "4"
+    proxy = make_proxy()  # start-up applies 0004 and every later one
+    assert rows(db, "SELECT max(version) FROM syncv3_schema_version") == str(int(migrations[-1].stem.split("_")[0]))
     (ra, _), _, _ = three_rooms(alice)
     c, _ = synced(proxy, alice)
     msg = F.message(alice.user_id, "after the upgrade")
