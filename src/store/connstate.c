@@ -194,13 +194,5 @@ int store_conn_delete_device(PGconn *c, const char *user_id, const char *device_
 
 int64_t store_conn_purge(PGconn *c, int64_t cutoff_ms, char **err)
 {
-    char cut[24];
-    snprintf(cut, sizeof cut, "%lld", (long long)cutoff_ms);
-    const char *p[] = {cut};
-    PGresult *r = db_exec(c, err, "DELETE FROM syncv3_conns WHERE updated_ms < $1::bigint", 1, p);
-    if (!r) return -1;
-    errno = 0;
-    long long n = strtoll(PQcmdTuples(r), NULL, 10);
-    PQclear(r);
-    return errno ? 0 : n;
+    return db_cmd_rows_i64(c, err, "DELETE FROM syncv3_conns WHERE updated_ms < $1::bigint", cutoff_ms);
 }

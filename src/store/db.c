@@ -265,6 +265,19 @@ int db_cmd(PGconn *c, char **err, const char *sql, int n, const char *const *par
     return 0;
 }
 
+int64_t db_cmd_rows_i64(PGconn *c, char **err, const char *sql, int64_t v)
+{
+    char arg[24];
+    snprintf(arg, sizeof arg, "%lld", (long long)v);
+    const char *p[] = {arg};
+    PGresult *r = db_exec(c, err, sql, 1, p);
+    if (!r) return -1;
+    errno = 0;
+    long long n = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return errno ? 0 : n;
+}
+
 int db_begin(PGconn *c, char **err)
 {
     return db_cmd(c, err, "BEGIN", 0, NULL);

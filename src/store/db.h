@@ -45,6 +45,9 @@ void db_release(struct db_pool *p, PGconn *c);
 PGresult *db_exec(PGconn *c, char **err, const char *sql, int n, const char *const *params);
 /* Same for statements without results; returns 0 or -1. */
 int db_cmd(PGconn *c, char **err, const char *sql, int n, const char *const *params);
+/* Runs a statement whose one parameter is a bigint (a cutoff, say) and
+ * returns the number of rows it affected, or -1. */
+int64_t db_cmd_rows_i64(PGconn *c, char **err, const char *sql, int64_t v);
 int db_begin(PGconn *c, char **err);
 int db_commit(PGconn *c, char **err);
 void db_rollback(PGconn *c);

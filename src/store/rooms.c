@@ -258,14 +258,7 @@ int store_txn_ids(PGconn *c, const char *user_id, const char *device_id, const c
 
 int64_t store_txn_ids_purge(PGconn *c, int64_t cutoff_ms, char **err)
 {
-    char cut[24];
-    snprintf(cut, sizeof cut, "%lld", (long long)cutoff_ms);
-    const char *p[] = {cut};
-    PGresult *r = db_exec(c, err, "DELETE FROM syncv3_txns WHERE ts < $1::bigint", 1, p);
-    if (!r) return -1;
-    int64_t n = atoll(PQcmdTuples(r));
-    PQclear(r);
-    return n;
+    return db_cmd_rows_i64(c, err, "DELETE FROM syncv3_txns WHERE ts < $1::bigint", cutoff_ms);
 }
 
 int store_account_data_get(PGconn *c, const char *user_id, const char *room_id, const char *type, char **json,
