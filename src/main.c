@@ -311,6 +311,8 @@ int main(int argc, char **argv)
     }
     LOG_INFO("main", "listening on %s%s", s.cfg.bindaddr, s.cfg.tls_cert ? " (TLS)" : "");
     sync_api_resume_pollers(s.api);
+    /* In the background, behind poll results: returning clients find their user loaded. */
+    ingest_preload_users(s.ingest, s.cfg.cache_max_users > 0 ? s.cfg.cache_max_users : CACHE_DEFAULT_MAX_USERS);
 
     for (;;) {
         struct timespec ts = {.tv_sec = 1};

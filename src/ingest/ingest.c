@@ -68,6 +68,12 @@ struct ingest {
     bool stop;                   /* the thread should exit */
     bool joined;                 /* ingest_stop joined the thread */
     int64_t last_purge_ms;       /* monotonic time of the last transaction-ID purge (ingest thread) */
+    int preload_want;            /* ingest_preload_users' max while its list is not read yet, else 0 (lock) */
+    int preload_max;             /* pre-loading stops once the cache holds this many users (ingest thread) */
+    char **preload;              /* users to pre-load, the most recent first (ingest thread) */
+    int n_preload;               /* entries in preload */
+    int preload_next;            /* the next one to load */
+    int preloaded;               /* users pre-loaded so far */
 };
 
 /* Transaction IDs only matter while the sender's clients wait for their
@@ -776,20 +782,81 @@ static void maybe_purge(struct ingest *ing)
     }
 }
 
+void ingest_preload_users(struct ingest *ing, int max)
+{
+    if (max <= 0) return;
+    pthread_mutex_lock(&ing->lock);
+    ing->preload_want = max;
+    pthread_cond_broadcast(&ing->cond);
+    pthread_mutex_unlock(&ing->lock);
+}
+
+static void preload_end(struct ingest *ing, const char *why)
+{
+    LOG_INFO("ingest", "pre-loaded %d of %d users with a recent stored connection%s", ing->preloaded, ing->n_preload,
+             why);
+    for (int i = 0; i < ing->n_preload; i++) free(ing->preload[i]);
+    free(ing->preload);
+    ing->preload = NULL;
+    ing->n_preload = ing->preload_next = 0;
+}
+
+/* Reads the list to pre-load (want > 0), or loads its next user. Ingest
+ * thread, nothing else queued. */
+static void preload_step(struct ingest *ing, int want)
+{
+    if (want > 0) {
+        char *err = NULL;
+        PGconn *c = db_acquire(ing->db, 10000, &err);
+        if (!c || store_conn_recent_users(c, clock_wall_ms() - STORE_CONN_KEEP_MS, want, &ing->preload,
+                                          &ing->n_preload, &err) < 0)
+            LOG_WARN("ingest", "not pre-loading users: %s", err ? err : "?");
+        if (c) db_release(ing->db, c);
+        free(err);
+        ing->preload_max = want;
+        if (ing->n_preload == 0) preload_end(ing, "");
+        return;
+    }
+    struct cache_stats st;
+    cache_get_stats(ing->cache, &st);
+    if (st.users >= ing->preload_max) {
+        preload_end(ing, " (the cache is full)");
+        return;
+    }
+    const char *user_id = ing->preload[ing->preload_next++];
+    if (!cache_user_loaded(ing->cache, user_id) && load_user(ing, user_id) == 0) {
+        ing->preloaded++;
+        if (ing->metrics) metrics_add(ing->metrics->cache_preloaded_users, 1);
+    }
+    if (ing->preload_next == ing->n_preload) preload_end(ing, "");
+}
+
 static void *run(void *arg)
 {
     struct ingest *ing = arg;
     for (;;) {
         pthread_mutex_lock(&ing->lock);
-        while (!ing->head && !ing->stop) pthread_cond_wait(&ing->cond, &ing->lock);
+        while (!ing->head && !ing->stop && !ing->preload_want && ing->preload_next == ing->n_preload)
+            pthread_cond_wait(&ing->cond, &ing->lock);
         if (ing->stop) {
             pthread_mutex_unlock(&ing->lock);
             break;
         }
         struct job *j = ing->head;
-        ing->head = j->next;
-        if (!ing->head) ing->tail = NULL;
+        int want = 0;
+        if (j) {
+            ing->head = j->next;
+            if (!ing->head) ing->tail = NULL;
+        } else {
+            want = ing->preload_want;
+            ing->preload_want = 0;
+        }
         pthread_mutex_unlock(&ing->lock);
+        if (!j) {
+            /* Lowest priority: only when no result or request load waits. */
+            preload_step(ing, want);
+            continue;
+        }
         switch (j->kind) {
         case JOB_RESULT: process_result(ing, j->res); break;
         case JOB_LOAD: {
@@ -866,6 +933,8 @@ void ingest_free(struct ingest *ing)
         if (j->kind == JOB_RESULT) poller_result_free(j->res);
         job_free(j);
     }
+    for (int i = 0; i < ing->n_preload; i++) free(ing->preload[i]);
+    free(ing->preload);
     struct device *d, *t;
     HASH_ITER(hh, ing->devices, d, t)
     {

@@ -90,5 +90,14 @@ enum ingest_device_state ingest_device_state(struct ingest *ing, const char *use
 /* Queues loading the user into the cache on the ingest thread, ahead of
  * responses (a no-op job when loaded already); on_loaded tells when done. */
 void ingest_load_user_async(struct ingest *ing, const char *user_id);
+/* Pre-loads into the cache, in the background, the users with a stored
+ * connection written within its expiry (STORE_CONN_KEEP_MS), the most
+ * recently written first, at most max of them and only while the cache holds
+ * fewer than max users (so it never evicts anyone). The ingest thread loads
+ * one of them only when no other job is queued: poll results and the loads
+ * requests ask for go first, and wait for at most one pre-load. A pre-loaded
+ * user is evictable like any user without a connection. Call once, after
+ * the pollers are resumed; max <= 0 does nothing. */
+void ingest_preload_users(struct ingest *ing, int max);
 
 #endif

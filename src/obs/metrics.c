@@ -517,6 +517,10 @@ struct metrics *metrics_new(void)
     m->cache_rooms = metrics_gauge(m, "sliding_sync_cache_rooms", "Number of rooms held in the cache.", NULL, NULL);
     m->cache_evictions = metrics_counter(m, "sliding_sync_cache_evictions_total",
                                          "Number of cache entries evicted (kind: user or room).", "kind", NULL);
+    m->cache_preloaded_users =
+        metrics_counter(m, "sliding_sync_cache_preloaded_users_total",
+                        "Number of users with a recent stored connection loaded at start-up before any request.",
+                        NULL, NULL);
     m->trace_spans_exported = metrics_counter(m, "sliding_sync_trace_spans_exported_total",
                                               "Number of trace spans the collector accepted.", NULL, NULL);
     m->trace_spans_dropped =

@@ -50,6 +50,7 @@ struct metrics {
     struct metric *cache_users;                        /* gauge: users loaded in the cache */
     struct metric *cache_rooms;                        /* gauge: rooms in the cache */
     struct metric *cache_evictions;                    /* counter {kind}: users / rooms evicted */
+    struct metric *cache_preloaded_users;              /* counter: users loaded at start-up without a request */
     struct metric *trace_spans_exported;               /* counter: spans the collector accepted */
     struct metric *trace_spans_dropped;                /* counter: spans lost (queue full, collector failing) */
     struct metric *sentry_events_sent;                 /* counter: error reports Sentry accepted */

@@ -196,3 +196,24 @@ int64_t store_conn_purge(PGconn *c, int64_t cutoff_ms, char **err)
 {
     return db_cmd_rows_i64(c, err, "DELETE FROM syncv3_conns WHERE updated_ms < $1::bigint", cutoff_ms);
 }
+
+int store_conn_recent_users(PGconn *c, int64_t since_ms, int limit, char ***out, int *n, char **err)
+{
+    *out = NULL;
+    *n = 0;
+    char since[24], lim[24];
+    snprintf(since, sizeof since, "%lld", (long long)since_ms);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = {since, lim};
+    PGresult *r = db_exec(c, err,
+                          "SELECT user_id FROM syncv3_conns WHERE updated_ms >= $1::bigint "
+                          "GROUP BY user_id ORDER BY max(updated_ms) DESC LIMIT $2::int",
+                          2, p);
+    if (!r) return -1;
+    int rows = PQntuples(r);
+    *out = xcalloc((size_t)(rows ? rows : 1), sizeof **out);
+    for (int i = 0; i < rows; i++) (*out)[i] = xstrdup(PQgetvalue(r, i, 0));
+    *n = rows;
+    PQclear(r);
+    return 0;
+}

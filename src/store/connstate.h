@@ -81,5 +81,9 @@ int store_conn_delete(PGconn *c, const struct store_conn_key *k, char **err);
 int store_conn_delete_device(PGconn *c, const char *user_id, const char *device_id, char **err);
 /* Deletes rows last written before cutoff_ms (wall clock); returns how many or -1. */
 int64_t store_conn_purge(PGconn *c, int64_t cutoff_ms, char **err);
+/* The users with a row written at or after since_ms, the most recently
+ * written first, at most limit of them: *out is a heap array of heap strings
+ * (*n entries; free each, then the array). Returns 0 or -1. */
+int store_conn_recent_users(PGconn *c, int64_t since_ms, int limit, char ***out, int *n, char **err);
 
 #endif
