@@ -32,8 +32,11 @@ void conn_bump_clear(struct clist *l)
     HASH_CLEAR(hh, l->bump);
     for (; b; b = next) {
         next = b->hh.next;
-        free(b);
+        if ((char *)b < l->bump_block || (char *)b >= l->bump_block + l->bump_block_len) free(b);
     }
+    free(l->bump_block);
+    l->bump_block = NULL;
+    l->bump_block_len = 0;
 }
 
 void conn_clist_free(struct clist *l)

@@ -56,6 +56,8 @@ struct clist {
     char *key;             /* list key (owned) */
     struct sync_list *l;   /* the rooms */
     struct bump_ts *bump;  /* room -> recency, for lists with bump_event_types */
+    char *bump_block;      /* the entries load_bump made, one allocation (NULL: none) */
+    size_t bump_block_len; /* its size in bytes */
     UT_hash_handle hh;     /* in conn.lists */
 };
 
