@@ -95,8 +95,14 @@ static void conn_destroy(struct conn *c)
         free(sp->space_id);
         free(sp);
     }
-    struct croom *r, *rt;
-    HASH_ITER(hh, c->rooms, r, rt) conn_croom_del(c, r);
+    /* The room map goes in one piece (as conn_bump_clear's table), then the
+     * views along their own links. */
+    struct croom *r = c->rooms, *rt;
+    HASH_CLEAR(hh, c->rooms);
+    for (; r; r = rt) {
+        rt = r->hh.next;
+        conn_croom_release(r);
+    }
     free(c->room_block);
     for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
     conn_queued_sub(c, c->q_n);

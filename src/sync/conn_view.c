@@ -290,6 +290,11 @@ struct croom *conn_croom_add(struct conn *c, struct user_room *ur)
 void conn_croom_del(struct conn *c, struct croom *cr)
 {
     HASH_DEL(c->rooms, cr);
+    conn_croom_release(cr);
+}
+
+void conn_croom_release(struct croom *cr)
+{
     user_room_unref(cr->ur);
     free(cr->name);
     struct lazy_member *lm, *lt;
