@@ -32,8 +32,11 @@ void conn_bump_clear(struct clist *l)
     HASH_CLEAR(hh, l->bump);
     for (; b; b = next) {
         next = b->hh.next;
-        free(b);
+        if ((char *)b < l->bump_block || (char *)b >= l->bump_block + l->bump_block_len) free(b);
     }
+    free(l->bump_block);
+    l->bump_block = NULL;
+    l->bump_block_len = 0;
 }
 
 void conn_clist_free(struct clist *l)
@@ -92,8 +95,14 @@ static void conn_destroy(struct conn *c)
         free(sp->space_id);
         free(sp);
     }
-    struct croom *r, *rt;
-    HASH_ITER(hh, c->rooms, r, rt) conn_croom_del(c, r);
+    /* The room map goes in one piece (as conn_bump_clear's table), then the
+     * views along their own links. */
+    struct croom *r = c->rooms, *rt;
+    HASH_CLEAR(hh, c->rooms);
+    for (; r; r = rt) {
+        rt = r->hh.next;
+        conn_croom_release(r);
+    }
     free(c->room_block);
     for (int i = 0; i < c->q_n; i++) cache_update_unref(c->queue[i]);
     conn_queued_sub(c, c->q_n);

@@ -56,6 +56,8 @@ struct clist {
     char *key;             /* list key (owned) */
     struct sync_list *l;   /* the rooms */
     struct bump_ts *bump;  /* room -> recency, for lists with bump_event_types */
+    char *bump_block;      /* the entries load_bump made, one allocation (NULL: none) */
+    size_t bump_block_len; /* its size in bytes */
     UT_hash_handle hh;     /* in conn.lists */
 };
 
@@ -219,6 +221,8 @@ void conn_croom_set(struct conn *c, struct croom *cr, struct user_room *ur);
 const char *conn_croom_name(struct conn *c, struct croom *cr);
 struct croom *conn_croom_add(struct conn *c, struct user_room *ur);
 void conn_croom_del(struct conn *c, struct croom *cr);
+/* Frees a view that is in no hash any more (conn_croom_del without the unlinking). */
+void conn_croom_release(struct croom *cr);
 bool conn_lazy_sent(const struct croom *cr, const char *user_id);
 void conn_lazy_mark(struct croom *cr, const char *user_id);
 /* Whether the room is inside a window of the list (every room is, for

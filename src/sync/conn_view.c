@@ -162,17 +162,49 @@ void conn_bump_set(struct clist *cl, const char *room_id, int64_t ts)
     b->ts = ts;
 }
 
+/* Size of one entry inside a block, keeping the next one aligned. */
+static size_t bump_entry_size(size_t len)
+{
+    size_t a = _Alignof(struct bump_ts), sz = sizeof(struct bump_ts) + len + 1;
+    return (sz + a - 1) / a * a;
+}
+
+/* Adds the recency of n rooms to a list that has none yet, all entries in
+ * one allocation (a first request of a large account otherwise spends much
+ * of its time allocating them, and freeing them when it is replaced). The
+ * entries keep the order of ids, the order rebuild_list walks them in. */
+static void bump_fill(struct clist *cl, const char *const *ids, const int64_t *ts, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += bump_entry_size(strlen(ids[i]));
+    cl->bump_block = xcalloc(total ? total : 1, 1);
+    cl->bump_block_len = total;
+    char *p = cl->bump_block;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(ids[i]);
+        struct bump_ts *b = (struct bump_ts *)(void *)p;
+        memcpy(b->room_id, ids[i], len + 1);
+        b->ts = ts[i];
+        HASH_ADD_KEYPTR(hh, cl->bump, b->room_id, len, b);
+        p += bump_entry_size(len);
+    }
+}
+
 /* Invites use the invite's time; lists with bump_event_types keep their own
  * per-room value (frozen at the room's latest activity when first
  * seen, moved only by events of the listed types); others the latest event.
  * Never before the user's join. */
 static struct sync_list_keys keys_of(struct conn *c, struct clist *cl, struct croom *cr,
-                                     const struct sync_req_list *rl)
+                                     const struct sync_req_list *rl, struct bump_ts **hint)
 {
     const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
     int64_t recency = cr->ur->invite ? cr->ur->invite_ts : (m ? m->latest_ts : 0);
     if (!cr->ur->invite && conn_has_bump_types(rl)) {
-        struct bump_ts *b = bump_get(cl, cr->ur->room_id);
+        /* hint: the entry after the one the previous room found, which is
+         * this room's when the entries were added in the rooms' order. */
+        struct bump_ts *b = hint && *hint && !strcmp((*hint)->room_id, cr->ur->room_id) ? *hint
+                                                                                      : bump_get(cl, cr->ur->room_id);
+        if (hint && b) *hint = b->hh.next;
         if (b)
             recency = b->ts;
         else
@@ -219,8 +251,9 @@ static void rebuild_list(struct conn *c, struct clist *cl, const struct sync_req
     sync_list_set_sort(cl->l, rl->sort, rl->n_sort);
     size_t n = HASH_COUNT(c->rooms), k = 0;
     struct sync_list_keys *keys = xmalloc((n ? n : 1) * sizeof *keys);
+    struct bump_ts *hint = cl->bump;
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next)
-        if (matches(c, cr, rl)) keys[k++] = keys_of(c, cl, cr, rl);
+        if (matches(c, cr, rl)) keys[k++] = keys_of(c, cl, cr, rl, &hint);
     sync_list_upsert_many(cl->l, keys, k);
     free(keys);
 }
@@ -257,6 +290,11 @@ struct croom *conn_croom_add(struct conn *c, struct user_room *ur)
 void conn_croom_del(struct conn *c, struct croom *cr)
 {
     HASH_DEL(c->rooms, cr);
+    conn_croom_release(cr);
+}
+
+void conn_croom_release(struct croom *cr)
+{
     user_room_unref(cr->ur);
     free(cr->name);
     struct lazy_member *lm, *lt;
@@ -328,7 +366,7 @@ void conn_relist_room(struct conn *c, struct conn_resp *r, const char *room_id, 
         struct sync_ops *ops = conn_resp_ops(r, cl->key);
         bool in = sync_list_index_of(cl->l, room_id) >= 0;
         if (cr && matches(c, cr, rl)) {
-            struct sync_list_keys k = keys_of(c, cl, cr, rl);
+            struct sync_list_keys k = keys_of(c, cl, cr, rl, NULL);
             if (rl->slow_get_all_rooms) {
                 sync_list_upsert(cl->l, &k, NULL, NULL);
                 if (!in) sync_roomset_add(&snaps, room_id);
@@ -436,39 +474,51 @@ static int load_rooms(struct conn *c, char **err)
  * other types, and rooms the cache cannot answer, ask the store. */
 static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_list *rl, char **err)
 {
-    size_t n = HASH_COUNT(c->rooms), k = 0;
+    size_t n = HASH_COUNT(c->rooms), k = 0, m = 0;
+    /* all_*: every joined room, in the rooms' order; ids/after/ts/at: the
+     * ones the store answers (at: their index in all_*). */
+    const char **all_ids = xcalloc(n ? n : 1, sizeof *all_ids);
+    int64_t *all_ts = xcalloc(n ? n : 1, sizeof *all_ts);
     const char **ids = xcalloc(n ? n : 1, sizeof *ids);
     int64_t *after = xcalloc(n ? n : 1, sizeof *after);
     int64_t *ts = xcalloc(n ? n : 1, sizeof *ts);
-    struct croom **crs = xcalloc(n ? n : 1, sizeof *crs);
+    size_t *at = xcalloc(n ? n : 1, sizeof *at);
     bool cached = store_bump_is_default((const char *const *)rl->bump_event_types.v, (int)rl->bump_event_types.n);
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
         if (cr->ur->invite) continue;
         int64_t t = cached && cr->ur->meta ? store_bump_ts(&cr->ur->meta->r.bump, cr->ur->join_nid, c->pos) : -1;
-        if (t >= 0) {
-            conn_bump_set(cl, cr->ur->room_id, t > cr->ur->join_ts ? t : cr->ur->join_ts);
-            continue;
+        all_ids[m] = cr->ur->room_id;
+        all_ts[m] = t > cr->ur->join_ts ? t : cr->ur->join_ts;
+        if (t < 0) {
+            at[k] = m;
+            after[k] = cr->ur->join_nid;
+            ids[k++] = cr->ur->room_id;
         }
-        crs[k] = cr;
-        after[k] = cr->ur->join_nid;
-        ids[k++] = cr->ur->room_id;
+        m++;
     }
     int rc = 0;
-    if (!k) goto out;
-    rc = -1;
-    PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
-    if (!pg) goto out;
-    rc = store_latest_of_types(pg, ids, after, (int)k, (const char *const *)rl->bump_event_types.v,
-                               (int)rl->bump_event_types.n, c->pos, ts, err);
-    db_release(c->ctx->db, pg);
-    if (rc < 0) goto out;
-    for (size_t i = 0; i < k; i++)
-        conn_bump_set(cl, ids[i], ts[i] > crs[i]->ur->join_ts ? ts[i] : crs[i]->ur->join_ts);
+    if (k) {
+        rc = -1;
+        PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
+        if (!pg) goto out;
+        rc = store_latest_of_types(pg, ids, after, (int)k, (const char *const *)rl->bump_event_types.v,
+                                   (int)rl->bump_event_types.n, c->pos, ts, err);
+        db_release(c->ctx->db, pg);
+        if (rc < 0) goto out;
+        for (size_t i = 0; i < k; i++)
+            if (ts[i] > all_ts[at[i]]) all_ts[at[i]] = ts[i];
+    }
+    if (!cl->bump)
+        bump_fill(cl, all_ids, all_ts, m);
+    else
+        for (size_t i = 0; i < m; i++) conn_bump_set(cl, all_ids[i], all_ts[i]);
 out:
+    free(all_ids);
+    free(all_ts);
     free(ids);
     free(after);
     free(ts);
-    free(crs);
+    free(at);
     return rc;
 }
 
