@@ -263,7 +263,11 @@ def test_live_message_invite_leave_and_subscription(proxy, alice, account):
     order = sync_op_room_ids(resp, "all_rooms")
     assert order[0] == old and len(order) == n and resp["lists"]["all_rooms"]["count"] == n
 
-    # an invite arrives: count grows, the range is now one short — rust-sdk grows it again
+    # an invite arrives: count grows, the range is now one short — rust-sdk grows it again.
+    # An invite's recency is the time syncv3 saw it; the fake homeserver's timestamps can run
+    # ahead of the wall clock (strictly increasing), so wait until the clock passes the message's.
+    while time.time() * 1000 <= ev["origin_server_ts"] + 1:
+        time.sleep(0.005)
     inv = F.new_room_id("inv")
     h = run_in_thread(c.sync, room_list_body(n - 1), timeout=LIVE_TIMEOUT)
     time.sleep(0.3)
