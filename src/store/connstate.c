@@ -137,33 +137,36 @@ int store_conn_replace(PGconn *c, const struct store_conn_write *w, int max_per_
     char dev_cap[16], user_cap[16];
     snprintf(dev_cap, sizeof dev_cap, "%d", max_per_device);
     snprintf(user_cap, sizeof user_cap, "%d", max_per_user);
-    const char *caps[] = {w->key.user_id, w->key.device_id, dev_cap, user_cap};
-    int rc = -1;
-    if (db_begin(c, err) < 0) goto out;
-    if (store_conn_delete(c, &w->key, err) < 0) goto fail;
-    if (db_cmd(c, err,
-               "WITH c AS (INSERT INTO syncv3_conns (user_id, device_id, conn_id, base, pos, view_pos, bytes, "
-               "updated_ms, format, ext) VALUES ($1, $2, $3, $4::bigint, $5::bigint, $6::bigint, $7::bigint, "
-               "$8::bigint, $9::int, $10) RETURNING conn_nid) "
-               "INSERT INTO syncv3_conn_rooms (conn_nid, room_id, sent) "
-               "SELECT c.conn_nid, u.room_id, u.sent FROM c, unnest($11::text[], $12::text[]) AS u(room_id, sent)",
-               12, wp.p) < 0)
-        goto fail;
-    /* The same bounds as connections in memory: the least recently written go. */
-    if (db_cmd(c, err,
-               "DELETE FROM syncv3_conns WHERE conn_nid IN ("
-               "SELECT conn_nid FROM syncv3_conns WHERE user_id = $1 AND device_id = $2 "
-               "ORDER BY updated_ms DESC, conn_nid DESC OFFSET $3::int) "
-               "OR conn_nid IN (SELECT conn_nid FROM syncv3_conns WHERE user_id = $1 "
-               "ORDER BY updated_ms DESC, conn_nid DESC OFFSET $4::int)",
-               4, caps) < 0)
-        goto fail;
-    if (db_commit(c, err) < 0) goto fail;
-    rc = 0;
-    goto out;
-fail:
-    db_rollback(c);
-out:
+    const char *p[14];
+    memcpy(p, wp.p, 12 * sizeof *p);
+    p[12] = dev_cap;
+    p[13] = user_cap;
+    /* One statement, so one round trip and its own transaction: the row is
+     * upserted (keeping its conn_nid), the rooms of an earlier connection
+     * under the same key that are not in the new set go, the new set is
+     * upserted (the two room parts are disjoint), and the same bounds as for
+     * connections in memory drop the least recently written other rows
+     * (their rooms by cascade). The bounds' subqueries see the table as it
+     * was before the statement, which never holds this key's new row. */
+    int rc = db_cmd(c, err,
+                    "WITH c AS (INSERT INTO syncv3_conns (user_id, device_id, conn_id, base, pos, view_pos, bytes, "
+                    "updated_ms, format, ext) VALUES ($1, $2, $3, $4::bigint, $5::bigint, $6::bigint, $7::bigint, "
+                    "$8::bigint, $9::int, $10) ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET "
+                    "base = EXCLUDED.base, pos = EXCLUDED.pos, view_pos = EXCLUDED.view_pos, bytes = EXCLUDED.bytes, "
+                    "updated_ms = EXCLUDED.updated_ms, format = EXCLUDED.format, ext = EXCLUDED.ext "
+                    "RETURNING conn_nid), "
+                    "d AS (DELETE FROM syncv3_conn_rooms r USING c WHERE r.conn_nid = c.conn_nid "
+                    "AND NOT (r.room_id = ANY($11::text[]))), "
+                    "i AS (INSERT INTO syncv3_conn_rooms (conn_nid, room_id, sent) "
+                    "SELECT c.conn_nid, u.room_id, u.sent FROM c, unnest($11::text[], $12::text[]) AS u(room_id, sent) "
+                    "ON CONFLICT (conn_nid, room_id) DO UPDATE SET sent = EXCLUDED.sent) "
+                    "DELETE FROM syncv3_conns WHERE conn_nid IN ("
+                    "SELECT conn_nid FROM syncv3_conns WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3 "
+                    "ORDER BY updated_ms DESC, conn_nid DESC OFFSET GREATEST($13::int - 1, 0)) "
+                    "OR conn_nid IN (SELECT conn_nid FROM syncv3_conns WHERE user_id = $1 "
+                    "AND NOT (device_id = $2 AND conn_id = $3) "
+                    "ORDER BY updated_ms DESC, conn_nid DESC OFFSET GREATEST($14::int - 1, 0))",
+                    14, p);
     wparams_release(&wp);
     return rc;
 }

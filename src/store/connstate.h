@@ -71,7 +71,7 @@ int store_conn_update(PGconn *c, const struct store_conn_write *w, char **err);
 /* Replaces whatever row the key has with this instance (w's rooms are all
  * of them; gone is ignored), then deletes the least recently written rows
  * past max_per_device of the device and max_per_user of the user, in one
- * transaction. Returns 0 or -1. */
+ * statement (one round trip). Returns 0 or -1. */
 int store_conn_replace(PGconn *c, const struct store_conn_write *w, int max_per_device, int max_per_user, char **err);
 /* Records that this instance is still in use (idle expiry). Returns 0 or -1. */
 int store_conn_touch(PGconn *c, const struct store_conn_key *k, int64_t base, int64_t now_ms, char **err);
