@@ -52,7 +52,7 @@ struct cmd {
     struct poller_result *res;  /* CMD_DONE: the result handed back (owned) */
     bool ok;                    /* CMD_DONE: the receiver processed it */
     poller_whoami_fn whoami_fn; /* CMD_WHOAMI: the caller's callback, NULL once called */
-    void *whoami_ud;            /* CMD_WHOAMI, CMD_GET: the callback's argument */
+    void *cb_ud;                /* CMD_WHOAMI, CMD_GET: the callback's argument */
     poller_get_fn get_fn;       /* CMD_GET: the caller's callback, NULL once called */
     char *path;                 /* CMD_GET: path and query */
     struct cmd *next;           /* queue link */
@@ -589,7 +589,7 @@ static void apply_whoami(struct poller_set *s, struct cmd *c)
     w->kind = XFER_WHOAMI;
     w->fn = c->whoami_fn;
     w->get_fn = c->get_fn;
-    w->ud = c->whoami_ud;
+    w->ud = c->cb_ud;
     c->whoami_fn = NULL;
     c->get_fn = NULL;
     const char *path = c->kind == CMD_GET ? c->path : HSCLIENT_WHOAMI_PATH;
@@ -701,8 +701,8 @@ static void apply_done(struct poller_set *s, struct poller_result *res, bool ok)
 static void cmd_free(struct cmd *c)
 {
     /* A whoami or GET that never started still answers its caller. */
-    if (c->whoami_fn) c->whoami_fn(c->whoami_ud, HSCLIENT_FAILED, NULL, NULL, "the server is stopping");
-    if (c->get_fn) c->get_fn(c->whoami_ud, 0, NULL, 0, "the server is stopping");
+    if (c->whoami_fn) c->whoami_fn(c->cb_ud, HSCLIENT_FAILED, NULL, NULL, "the server is stopping");
+    if (c->get_fn) c->get_fn(c->cb_ud, 0, NULL, 0, "the server is stopping");
     free(c->path);
     free(c->user_id);
     free(c->device_id);
@@ -907,24 +907,28 @@ void poller_set_stop_device(struct poller_set *s, const char *user_id, const cha
     push_cmd(s, c);
 }
 
-void poller_set_whoami(struct poller_set *s, const char *token, poller_whoami_fn fn, void *ud)
+/* Queues a token check (token set) or a small GET (path set) answered through fn. */
+static void push_small_request(struct poller_set *s, const char *token, const char *path,
+                               poller_whoami_fn whoami_fn, poller_get_fn get_fn, void *ud)
 {
     struct cmd *c = xcalloc(1, sizeof *c);
-    c->kind = CMD_WHOAMI;
-    c->token = xstrdup(token);
-    c->whoami_fn = fn;
-    c->whoami_ud = ud;
+    c->kind = token ? CMD_WHOAMI : CMD_GET;
+    c->token = token ? xstrdup(token) : NULL;
+    c->path = path ? xstrdup(path) : NULL;
+    c->whoami_fn = whoami_fn;
+    c->get_fn = get_fn;
+    c->cb_ud = ud;
     push_cmd(s, c);
+}
+
+void poller_set_whoami(struct poller_set *s, const char *token, poller_whoami_fn fn, void *ud)
+{
+    push_small_request(s, token, NULL, fn, NULL, ud);
 }
 
 void poller_set_get(struct poller_set *s, const char *path, poller_get_fn fn, void *ud)
 {
-    struct cmd *c = xcalloc(1, sizeof *c);
-    c->kind = CMD_GET;
-    c->path = xstrdup(path);
-    c->get_fn = fn;
-    c->whoami_ud = ud;
-    push_cmd(s, c);
+    push_small_request(s, NULL, path, NULL, fn, ud);
 }
 
 int poller_set_count(struct poller_set *s)
