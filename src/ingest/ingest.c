@@ -473,6 +473,27 @@ static void add_ephemeral(struct cache_changes *ch, struct acc_result *ar)
     }
 }
 
+/* dst = cur moved on by the room's new timeline events, as the store's
+ * syncv3_rooms and syncv3_room_bump rows now read (accumulate.c writes them
+ * from the same events): the newest event, and per bump type its newest
+ * non-state event. */
+static void meta_advance(struct store_room *dst, const struct store_room *cur, const struct acc_room *r)
+{
+    store_room_copy(dst, cur);
+    for (size_t j = 0; j < r->n_events; j++) {
+        const struct event *e = r->events[j];
+        if (e->nid > dst->latest_nid) {
+            dst->latest_nid = e->nid;
+            dst->latest_ts = e->ts;
+        }
+        int k = e->state_key ? -1 : store_bump_index(e->type);
+        if (k >= 0 && e->nid > dst->bump.nid[k]) {
+            dst->bump.nid[k] = e->nid;
+            dst->bump.ts[k] = e->ts;
+        }
+    }
+}
+
 /* Reads what the caches need after a commit and applies it. */
 static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, struct acc_result *ar)
 {
@@ -480,7 +501,8 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
     int rc = -1;
     char *err = NULL;
     const char **want = xcalloc(ar->n_rooms + 1, sizeof *want);
-    int n_want = 0, n_events = 0;
+    int n_want = 0, n_events = 0, n_derived = 0;
+    struct store_room *derived = NULL;
     for (size_t i = 0; i < ar->n_rooms; i++) {
         struct acc_room *r = &ar->rooms[i];
         bool wanted = cache_room_wanted(ing->cache, r->room_id);
@@ -490,10 +512,30 @@ static int publish(struct ingest *ing, PGconn *c, struct poller_result *res, str
         }
         for (size_t j = 0; !wanted && j < r->n_members; j++)
             wanted = cache_user_loaded(ing->cache, r->members[j].user_id);
-        if (wanted) want[n_want++] = r->room_id;
         n_events += (int)r->n_events;
+        if (!wanted) continue;
+        /* Only timeline messages: the cached metadata plus the newest event
+         * and bump rows is what a reload would read, without the queries. */
+        struct room_meta *cur = r->state_changed || r->state_reset || r->gap || r->is_new || r->n_members
+                                    ? NULL
+                                    : cache_room(ing->cache, r->room_id);
+        if (!cur) {
+            want[n_want++] = r->room_id;
+            continue;
+        }
+        if (r->n_events) {
+            derived = xrealloc(derived, (size_t)(n_derived + 1) * sizeof *derived);
+            meta_advance(&derived[n_derived++], &cur->r, r);
+        }
+        room_meta_unref(cur);
     }
     if (n_want && store_rooms_get(c, want, n_want, &ch.metas, &ch.n_metas, &err) < 0) goto out;
+    if (n_derived) {
+        ch.metas = xrealloc(ch.metas, (size_t)(ch.n_metas + n_derived) * sizeof *ch.metas);
+        memcpy(ch.metas + ch.n_metas, derived, (size_t)n_derived * sizeof *derived);
+        ch.n_metas += n_derived;
+        n_derived = 0;
+    }
     ch.events = xcalloc((size_t)(n_events ? n_events : 1), sizeof *ch.events);
     ch.reset_rooms = xcalloc(ar->n_rooms + 1, sizeof *ch.reset_rooms);
     size_t n_members = 0;
@@ -581,6 +623,8 @@ out:
     free(err);
     for (int i = 0; i < ch.n_metas; i++) store_room_release(&ch.metas[i]);
     free(ch.metas);
+    for (int i = 0; i < n_derived; i++) store_room_release(&derived[i]);
+    free(derived);
     for (int i = 0; i < ch.n_user_updates; i++) cache_update_unref(ch.user_updates[i]);
     free(ch.user_updates);
     for (int i = 0; i < ch.n_room_updates; i++) cache_update_unref(ch.room_updates[i]);

@@ -31,6 +31,26 @@ void store_room_release(struct store_room *r)
     *r = (struct store_room){0};
 }
 
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+void store_room_copy(struct store_room *dst, const struct store_room *src)
+{
+    *dst = *src;
+    dst->room_id = xstrdup(src->room_id);
+    dst->name = dup_or_null(src->name);
+    dst->canonical_alias = dup_or_null(src->canonical_alias);
+    dst->avatar = dup_or_null(src->avatar);
+    dst->room_type = dup_or_null(src->room_type);
+    dst->predecessor = dup_or_null(src->predecessor);
+    dst->upgraded = dup_or_null(src->upgraded);
+    for (int i = 0; i < src->n_heroes; i++)
+        dst->heroes[i] = (struct store_hero){xstrdup(src->heroes[i].user_id), dup_or_null(src->heroes[i].displayname),
+                                             dup_or_null(src->heroes[i].avatar_url)};
+}
+
 void store_user_room_release(struct store_user_room *r)
 {
     free(r->room_id);
@@ -120,17 +140,20 @@ int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct st
     /* Heroes: the earliest members of the current join/invite runs, so a
      * profile change or a newer member never reorders them. Only the six
      * chosen member events are read; a profile field that is not a string
-     * counts as unset. */
+     * counts as unset. Both look-ups are LATERAL with a LIMIT so that the
+     * plan is index probes per room whatever the table statistics say: right
+     * after a large first sync (before autovacuum has analysed the tables)
+     * the planner otherwise hash-joined the whole event table for one room. */
     h = db_exec(c, err,
-                "SELECT x.room_id, x.state_key, CASE WHEN json_typeof(e.event::json->'content'->'displayname') = "
+                "SELECT u.room_id, x.state_key, CASE WHEN json_typeof(e.event::json->'content'->'displayname') = "
                 "'string' THEN e.event::json->'content'->>'displayname' END, CASE WHEN "
                 "json_typeof(e.event::json->'content'->'avatar_url') = 'string' THEN "
-                "e.event::json->'content'->>'avatar_url' END FROM (SELECT s.room_id, s.state_key, s.event_nid, "
-                "row_number() OVER (PARTITION BY s.room_id ORDER BY COALESCE(s.member_since, s.start_nid), "
-                "s.state_key) AS rn FROM syncv3_room_state s WHERE s.room_id = ANY($1::text[]) AND "
-                "s.event_type = 'm.room.member' AND s.end_nid IS NULL AND s.membership IN ('join', 'invite')) x "
-                "JOIN syncv3_events e ON e.event_nid = x.event_nid WHERE x.rn <= 6 ORDER BY x.room_id COLLATE \"C\", "
-                "x.rn",
+                "e.event::json->'content'->>'avatar_url' END FROM unnest($1::text[]) AS u(room_id) "
+                "CROSS JOIN LATERAL (SELECT s.state_key, s.event_nid, COALESCE(s.member_since, s.start_nid) AS "
+                "since FROM syncv3_room_state s WHERE s.room_id = u.room_id AND s.event_type = 'm.room.member' "
+                "AND s.end_nid IS NULL AND s.membership IN ('join', 'invite') ORDER BY 3, 1 LIMIT 6) x "
+                "CROSS JOIN LATERAL (SELECT ev.event FROM syncv3_events ev WHERE ev.event_nid = x.event_nid "
+                "LIMIT 1) e ORDER BY u.room_id COLLATE \"C\", x.since, x.state_key",
                 1, p);
     if (!h) goto out;
     b = db_exec(c, err,

@@ -51,6 +51,8 @@ struct store_user_room {
 };
 
 void store_room_release(struct store_room *r);
+/* Makes dst a deep copy of src (release it with store_room_release). */
+void store_room_copy(struct store_room *dst, const struct store_room *src);
 void store_user_room_release(struct store_user_room *r);
 
 /* Highest NID stored. Returns 0 and sets *pos, or -1. */
