@@ -545,9 +545,27 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req, b
 
     const char *pos = http_req_query(req, "pos");
     const char *timeout = http_req_query(req, "timeout");
+    struct slice body = http_req_body(req);
+    struct sync_req_error perr = {0};
+    struct msc4186_top top = {0};
+    if ((msc4186 ? msc4186_req_parse(&s->req, &s->msc4186, &top, body.p, body.len, &perr)
+                 : sync_req_parse(&s->req, body.p, body.len, &perr)) != 0) {
+        http_req_respond_error(req, 400, sync_req_errcode(perr.code), "%s", perr.message);
+        return HTTP_DONE;
+    }
+    const char *presence = msc4186 ? http_req_query(req, "set_presence") : NULL;
+    if (presence && !msc4186_presence_valid(presence)) {
+        msc4186_top_release(&top);
+        http_req_respond_error(req, 400, "M_INVALID_PARAM", "set_presence must be online, offline or unavailable");
+        return HTTP_DONE;
+    }
+    /* The final text's body pos and timeout; the query's win when both are given. */
+    if (!pos) pos = top.pos;
     /* MSC4186: no timeout answers at once. */
     s->timeout_ms = msc4186 ? 0 : DEFAULT_TIMEOUT_MS;
+    if (!timeout && top.has_timeout) s->timeout_ms = top.timeout;
     if (timeout && !parse_i64(timeout, &s->timeout_ms)) {
+        msc4186_top_release(&top);
         http_req_respond_error(req, 400, "M_INVALID_PARAM", "invalid timeout: must be an integer (milliseconds)");
         return HTTP_DONE;
     }
@@ -556,18 +574,13 @@ static enum http_action first_call(struct sync_api *api, struct http_req *req, b
     if (pos && *pos) {
         if (!parse_i64(pos, &s->pos) || s->pos < 0) {
             http_req_respond_error(req, 400, "M_UNKNOWN_POS", "invalid pos: %.40s", pos);
+            msc4186_top_release(&top);
             return HTTP_DONE;
         }
         s->has_pos = true;
     }
-    struct slice body = http_req_body(req);
-    struct sync_req_error perr = {0};
-    if ((msc4186 ? msc4186_req_parse(&s->req, &s->msc4186, body.p, body.len, &perr)
-                 : sync_req_parse(&s->req, body.p, body.len, &perr)) != 0) {
-        http_req_respond_error(req, 400, sync_req_errcode(perr.code), "%s", perr.message);
-        return HTTP_DONE;
-    }
-    s->canonical = sync_req_canonical_body(body.p, body.len);
+    msc4186_top_release(&top);
+    s->canonical = msc4186 ? msc4186_req_canonical(s->msc4186) : sync_req_canonical_body(body.p, body.len);
 
     const char *auth = http_req_header(req, "Authorization");
     if (!auth) {

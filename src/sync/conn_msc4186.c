@@ -2,6 +2,7 @@
 
 #include "sync/conn_priv.h"
 #include "sync/m4186_sent.h"
+#include "sync/msc4186_request.h"
 #include "sync/msc4186_room.h"
 
 void conn_msc4186_release(struct conn *c)
@@ -401,6 +402,7 @@ static int apply_json(struct conn *c, json_t *t, struct conn_resp *resp, char **
 int conn_msc4186_apply(struct conn *c, json_t *translated, struct conn_resp *resp, char **err)
 {
     c->msc4186 = true;
+    c->m4186_final = msc4186_req_final(translated);
     resp->from_pos = c->pos;
     json_t *t = json_deep_copy(translated);
     json_t *lists = json_object_get(t, "lists");
@@ -452,8 +454,10 @@ static void write_lists(struct conn *c, struct buf *b)
         int64_t count = (int64_t)sync_list_count(cl->l);
         buf_json_str(b, rl->key, strlen(rl->key));
         buf_printf(b, ":{\"count\":%lld", (long long)count);
-        if (rl->ranges.n) buf_puts(b, ",\"ops\":[");
-        for (size_t i = 0; i < rl->ranges.n; i++) {
+        /* The final text's lists carry only the count. */
+        size_t n_ops = c->m4186_final ? 0 : rl->ranges.n;
+        if (n_ops) buf_puts(b, ",\"ops\":[");
+        for (size_t i = 0; i < n_ops; i++) {
             const struct sync_range *r = &rl->ranges.v[i];
             buf_printf(b, "%s{\"op\":\"SYNC\",\"range\":[%lld,%lld],\"room_ids\":[", i ? "," : "", (long long)r->start,
                        (long long)r->end);
@@ -464,7 +468,7 @@ static void write_lists(struct conn *c, struct buf *b)
             }
             buf_puts(b, "]}");
         }
-        if (rl->ranges.n) buf_putc(b, ']');
+        if (n_ops) buf_putc(b, ']');
         buf_putc(b, '}');
     }
     buf_putc(b, '}');
@@ -514,8 +518,42 @@ static void add_dm_changes(struct conn *c, struct conn_resp *resp)
     }
 }
 
+/* The user's membership of a written room when the object says it: rooms
+ * sent whole (join or invite) and rooms the user is no longer in (the
+ * membership of its own member event among the live events: leave or ban). */
+static const char *membership_of(const struct conn *c, const struct resp_room *rr, const struct croom *cr)
+{
+    if (cr) {
+        if (!rr->snapshot || rr->delta) return NULL;
+        return cr->ur->invite ? "invite" : "join";
+    }
+    for (size_t i = rr->n_live; i-- > 0;) {
+        const struct event *ev = rr->live[i];
+        if (ev->membership && ev->state_key && strcmp(ev->type, "m.room.member") == 0 &&
+            strcmp(ev->state_key, c->user_id) == 0)
+            return strcmp(ev->membership, "ban") == 0 ? "ban" : strcmp(ev->membership, "knock") == 0 ? "knock" : "leave";
+    }
+    return "leave";
+}
+
+/* The names of the lists whose window holds the room (borrowed from the
+ * connection's lists; *names grows as needed). */
+static size_t lists_of(struct conn *c, const char *room_id, const char ***names, size_t *cap)
+{
+    size_t n = 0;
+    for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
+        struct sync_req_list *rl = conn_muxed_list(c, cl->key);
+        if (!conn_in_window(cl, rl, room_id)) continue;
+        if (n == *cap) *names = xrealloc(*names, (*cap = *cap ? 2 * *cap : 4) * sizeof **names);
+        (*names)[n++] = rl->key;
+    }
+    return n;
+}
+
 void conn_msc4186_write(struct conn *c, struct conn_resp *resp, struct buf *b)
 {
+    const char **names = NULL;
+    size_t names_cap = 0;
     add_dm_changes(c, resp);
     write_lists(c, b);
     buf_puts(b, ",\"rooms\":{");
@@ -549,9 +587,13 @@ void conn_msc4186_write(struct conn *c, struct conn_resp *resp, struct buf *b)
         first = false;
         buf_json_str(b, rr->room_id, strlen(rr->room_id));
         buf_putc(b, ':');
-        msc4186_room_write(b, c->user_id, rr, n_ls ? ls : NULL, n_ls, dm_changed, &ch);
+        struct msc4186_out out = {c->m4186_final, membership_of(c, rr, cr), NULL, 0};
+        out.n_lists = lists_of(c, rr->room_id, &names, &names_cap);
+        out.lists = names;
+        msc4186_room_write(b, c->user_id, rr, n_ls ? ls : NULL, n_ls, dm_changed, &ch, &out);
         if (n_ls) free(ls);
         if (cr) note_sent(c, rr, cr);
     }
     buf_putc(b, '}');
+    free(names);
 }

@@ -88,6 +88,7 @@ struct conn {
     bool loaded;                   /* the user's rooms were loaded and the listener registered */
     bool msc4186;                  /* speaks MSC4186: nothing sticky, responses in its shape */
     struct m4186_sent *m4186_sent; /* MSC4186: what each room was last sent as (conn_msc4186.c) */
+    bool m4186_final;              /* MSC4186: the request being answered is of the final text (its names) */
     struct conn_persist *persist;  /* MSC4186: its stored state across restarts (conn_persist.c), or NULL */
     struct sync_req muxed;         /* sticky request state */
     struct ext_state ext;          /* the extensions' sticky state */

@@ -80,7 +80,7 @@ static const char *stripped_str(json_t *arr, const char *type, const char *field
     return NULL;
 }
 
-static void write_invite(struct writer *w, const struct resp_room *r)
+static void write_invite(struct writer *w, const struct resp_room *r, bool final)
 {
     json_t *arr = r->ur->invite_state ? json_loads(r->ur->invite_state, 0, NULL) : NULL;
     if (!json_is_array(arr)) {
@@ -95,7 +95,7 @@ static void write_invite(struct writer *w, const struct resp_room *r)
     }
     put_str(w, "name", stripped_str(arr, "m.room.name", "name"));
     put_str(w, "avatar", stripped_str(arr, "m.room.avatar", "url"));
-    key(w, "invite_state");
+    key(w, final ? "stripped_state" : "invite_state");
     char *s = json_dumps(arr, JSON_COMPACT);
     buf_puts(w->b, s ? s : "[]");
     free(s);
@@ -107,8 +107,6 @@ static void write_invite(struct writer *w, const struct resp_room *r)
         buf_puts(w->b, "true");
     }
     put_int(w, "bump_stamp", clamp_stamp(r->ur->invite_ts));
-    put_int(w, "notification_count", 0);
-    put_int(w, "highlight_count", 0);
 }
 
 /* Whether the live events hold a state event of type with state key "". */
@@ -174,7 +172,7 @@ static void put_str_or_null(struct writer *w, const char *k, const char *v)
 }
 
 static void write_delta(struct writer *w, const char *user_id, const struct resp_room *r, const struct store_room *m,
-                        const struct msc4186_changes *ch)
+                        const struct msc4186_changes *ch, bool final)
 {
     if (m && ch && ch->name) put_str_or_null(w, "name", m->name);
     if (m && ch && ch->avatar) put_str_or_null(w, "avatar", m->avatar);
@@ -194,7 +192,7 @@ static void write_delta(struct writer *w, const char *user_id, const struct resp
         put_str(w, "prev_batch", r->tl.prev_batch);
         put_int(w, "num_live", r->num_live);
         if (r->expanded) {
-            key(w, "unstable_expanded_timeline");
+            key(w, final ? "expanded_timeline" : "unstable_expanded_timeline");
             buf_puts(w->b, "true");
         }
         put_int(w, "bump_stamp", clamp_stamp(r->timestamp));
@@ -227,19 +225,40 @@ static void write_live(struct writer *w, const char *user_id, const struct resp_
     }
 }
 
+/* membership and lists (final text; clients of the deployed one ignore them). */
+static void write_out(struct writer *w, const struct msc4186_out *out)
+{
+    put_str(w, "membership", out->membership);
+    if (!out->n_lists) return;
+    key(w, "lists");
+    buf_putc(w->b, '[');
+    for (size_t i = 0; i < out->n_lists; i++) {
+        if (i) buf_putc(w->b, ',');
+        buf_json_str(w->b, out->lists[i], strlen(out->lists[i]));
+    }
+    buf_putc(w->b, ']');
+}
+
 void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r, struct event *const *live_state,
-                        size_t n_live_state, bool dm_changed, const struct msc4186_changes *ch)
+                        size_t n_live_state, bool dm_changed, const struct msc4186_changes *ch,
+                        const struct msc4186_out *out)
 {
     struct writer w = {b, true};
     buf_putc(b, '{');
     const struct store_room *m = r->ur && r->ur->meta ? &r->ur->meta->r : NULL;
     if (r->snapshot && r->ur && r->ur->invite) {
-        write_invite(&w, r);
+        write_invite(&w, r, out->final);
+        /* The final text has no unread counts; an invite's are 0. */
+        if (!out->final) {
+            put_int(&w, "notification_count", 0);
+            put_int(&w, "highlight_count", 0);
+        }
+        write_out(&w, out);
         buf_putc(b, '}');
         return;
     }
     if (r->delta && r->ur)
-        write_delta(&w, user_id, r, m, ch);
+        write_delta(&w, user_id, r, m, ch, out->final);
     else if (r->snapshot && r->ur)
         write_snapshot(&w, user_id, r, m);
     else
@@ -248,8 +267,11 @@ void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_ro
         key(&w, "is_dm");
         buf_puts(b, r->ur->is_dm ? "true" : "false");
     }
-    int64_t notif = r->ur ? r->ur->notif : 0, highlight = r->ur ? r->ur->highlight : 0;
-    put_int(&w, "notification_count", notif);
-    put_int(&w, "highlight_count", highlight);
+    if (!out->final) {
+        int64_t notif = r->ur ? r->ur->notif : 0, highlight = r->ur ? r->ur->highlight : 0;
+        put_int(&w, "notification_count", notif);
+        put_int(&w, "highlight_count", highlight);
+    }
+    write_out(&w, out);
     buf_putc(b, '}');
 }

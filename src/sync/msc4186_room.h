@@ -37,12 +37,22 @@ struct msc4186_changes {
     bool members; /* heroes or member counts */
 };
 
+/* What a room object says beyond the room itself (conn_msc4186_write). */
+struct msc4186_out {
+    bool final;              /* final-text names: stripped_state, expanded_timeline, no unread counts */
+    const char *membership;  /* `membership` (join, invite, leave, ban), or NULL for none */
+    const char *const *lists; /* names of the lists whose window holds the room (borrowed) */
+    size_t n_lists;          /* entries in lists */
+};
+
 /* Appends the room object of r to b. live_state (n_live_state entries,
  * borrowed) are r's live state events that match the room's required_state;
  * they go into `required_state` after r->state (lazily loaded members).
  * dm_changed: a live update or delta says `is_dm` (true or false) as it is
- * now. ch: for a delta (r->delta), what else changed. */
+ * now. ch: for a delta (r->delta), what else changed. out: membership,
+ * lists and the dialect. */
 void msc4186_room_write(struct buf *b, const char *user_id, const struct resp_room *r, struct event *const *live_state,
-                        size_t n_live_state, bool dm_changed, const struct msc4186_changes *ch);
+                        size_t n_live_state, bool dm_changed, const struct msc4186_changes *ch,
+                        const struct msc4186_out *out);
 
 #endif

@@ -404,6 +404,29 @@ static int parse_ranges(json_t *v, const char *where, struct sync_ranges *out,
     return 0;
 }
 
+/* Rooms a list's windows in this request can hold (0 without ranges: unknown). */
+static uint64_t window_rooms(const struct sync_req_list *l)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; l->has_ranges && i < l->ranges.n; i++) {
+        uint64_t span = (uint64_t)(l->ranges.v[i].end - l->ranges.v[i].start) + 1;
+        n = n + span < n ? UINT64_MAX : n + span;
+    }
+    return n;
+}
+
+/* A timeline_limit above SYNC_REQ_TIMELINE_FREE for a source covering rooms
+ * rooms (0 = unknown): at most the budget spread over them, never below the
+ * free limit. */
+static int64_t budgeted_limit(int64_t limit, uint64_t rooms)
+{
+    if (limit <= SYNC_REQ_TIMELINE_FREE) return limit;
+    if (rooms == 0) return SYNC_REQ_TIMELINE_FREE;
+    uint64_t per = SYNC_REQ_TIMELINE_BUDGET / rooms;
+    if (per < SYNC_REQ_TIMELINE_FREE) per = SYNC_REQ_TIMELINE_FREE;
+    return (uint64_t)limit > per ? (int64_t)per : limit;
+}
+
 static int parse_list(json_t *obj, const char *key, struct sync_req_list *l,
                       struct sync_req_error *err)
 {
@@ -444,6 +467,7 @@ static int parse_list(json_t *obj, const char *key, struct sync_req_list *l,
     if (rc) goto out;
     bool set;
     rc = get_bool(obj, "deleted", where, &l->deleted, &set, err);
+    if (rc == 0) l->sub.timeline_limit = budgeted_limit(l->sub.timeline_limit, window_rooms(l));
 out:
     free(where);
     return rc;
@@ -521,6 +545,9 @@ static int parse_root(json_t *root, struct sync_req *out, struct sync_req_error 
             }
             HASH_ADD_KEYPTR(hh, out->room_subscriptions, s->room_id, strlen(s->room_id), s);
         }
+        uint64_t n_subs = HASH_COUNT(out->room_subscriptions);
+        for (struct sync_req_sub *s = out->room_subscriptions; s; s = s->hh.next)
+            s->sub.timeline_limit = budgeted_limit(s->sub.timeline_limit, n_subs);
     }
 
     bool set;

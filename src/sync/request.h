@@ -32,7 +32,13 @@
 #define SYNC_REQ_MAX_OLD_ROOMS_DEPTH 8    /* nested include_old_rooms */
 #define SYNC_REQ_MAX_SORT 16              /* sort entries */
 #define SYNC_REQ_MAX_STRINGS 1000         /* entries of bump_event_types and filter arrays */
-#define SYNC_REQ_MAX_TIMELINE_LIMIT 50    /* larger timeline_limit values are capped */
+#define SYNC_REQ_MAX_TIMELINE_LIMIT 1000  /* larger timeline_limit values are capped (Synapse rejects them) */
+/* A timeline_limit up to SYNC_REQ_TIMELINE_FREE is taken whatever the windows; above it, a list's
+ * limit is lowered so that its windows ask for at most SYNC_REQ_TIMELINE_BUDGET events (and the
+ * same for a request's room subscriptions together), keeping a response's timelines within what
+ * the former cap of 50 allowed for a window of 200 rooms (docs/behaviour.md, "Limits"). */
+#define SYNC_REQ_TIMELINE_FREE 50
+#define SYNC_REQ_TIMELINE_BUDGET 10000
 #define SYNC_REQ_MAX_INT 9007199254740992 /* 2^53: larger integers are rejected */
 
 /* Error codes of sync_req_parse. */
@@ -87,7 +93,7 @@ struct sync_roomsub {
     bool has_required_state;             /* required_state given (an [] counts) */
     struct rs_pair *required_state;      /* the pairs, in request order */
     size_t n_required_state;             /* entries in required_state */
-    int64_t timeline_limit;              /* 0..50; 0 = not specified (docs/behaviour.md, "Sticky parameters") */
+    int64_t timeline_limit;              /* 0..SYNC_REQ_MAX_TIMELINE_LIMIT; 0 = not specified (docs/behaviour.md, "Sticky parameters") */
     struct sync_roomsub *include_old_rooms; /* NULL = not specified */
     bool has_include_heroes;             /* include_heroes given */
     bool include_heroes;                 /* its value */

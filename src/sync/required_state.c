@@ -71,8 +71,23 @@ void rs_matcher_init(struct rs_matcher *m, const struct rs_pair *pairs, size_t n
     for (size_t i = 0; i < n; i++) {
         const char *type = pairs[i].type, *key = pairs[i].key;
         if (user_id && strcmp(key, RS_ME) == 0) key = user_id;
+        bool excl = strncmp(type, RS_EXCLUDE, strlen(RS_EXCLUDE)) == 0;
+        if (excl) type += strlen(RS_EXCLUDE);
         bool wt = is_wild(type), wk = is_wild(key);
-        if (wt && wk) {
+        if (excl) {
+            if (wt && wk) {
+                m->exclude_all = true;
+            } else if (wk) {
+                add(&m->x_types, type, strlen(type));
+            } else if (wt) {
+                add(&m->x_keys, key, strlen(key));
+            } else {
+                size_t len;
+                char *pk = pair_key(type, key, &len);
+                add(&m->x_pairs, pk, len);
+                free(pk);
+            }
+        } else if (wt && wk) {
             m->all_state = true;
         } else if (!wt && strcmp(type, "m.room.member") == 0 && strcmp(key, RS_LAZY) == 0) {
             m->lazy_members = true;
@@ -110,21 +125,36 @@ void rs_matcher_release(struct rs_matcher *m)
     clear(&m->h_keys);
     clear(&m->h_pairs);
     clear(&m->h_explicit);
+    clear(&m->x_types);
+    clear(&m->x_keys);
+    clear(&m->x_pairs);
     memset(m, 0, sizeof(*m));
 }
 
-static bool has_pair(const struct rs_matcher *m, const char *type, const char *state_key)
+static bool in_pairs(struct rs_entry *h, const char *type, const char *state_key)
 {
-    if (!m->h_pairs) return false;
+    if (!h) return false;
     size_t len;
     char *pk = pair_key(type, state_key, &len);
-    bool found = find(m->h_pairs, pk, len) != NULL;
+    bool found = find(h, pk, len) != NULL;
     free(pk);
     return found;
 }
 
+static bool has_pair(const struct rs_matcher *m, const char *type, const char *state_key)
+{
+    return in_pairs(m->h_pairs, type, state_key);
+}
+
+static bool excluded(const struct rs_matcher *m, const char *type, const char *state_key)
+{
+    return m->exclude_all || (m->x_types && find(m->x_types, type, strlen(type))) ||
+           (m->x_keys && find(m->x_keys, state_key, strlen(state_key))) || in_pairs(m->x_pairs, type, state_key);
+}
+
 bool rs_match(const struct rs_matcher *m, const char *type, const char *state_key)
 {
+    if (excluded(m, type, state_key)) return false;
     if (m->all_state) {
         if (find(m->h_explicit, type, strlen(type))) return has_pair(m, type, state_key);
         return true;

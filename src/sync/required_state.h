@@ -12,6 +12,11 @@
  *    membership; with $LAZY, no members except the lazy ones). Other entries
  *    with a "*" are then irrelevant.
  *  - otherwise (T,K) matches if [T,K], [T,"*"] or ["*",K] was listed.
+ *  - an entry whose type starts with RS_EXCLUDE is an exclusion (the object
+ *    form's `exclude`, translated by msc4186_request.c): [RS_EXCLUDE T, K]
+ *    with the same wildcards; a state event an exclusion covers never
+ *    matches, whatever else was listed (lazily loaded members, which the
+ *    caller adds, are not subject to it).
  *
  * A compiled struct rs_matcher is immutable and may be shared read-only. */
 #ifndef SYNCV3_SYNC_REQUIRED_STATE_H
@@ -29,6 +34,8 @@ struct rs_pair {
 #define RS_WILDCARD "*"
 #define RS_ME "$ME"
 #define RS_LAZY "$LAZY"
+/* Type prefix of an exclusion entry (a control character no event type has). */
+#define RS_EXCLUDE "\x1d"
 
 struct rs_entry; /* private hash entry */
 
@@ -45,6 +52,10 @@ struct rs_matcher {
     struct rs_entry *h_keys;     /* uthash over keys */
     struct rs_entry *h_pairs;    /* uthash over pairs ("type\0key") */
     struct rs_entry *h_explicit; /* uthash: types having an exact pair (or $LAZY) */
+    bool exclude_all;            /* [RS_EXCLUDE "*","*"] was listed */
+    struct rs_entry *x_types;    /* uthash: T of every exclusion [T,"*"] */
+    struct rs_entry *x_keys;     /* uthash: K of every exclusion ["*",K] */
+    struct rs_entry *x_pairs;    /* uthash: exact exclusions ("type\0key") */
 };
 
 /* Compiles n pairs. user_id replaces "$ME" keys (NULL leaves them literal).

@@ -6,13 +6,14 @@
 
 #include "base/alloc.h"
 #include "base/log.h"
+#include "sync/request.h"
 #include "sync/roomname.h"
 
 void room_params_add(struct room_params *p, int64_t timeline_limit, const struct rs_pair *rs, size_t n_rs,
                      bool include_heroes)
 {
     if (timeline_limit > p->timeline_limit) p->timeline_limit = timeline_limit;
-    if (p->timeline_limit > 50) p->timeline_limit = 50;
+    if (p->timeline_limit > SYNC_REQ_MAX_TIMELINE_LIMIT) p->timeline_limit = SYNC_REQ_MAX_TIMELINE_LIMIT;
     if (n_rs) {
         p->rs = xrealloc(p->rs, (p->n_rs + n_rs) * sizeof *p->rs);
         for (size_t i = 0; i < n_rs; i++)
@@ -31,19 +32,39 @@ void room_params_release(struct room_params *p)
     *p = (struct room_params){0};
 }
 
+/* Whether a pair survives ["*","*"]: exclusions, and lazy members when there
+ * are exclusions (the object form's all state but members, members lazily). */
+static bool kept_by_all_state(const struct rs_pair *p, bool exclusions)
+{
+    if (strncmp(p->type, RS_EXCLUDE, strlen(RS_EXCLUDE)) == 0) return true;
+    return exclusions && strcmp(p->type, "m.room.member") == 0 && strcmp(p->key, RS_LAZY) == 0;
+}
+
 void room_params_all_state_wins(struct room_params *p)
 {
     size_t all = p->n_rs;
-    for (size_t i = 0; i < p->n_rs && all == p->n_rs; i++)
-        if (strcmp(p->rs[i].type, RS_WILDCARD) == 0 && strcmp(p->rs[i].key, RS_WILDCARD) == 0) all = i;
+    bool exclusions = false;
+    for (size_t i = 0; i < p->n_rs; i++) {
+        if (all == p->n_rs && strcmp(p->rs[i].type, RS_WILDCARD) == 0 && strcmp(p->rs[i].key, RS_WILDCARD) == 0)
+            all = i;
+        exclusions |= strncmp(p->rs[i].type, RS_EXCLUDE, strlen(RS_EXCLUDE)) == 0;
+    }
     if (all == p->n_rs) return;
+    struct rs_pair *kept = xcalloc(p->n_rs, sizeof *kept);
+    size_t n = 0;
+    kept[n++] = p->rs[all];
     for (size_t i = 0; i < p->n_rs; i++) {
         if (i == all) continue;
+        if (kept_by_all_state(&p->rs[i], exclusions)) {
+            kept[n++] = p->rs[i];
+            continue;
+        }
         free(p->rs[i].type);
         free(p->rs[i].key);
     }
-    p->rs[0] = p->rs[all];
-    p->n_rs = 1;
+    free(p->rs);
+    p->rs = kept;
+    p->n_rs = n;
 }
 
 void resp_room_free(struct resp_room *r)

@@ -65,7 +65,8 @@ void room_params_add(struct room_params *p, int64_t timeline_limit, const struct
 void room_params_release(struct room_params *p);
 /* MSC4186 (as Synapse): a ["*","*"] pair from any source means all state, so
  * when one is there it becomes the only pair (the others would restrict
- * their types, as in MSC3575). */
+ * their types, as in MSC3575), but for exclusions (RS_EXCLUDE) and, when
+ * there are exclusions, ["m.room.member","$LAZY"]. */
 void room_params_all_state_wins(struct room_params *p);
 void resp_room_free(struct resp_room *r);
 

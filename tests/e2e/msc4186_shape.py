@@ -8,6 +8,7 @@ import re
 UINT_MAX = 2 ** 53 - 1
 ROOM_ID = re.compile(r"^![^:]+:.+$")
 USER_ID = re.compile(r"^@[^:]+:.+$")
+MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
 
 def _fail(path, what, value):
@@ -110,6 +111,17 @@ def check_room(path, room):
         _state_events(path + ".required_state", room["required_state"])
     if room.get("invite_state") is not None:
         _stripped_events(path + ".invite_state", room["invite_state"])
+    # Final-text fields: ruma's Room has no deny_unknown_fields, so the deployed dialect's
+    # clients skip them; they are checked as the final text types them.
+    if room.get("stripped_state") is not None:
+        _stripped_events(path + ".stripped_state", room["stripped_state"])
+    _opt(room, "expanded_timeline", _bool, path)
+    if "membership" in room and room["membership"] not in MEMBERSHIPS:
+        _fail(path + ".membership", "expected one of " + "/".join(MEMBERSHIPS), room["membership"])
+    if "lists" in room:
+        _arr(path + ".lists", room["lists"])
+        for i, name in enumerate(room["lists"]):
+            _str("%s.lists[%d]" % (path, i), name)
     if room.get("heroes") is not None:
         _arr(path + ".heroes", room["heroes"])
         for i, h in enumerate(room["heroes"]):

@@ -9,13 +9,14 @@
 
 #include <cmocka.h>
 
+#include "base/buf.h"
 #include "sync/msc4186_request.h"
 
 static json_t *translate(const char *body)
 {
     json_t *out = NULL;
     struct sync_req_error err = {0};
-    int rc = msc4186_req_translate(body, strlen(body), &out, &err);
+    int rc = msc4186_req_translate(body, strlen(body), &out, NULL, &err);
     if (rc) fprintf(stderr, "%s: %s\n", body, err.message);
     assert_int_equal(rc, 0);
     return out;
@@ -78,6 +79,102 @@ static void test_final_text_spellings(void **state)
     json_decref(t);
 }
 
+/* The pairs of subscription !r:x's required_state as "type|key;..." (exclusions as "-type|key"). */
+static char *pairs_of(json_t *t)
+{
+    json_t *rs = json_object_get(json_object_get(json_object_get(t, "room_subscriptions"), "!r:x"), "required_state");
+    static char out[512];
+    out[0] = 0;
+    size_t i;
+    json_t *p;
+    json_array_foreach(rs, i, p)
+    {
+        const char *ty = json_string_value(json_array_get(p, 0)), *k = json_string_value(json_array_get(p, 1));
+        bool x = strncmp(ty, RS_EXCLUDE, strlen(RS_EXCLUDE)) == 0;
+        size_t n = strlen(out);
+        snprintf(out + n, sizeof out - n, "%s%s|%s;", x ? "-" : "", x ? ty + strlen(RS_EXCLUDE) : ty, k);
+    }
+    return out;
+}
+
+static void test_object_required_state(void **state)
+{
+    (void)state;
+    struct msc4186_top top;
+    struct sync_req_error err = {0};
+    json_t *t = NULL;
+    const char *b1 = "{\"room_subscriptions\":{\"!r:x\":{\"required_state\":{\"include\":[{\"type\":\"m.room.name\"},"
+                     "{\"state_key\":\"\"},{\"type\":\"m.room.member\",\"state_key\":\"@a:x\"}],"
+                     "\"exclude\":[{\"type\":\"m.room.topic\"}],\"lazy_members\":true}}}}";
+    assert_int_equal(msc4186_req_translate(b1, strlen(b1), &t, &top, &err), 0);
+    assert_string_equal(pairs_of(t), "m.room.name|*;*|;m.room.member|@a:x;m.room.member|$LAZY;-m.room.topic|*;");
+    assert_true(top.final);
+    assert_true(msc4186_req_final(t));
+    json_decref(t);
+    msc4186_top_release(&top);
+    /* {} is all state and stands alone; lazy_members is moot when every member is included. */
+    const char *b2 = "{\"room_subscriptions\":{\"!r:x\":{\"required_state\":{\"include\":[{\"type\":\"a\"},{}],"
+                     "\"lazy_members\":true}}}}";
+    t = translate(b2);
+    assert_string_equal(pairs_of(t), "*|*;");
+    json_decref(t);
+    /* ... but not when members are excluded. */
+    const char *b3 = "{\"room_subscriptions\":{\"!r:x\":{\"required_state\":{\"include\":[{}],"
+                     "\"exclude\":[{\"type\":\"m.room.member\"}],\"lazy_members\":true}}}}";
+    t = translate(b3);
+    assert_string_equal(pairs_of(t), "*|*;m.room.member|$LAZY;-m.room.member|*;");
+    json_decref(t);
+    const char *bad = "{\"room_subscriptions\":{\"!r:x\":{\"required_state\":{\"include\":[{\"type\":5}]}}}}";
+    assert_int_equal(msc4186_req_translate(bad, strlen(bad), &t, NULL, &err), SYNC_REQ_ERR_BAD_JSON);
+    assert_null(t);
+}
+
+static void test_top_level_fields(void **state)
+{
+    (void)state;
+    struct msc4186_top top;
+    struct sync_req_error err = {0};
+    json_t *t = NULL;
+    const char *ok = "{\"pos\":\"17\",\"timeout\":3000,\"set_presence\":\"offline\"}";
+    assert_int_equal(msc4186_req_translate(ok, strlen(ok), &t, &top, &err), 0);
+    assert_string_equal(top.pos, "17");
+    assert_true(top.has_timeout);
+    assert_int_equal(top.timeout, 3000);
+    assert_true(top.final);
+    char *canon = msc4186_req_canonical(t);
+    assert_null(strstr(canon, "17"));
+    assert_null(strstr(canon, "3000"));
+    free(canon);
+    json_decref(t);
+    msc4186_top_release(&top);
+    /* A deployed body: js-sdk leaves a timeout of 0 in the body. */
+    const char *dep = "{\"timeout\":0,\"lists\":{\"a\":{\"ranges\":[[0,1]]}}}";
+    assert_int_equal(msc4186_req_translate(dep, strlen(dep), &t, &top, &err), 0);
+    assert_false(top.final);
+    assert_false(msc4186_req_final(t));
+    json_decref(t);
+    msc4186_top_release(&top);
+    const char *bad[] = {"{\"pos\":1}", "{\"timeout\":\"1\"}", "{\"set_presence\":\"away\"}",
+                         "{\"set_presence\":true}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(msc4186_req_translate(bad[i], strlen(bad[i]), &t, &top, &err), SYNC_REQ_ERR_INVALID_PARAM);
+        assert_null(t);
+    }
+}
+
+static void test_subscription_bound(void **state)
+{
+    (void)state;
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "{\"room_subscriptions\":{");
+    for (int i = 0; i <= MSC4186_MAX_SUBSCRIPTIONS; i++) buf_printf(&b, "%s\"!r%d:x\":{}", i ? "," : "", i);
+    buf_puts(&b, "}}");
+    json_t *t = NULL;
+    struct sync_req_error err = {0};
+    assert_int_equal(msc4186_req_translate(b.ptr, b.len, &t, NULL, &err), SYNC_REQ_ERR_INVALID_PARAM);
+    buf_release(&b);
+}
+
 static void test_extension_defaults(void **state)
 {
     (void)state;
@@ -99,7 +196,7 @@ static void test_parse_prefixes_conn_id_and_rejects(void **state)
     json_t *t = NULL;
     struct sync_req_error err = {0};
     const char *ok = "{\"conn_id\":\"room-list\"}";
-    assert_int_equal(msc4186_req_parse(&r, &t, ok, strlen(ok), &err), 0);
+    assert_int_equal(msc4186_req_parse(&r, &t, NULL, ok, strlen(ok), &err), 0);
     assert_string_equal(r.conn_id, MSC4186_CONN_PREFIX "room-list");
     assert_non_null(t);
     json_decref(t);
@@ -112,7 +209,7 @@ static void test_parse_prefixes_conn_id_and_rejects(void **state)
                          "{\"lists\":{\"a\":{\"ranges\":\"x\"}}}",
                          "{\"lists\":{\"a\":{\"ranges\":[[2,1]]}}}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        assert_int_not_equal(msc4186_req_parse(&r, &t, bad[i], strlen(bad[i]), &err), 0);
+        assert_int_not_equal(msc4186_req_parse(&r, &t, NULL, bad[i], strlen(bad[i]), &err), 0);
         assert_null(t);
         assert_true(err.code == SYNC_REQ_ERR_BAD_JSON || err.code == SYNC_REQ_ERR_INVALID_PARAM);
     }
@@ -124,6 +221,8 @@ int main(void)
         cmocka_unit_test(test_every_field_explicit), cmocka_unit_test(test_msc3575_fields_dropped),
         cmocka_unit_test(test_all_state_wins),       cmocka_unit_test(test_final_text_spellings),
         cmocka_unit_test(test_extension_defaults),   cmocka_unit_test(test_parse_prefixes_conn_id_and_rejects),
+        cmocka_unit_test(test_object_required_state), cmocka_unit_test(test_top_level_fields),
+        cmocka_unit_test(test_subscription_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,7 +92,7 @@ static void test_full_request(void **state)
     assert_int_equal(l->sort[0], SYNC_SORT_BY_NOTIFICATION_LEVEL);
     assert_int_equal(l->sort[1], SYNC_SORT_BY_RECENCY);
     assert_true(l->sort_unknown);
-    assert_int_equal(l->sub.timeline_limit, 50);
+    assert_int_equal(l->sub.timeline_limit, 120); /* 20 rooms: within the budget */
     assert_int_equal(l->sub.n_required_state, 2);
     assert_string_equal(l->sub.required_state[1].key, "$LAZY");
     assert_true(l->sub.has_include_heroes && l->sub.include_heroes);
@@ -520,6 +520,26 @@ static void test_same_body(void **state)
     assert_null(sync_req_canonical_body("[1]", 3));
 }
 
+static void test_timeline_budget(void **state)
+{
+    (void)state;
+    struct sync_req r;
+    struct sync_req_error err;
+    /* Up to 50 whatever the window; above, the budget over the window's rooms; at most 1000. */
+    const char *body = "{\"lists\":{\"a\":{\"ranges\":[[0,4999]],\"timeline_limit\":50},"
+                       "\"b\":{\"ranges\":[[0,99]],\"timeline_limit\":500},"
+                       "\"c\":{\"ranges\":[[0,1],[5,6]],\"timeline_limit\":5000},"
+                       "\"d\":{\"timeline_limit\":100}},"
+                       "\"room_subscriptions\":{\"!a:x\":{\"timeline_limit\":1000}}}";
+    assert_int_equal(parse(&r, body, &err), 0);
+    assert_int_equal(sync_req_find_list(&r, "a")->sub.timeline_limit, 50);
+    assert_int_equal(sync_req_find_list(&r, "b")->sub.timeline_limit, 100);
+    assert_int_equal(sync_req_find_list(&r, "c")->sub.timeline_limit, 1000);
+    assert_int_equal(sync_req_find_list(&r, "d")->sub.timeline_limit, 50); /* no ranges: the window is unknown */
+    assert_int_equal(sync_req_find_sub(&r, "!a:x")->sub.timeline_limit, 1000);
+    sync_req_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_merge_subscriptions),
         cmocka_unit_test(test_merge_extensions),
         cmocka_unit_test(test_same_body),
+        cmocka_unit_test(test_timeline_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,6 +110,27 @@ static void test_empty(void **state)
     rs_matcher_release(&m);
 }
 
+static void test_exclusions(void **state)
+{
+    (void)state;
+    struct rs_pair p[] = {P("*", "*"), P(RS_EXCLUDE "m.room.member", "*"), P(RS_EXCLUDE "*", "@x:y"),
+                          P(RS_EXCLUDE "m.room.topic", "")};
+    struct rs_matcher m;
+    rs_matcher_init(&m, p, 4, "@me:y");
+    assert_true(m.all_state);
+    assert_true(rs_match(&m, "m.room.name", ""));
+    assert_false(rs_match(&m, "m.room.member", "@me:y"));
+    assert_false(rs_match(&m, "custom", "@x:y"));
+    assert_true(rs_match(&m, "custom", "@z:y"));
+    assert_false(rs_match(&m, "m.room.topic", ""));
+    assert_true(rs_match(&m, "m.room.topic", "x"));
+    rs_matcher_release(&m);
+    struct rs_pair q[] = {P("m.room.member", "*"), P(RS_EXCLUDE "*", "*")};
+    rs_matcher_init(&m, q, 2, NULL);
+    assert_false(rs_match(&m, "m.room.member", "@a:y"));
+    rs_matcher_release(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +139,7 @@ int main(void)
         cmocka_unit_test(test_me_and_lazy),
         cmocka_unit_test(test_all_state),
         cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_exclusions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
