@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 
 #include "base/alloc.h"
 #include "base/log.h"
@@ -251,6 +252,38 @@ static int load_timestamps(PGconn *c, int64_t pos, struct resp_room *rooms, cons
     return rc;
 }
 
+/* One (type, state_key) pattern of the state query, seen once. */
+struct rs_seen {
+    UT_hash_handle hh;     /* in the set; the key is text, allocated with the entry */
+    char text[];           /* type, NUL, state_key */
+};
+
+/* Adds a pattern unless the set has it: every room of a list brings the
+ * same pairs, and the query compares each state row with every pattern. */
+static void pattern_add(struct rs_seen **set, const char ***types, const char ***keys, size_t *np, size_t *cap,
+                        const char *t, const char *k)
+{
+    size_t lt = strlen(t), lk = strlen(k);
+    char stack[256], *text = lt + lk + 2 <= sizeof stack ? stack : xmalloc(lt + lk + 2);
+    memcpy(text, t, lt + 1);
+    memcpy(text + lt + 1, k, lk + 1);
+    struct rs_seen *e;
+    HASH_FIND(hh, *set, text, lt + lk + 2, e);
+    if (!e) {
+        e = xmalloc(sizeof *e + lt + lk + 2);
+        memcpy(e->text, text, lt + lk + 2);
+        HASH_ADD(hh, *set, text, lt + lk + 2, e);
+        if (*np + 1 >= *cap) {
+            *cap *= 2;
+            *types = xrealloc(*types, *cap * sizeof **types);
+            *keys = xrealloc(*keys, *cap * sizeof **keys);
+        }
+        (*types)[*np] = t;
+        (*keys)[(*np)++] = k;
+    }
+    if (text != stack) free(text);
+}
+
 int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, const char *const *bump,
               int n_bump, char **err)
 {
@@ -284,13 +317,15 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     const char **ids = NULL, **types = NULL, **keys = NULL;
     struct store_tl *states = NULL;
     struct rs_matcher *matchers = NULL;
+    struct rs_seen *seen = NULL, *se, *st_tmp;
     if (store_timelines(c, tl_reqs, n_tl, tls, err) < 0) goto out;
     for (int i = 0; i < n_tl; i++) {
         tl_rooms[i]->tl = tls[i];
         tls[i] = (struct store_tl){0};
     }
     /* required_state: one query with the union of every room's patterns
-     * (plus lazy members of timeline senders), filtered per room after. */
+     * (plus lazy members of timeline senders, each pair once), filtered
+     * per room after. */
     matchers = xcalloc((size_t)n, sizeof *matchers);
     size_t cap = 16, np = 0;
     types = xcalloc(cap, sizeof *types);
@@ -315,13 +350,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
                 t = "m.room.member";
                 kk = r->tl.events[j - r->params.n_rs]->sender;
             }
-            if (np + 1 >= cap) {
-                cap *= 2;
-                types = xrealloc(types, cap * sizeof *types);
-                keys = xrealloc(keys, cap * sizeof *keys);
-            }
-            types[np] = t;
-            keys[np++] = kk;
+            pattern_add(&seen, &types, &keys, &np, &cap, t, kk);
         }
     }
     if (n_ids) {
@@ -352,6 +381,11 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     }
     rc = 0;
 out:
+    HASH_ITER(hh, seen, se, st_tmp)
+    {
+        HASH_DEL(seen, se);
+        free(se);
+    }
     if (matchers)
         for (int i = 0; i < n; i++) rs_matcher_release(&matchers[i]);
     free(matchers);
