@@ -15,19 +15,29 @@ void room_params_add(struct room_params *p, int64_t timeline_limit, const struct
     if (timeline_limit > p->timeline_limit) p->timeline_limit = timeline_limit;
     if (p->timeline_limit > 50) p->timeline_limit = 50;
     if (n_rs) {
+        /* The strings in one allocation: every room of a window copies its
+         * list's pairs (17 of them for Element X). */
+        size_t total = 0;
+        for (size_t i = 0; i < n_rs; i++) total += strlen(rs[i].type) + strlen(rs[i].key) + 2;
+        char *blk = xmalloc(total), *at = blk;
+        p->blocks = xrealloc(p->blocks, (p->n_blocks + 1) * sizeof *p->blocks);
+        p->blocks[p->n_blocks++] = blk;
         p->rs = xrealloc(p->rs, (p->n_rs + n_rs) * sizeof *p->rs);
-        for (size_t i = 0; i < n_rs; i++)
-            p->rs[p->n_rs++] = (struct rs_pair){xstrdup(rs[i].type), xstrdup(rs[i].key)};
+        for (size_t i = 0; i < n_rs; i++) {
+            size_t lt = strlen(rs[i].type) + 1, lk = strlen(rs[i].key) + 1;
+            struct rs_pair *d = &p->rs[p->n_rs++];
+            d->type = memcpy(at, rs[i].type, lt);
+            d->key = memcpy(at + lt, rs[i].key, lk);
+            at += lt + lk;
+        }
     }
     p->include_heroes |= include_heroes;
 }
 
 void room_params_release(struct room_params *p)
 {
-    for (size_t i = 0; i < p->n_rs; i++) {
-        free(p->rs[i].type);
-        free(p->rs[i].key);
-    }
+    for (size_t i = 0; i < p->n_blocks; i++) free(p->blocks[i]);
+    free(p->blocks);
     free(p->rs);
     *p = (struct room_params){0};
 }
@@ -38,11 +48,6 @@ void room_params_all_state_wins(struct room_params *p)
     for (size_t i = 0; i < p->n_rs && all == p->n_rs; i++)
         if (strcmp(p->rs[i].type, RS_WILDCARD) == 0 && strcmp(p->rs[i].key, RS_WILDCARD) == 0) all = i;
     if (all == p->n_rs) return;
-    for (size_t i = 0; i < p->n_rs; i++) {
-        if (i == all) continue;
-        free(p->rs[i].type);
-        free(p->rs[i].key);
-    }
     p->rs[0] = p->rs[all];
     p->n_rs = 1;
 }
