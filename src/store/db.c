@@ -7,6 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <libpq-events.h>
+#include <uthash.h>
+
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -55,6 +58,93 @@ static char *conn_error(PGconn *c, const char *fallback)
     return e;
 }
 
+/* ---- prepared statements ----
+ *
+ * Every statement with parameters is prepared once per pool connection (the
+ * first time that connection runs it) and then executed by name, so the
+ * server parses and analyses it once instead of on every call and may reuse
+ * its plan. The statements a connection has are kept with it as libpq
+ * instance data and go with it (PQfinish). A connection is used by one
+ * thread at a time, so they need no lock. Connections opened outside the pool
+ * (the command-line tools) have none and run statements unnamed. */
+
+/* A statement prepared on one connection. */
+struct db_stmt {
+    char name[16];      /* its server-side name, "s<n>" */
+    UT_hash_handle hh;  /* in db_stmts.by_sql; the key is the SQL text, allocated with the entry */
+    char sql[];         /* the statement (hash key) */
+};
+
+/* The statements prepared on one pool connection. */
+struct db_stmts {
+    struct db_stmt *by_sql; /* SQL text -> statement */
+    int n;                  /* entries */
+};
+
+/* The most statements kept per connection; further ones run unnamed (a
+ * statement whose text varies from call to call must not grow it forever). */
+#define DB_STMTS_MAX 256
+
+static void stmts_free(struct db_stmts *st)
+{
+    if (!st) return;
+    struct db_stmt *s, *t;
+    HASH_ITER(hh, st->by_sql, s, t)
+    {
+        HASH_DEL(st->by_sql, s);
+        free(s);
+    }
+    free(st);
+}
+
+/* libpq calls it on the connection's events: the statements go with the
+ * connection (and are gone on the server after a reset). */
+static int stmts_event(PGEventId id, void *info, void *arg)
+{
+    (void)arg;
+    if (id == PGEVT_CONNDESTROY || id == PGEVT_CONNRESET) {
+        PGconn *c = id == PGEVT_CONNDESTROY ? ((PGEventConnDestroy *)info)->conn : ((PGEventConnReset *)info)->conn;
+        stmts_free(PQinstanceData(c, stmts_event));
+        PQsetInstanceData(c, stmts_event, NULL);
+    }
+    return 1;
+}
+
+/* Gives a pool connection its (empty) set of prepared statements. */
+static void stmts_attach(PGconn *c)
+{
+    if (PQregisterEventProc(c, stmts_event, "syncv3 statements", NULL))
+        PQsetInstanceData(c, stmts_event, xcalloc(1, sizeof(struct db_stmts)));
+}
+
+/* The name sql is prepared under on c, preparing it first if needed; NULL:
+ * run it unnamed (not a pool connection, or the set is full), or it failed
+ * to prepare and *fail is the server's answer (a syntax or type error is
+ * reported as running it would have). */
+static const char *stmt_name(PGconn *c, const char *sql, int n, PGresult **fail)
+{
+    struct db_stmts *st = PQinstanceData(c, stmts_event);
+    if (!st) return NULL;
+    struct db_stmt *s;
+    HASH_FIND_STR(st->by_sql, sql, s);
+    if (s) return s->name;
+    if (st->n >= DB_STMTS_MAX) return NULL;
+    size_t len = strlen(sql);
+    s = xcalloc(1, sizeof *s + len + 1);
+    memcpy(s->sql, sql, len + 1);
+    snprintf(s->name, sizeof s->name, "s%d", st->n);
+    PGresult *r = PQprepare(c, s->name, sql, n, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        *fail = r;
+        free(s);
+        return NULL;
+    }
+    PQclear(r);
+    st->n++;
+    HASH_ADD(hh, st->by_sql, sql, len, s);
+    return s->name;
+}
+
 /* Connects within timeout_ms (PQconnectStart/PQconnectPoll, so the deadline
  * holds whatever the server does). Returns NULL with *err (heap). */
 static PGconn *connect_new(const char *conninfo, int timeout_ms, char **err)
@@ -82,6 +172,7 @@ static PGconn *connect_new(const char *conninfo, int timeout_ms, char **err)
         return NULL;
     }
     PQsetNoticeProcessor(c, on_notice, NULL);
+    stmts_attach(c);
     /* Quiet NOTICEs (e.g. "relation already exists"). */
     PGresult *r = PQexec(c, "SET client_min_messages = warning");
     PQclear(r);
@@ -246,7 +337,12 @@ void db_release(struct db_pool *p, PGconn *c)
 
 PGresult *db_exec(PGconn *c, char **err, const char *sql, int n, const char *const *params)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *r = NULL;
+    const char *name = n > 0 ? stmt_name(c, sql, n, &r) : NULL;
+    if (name)
+        r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+    else if (!r)
+        r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     const char *msg = PQresultErrorMessage(r);

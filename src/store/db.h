@@ -1,4 +1,6 @@
-/* PostgreSQL access: a bounded connection pool and small helpers over libpq.
+/* PostgreSQL access: a bounded connection pool and small helpers over libpq
+ * (db_exec prepares each statement with parameters once per pooled
+ * connection and runs it by name after that).
  *
  * Every thread that talks to the database takes a connection with db_acquire,
  * uses it, and gives it back with db_release; nobody ever holds two at once, so

@@ -103,6 +103,7 @@ static void count_parked(struct req_state *s, enum phase ph)
 static void req_state_free(void *p)
 {
     struct req_state *s = p;
+    if (s->conn) conn_settle(s->conn);
     if (trace_on) trace_request(s);
     /* Over 50 s is slow (the Go proxy's mark); a long-poll with a longer timeout counts too. */
     int64_t ms = clock_mono_ms() - s->start_ms;

@@ -360,6 +360,18 @@ int conn_map_count(struct conn_map *m)
 void conn_lock(struct conn *c)
 {
     pthread_mutex_lock(&c->req_lock);
+    /* Before anything changes the connection: a first response's state not
+     * stored yet is stored as it was sent. */
+    conn_persist_flush(c);
+}
+
+void conn_settle(struct conn *c)
+{
+    /* Whoever holds the lock took it after the response was finished, so
+     * conn_lock has written what it owed. */
+    if (pthread_mutex_trylock(&c->req_lock) != 0) return;
+    conn_persist_flush(c);
+    pthread_mutex_unlock(&c->req_lock);
 }
 
 void conn_unlock(struct conn *c)

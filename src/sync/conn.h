@@ -93,6 +93,12 @@ void conn_unref(struct conn *c);
 /* ---- request processing (caller holds the connection's request lock) ---- */
 void conn_lock(struct conn *c);
 void conn_unlock(struct conn *c);
+/* After a response of the connection was sent (or the request ended), not
+ * holding the request lock: stores what that response left unstored (an
+ * MSC4186 connection's first response, docs/behaviour.md "Connections
+ * across restarts"). Never waits for the lock: a request holding it has
+ * stored it already. */
+void conn_settle(struct conn *c);
 /* Ends the connection because a response could not be built after live
  * updates were taken from its queue: the client must start over rather than
  * miss them. Callable with the request lock held. */

@@ -54,7 +54,12 @@ static char *params_key(struct conn *c, const char *room_id)
     if (p.n_rs) qsort(p.rs, p.n_rs, sizeof *p.rs, cmp_pair);
     struct buf b = BUF_INIT;
     buf_printf(&b, "%lld", (long long)p.timeline_limit);
-    for (size_t i = 0; i < p.n_rs; i++) buf_printf(&b, "\x1e%s\x1f%s", p.rs[i].type, p.rs[i].key);
+    for (size_t i = 0; i < p.n_rs; i++) {
+        buf_putc(&b, '\x1e');
+        buf_puts(&b, p.rs[i].type);
+        buf_putc(&b, '\x1f');
+        buf_puts(&b, p.rs[i].key);
+    }
     room_params_release(&p);
     return buf_detach(&b, NULL);
 }

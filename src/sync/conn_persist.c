@@ -11,6 +11,9 @@ struct conn_persist {
     bool stored;           /* a row of this instance exists */
     bool off;              /* past CONN_PERSIST_MAX_BYTES: not stored */
     bool resuming;         /* restored: the next response is the catch-up */
+    bool owed;             /* the instance's first response went out before its state was stored:
+                            * written whole once it is sent (conn_persist_flush) */
+    int64_t owed_pos;      /* that response's pos */
     int64_t last_write_ms; /* wall clock of the last write or touch */
     char *ext;             /* extension positions last written (owned) */
     char **gone;           /* rooms forgotten since the last save, whose rows go (owned) */
@@ -46,19 +49,40 @@ struct sent_hash {
     uint64_t *v;     /* the field */
 };
 
+/* Appends ,"key":v (no comma before the first). */
+static void put_int(struct buf *b, const char *key, int64_t v)
+{
+    char num[24], *e = num + sizeof num, *d = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--d = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--d = '-';
+    buf_puts(b, ",\"");
+    buf_puts(b, key);
+    buf_puts(b, "\":");
+    buf_append(b, d, (size_t)(e - d));
+}
+
+/* Written by hand rather than through a JSON tree: every room of every
+ * response that changes a connection is encoded, 20 per first room-list
+ * request. The decoder below reads it as any JSON object. */
 char *conn_persist_sent_encode(const struct m4186_sent *s)
 {
     struct m4186_sent *m = (struct m4186_sent *)s; /* only read */
     struct sent_int ints[] = {SENT_INTS(m)};
     struct sent_hash hashes[] = {{"nh", &m->name_hash}, {"ah", &m->avatar_hash}, {"mh", &m->members_hash}};
-    json_t *o = json_pack("{s:s,s:b,s:b}", "p", s->params ? s->params : "", "i", s->invite, "d", s->is_dm);
-    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
-        json_object_set_new(o, ints[i].key, json_integer((json_int_t)*ints[i].v));
-    for (size_t i = 0; i < sizeof hashes / sizeof *hashes; i++)
-        json_object_set_new(o, hashes[i].key, json_integer((json_int_t)(int64_t)*hashes[i].v));
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return text;
+    struct buf b = BUF_INIT;
+    const char *p = s->params ? s->params : "";
+    buf_puts(&b, "{\"p\":");
+    buf_json_str(&b, p, strlen(p));
+    buf_puts(&b, s->invite ? ",\"i\":true" : ",\"i\":false");
+    buf_puts(&b, s->is_dm ? ",\"d\":true" : ",\"d\":false");
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) put_int(&b, ints[i].key, *ints[i].v);
+    for (size_t i = 0; i < sizeof hashes / sizeof *hashes; i++) put_int(&b, hashes[i].key, (int64_t)*hashes[i].v);
+    buf_putc(&b, '}');
+    return buf_detach(&b, NULL);
 }
 
 int conn_persist_sent_decode(const char *text, struct m4186_sent *s)
@@ -425,12 +449,33 @@ static int write_change(struct conn *c, struct conn_resp *resp, int64_t pos, cha
     return rc;
 }
 
+/* After a successful write of the state as of pos. */
+static void written(struct conn_persist *p, char *ext, int64_t now)
+{
+    p->stored = !p->off;
+    p->last_write_ms = now;
+    free(p->ext);
+    p->ext = ext;
+    free_gone(p);
+}
+
 int conn_persist_save(struct conn *c, struct conn_resp *resp, int64_t pos, char **err)
 {
     if (!c->msc4186) return 0;
     struct conn_persist *p = persist_of(c);
-    if (!p->base) p->base = pos - 1; /* the first response of a new connection */
+    bool first = !p->base;
+    if (first) p->base = pos - 1; /* the first response of a new connection */
     if (p->off) return 0;
+    /* A new instance's first response: its row is written once the
+     * response is sent. Until then no row of this base exists, so after a
+     * crash in between its pos is another connection's to the store
+     * (M_UNKNOWN_POS), never a wrong incremental answer. */
+    if (first && !p->stored) {
+        p->owed = true;
+        p->owed_pos = pos;
+        return 0;
+    }
+    p->owed = false; /* a whole write follows (not stored yet) */
     char *ext = conn_persist_ext_encode(&c->ext);
     int64_t now = clock_wall_ms();
     bool changed = !p->stored || resp->rooms || p->n_gone || !p->ext || strcmp(ext, p->ext) != 0;
@@ -454,10 +499,27 @@ int conn_persist_save(struct conn *c, struct conn_resp *resp, int64_t pos, char 
         free(ext);
         return -1;
     }
-    p->stored = !p->off;
-    p->last_write_ms = now;
-    free(p->ext);
-    p->ext = ext;
-    free_gone(p);
+    written(p, ext, now);
     return 0;
+}
+
+void conn_persist_flush(struct conn *c)
+{
+    struct conn_persist *p = c->persist;
+    if (!p || !p->owed) return;
+    p->owed = false;
+    /* Replaced or ended: its pos is of no use any more (and its row must
+     * not overwrite its successor's). */
+    if (conn_dead(c)) return;
+    char *ext = conn_persist_ext_encode(&c->ext), *err = NULL;
+    int64_t now = clock_wall_ms();
+    if (write_change(c, NULL, p->owed_pos, ext, now, &err) < 0) {
+        /* The next response that changes anything writes it whole (the
+         * connection has no row yet); until then a restart is M_UNKNOWN_POS. */
+        LOG_WARN("sync", "%s: storing a new connection: %s", c->user_id, err ? err : "failed");
+        free(err);
+        free(ext);
+        return;
+    }
+    written(p, ext, now);
 }

@@ -180,8 +180,13 @@ void conn_persist_release(struct conn *c);
  * room, conn_msc4186_prepare). Returns 0 or -1. */
 int conn_persist_catch_up(struct conn *c, struct conn_resp *resp, char **err);
 /* On response completion (pos assigned, before it is sent): stores what
- * changed. Returns 0, or -1 when it could not (the response must not go). */
+ * changed. Returns 0, or -1 when it could not (the response must not go).
+ * A new connection's first response is the exception: it is stored by
+ * conn_persist_flush after it was sent. */
 int conn_persist_save(struct conn *c, struct conn_resp *resp, int64_t pos, char **err);
+/* Writes the state a sent first response left unstored, if any (request
+ * lock held; conn_lock and conn_settle call it). A failure only logs. */
+void conn_persist_flush(struct conn *c);
 
 /* ---- conn.c ---- */
 

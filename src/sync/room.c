@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 
 #include "base/alloc.h"
 #include "base/log.h"
@@ -15,19 +16,29 @@ void room_params_add(struct room_params *p, int64_t timeline_limit, const struct
     if (timeline_limit > p->timeline_limit) p->timeline_limit = timeline_limit;
     if (p->timeline_limit > SYNC_REQ_MAX_TIMELINE_LIMIT) p->timeline_limit = SYNC_REQ_MAX_TIMELINE_LIMIT;
     if (n_rs) {
+        /* The strings in one allocation: every room of a window copies its
+         * list's pairs (17 of them for Element X). */
+        size_t total = 0;
+        for (size_t i = 0; i < n_rs; i++) total += strlen(rs[i].type) + strlen(rs[i].key) + 2;
+        char *blk = xmalloc(total), *at = blk;
+        p->blocks = xrealloc(p->blocks, (p->n_blocks + 1) * sizeof *p->blocks);
+        p->blocks[p->n_blocks++] = blk;
         p->rs = xrealloc(p->rs, (p->n_rs + n_rs) * sizeof *p->rs);
-        for (size_t i = 0; i < n_rs; i++)
-            p->rs[p->n_rs++] = (struct rs_pair){xstrdup(rs[i].type), xstrdup(rs[i].key)};
+        for (size_t i = 0; i < n_rs; i++) {
+            size_t lt = strlen(rs[i].type) + 1, lk = strlen(rs[i].key) + 1;
+            struct rs_pair *d = &p->rs[p->n_rs++];
+            d->type = memcpy(at, rs[i].type, lt);
+            d->key = memcpy(at + lt, rs[i].key, lk);
+            at += lt + lk;
+        }
     }
     p->include_heroes |= include_heroes;
 }
 
 void room_params_release(struct room_params *p)
 {
-    for (size_t i = 0; i < p->n_rs; i++) {
-        free(p->rs[i].type);
-        free(p->rs[i].key);
-    }
+    for (size_t i = 0; i < p->n_blocks; i++) free(p->blocks[i]);
+    free(p->blocks);
     free(p->rs);
     *p = (struct room_params){0};
 }
@@ -50,18 +61,12 @@ void room_params_all_state_wins(struct room_params *p)
         exclusions |= strncmp(p->rs[i].type, RS_EXCLUDE, strlen(RS_EXCLUDE)) == 0;
     }
     if (all == p->n_rs) return;
+    /* The strings live in p->blocks: dropping a pair frees nothing. */
     struct rs_pair *kept = xcalloc(p->n_rs, sizeof *kept);
     size_t n = 0;
     kept[n++] = p->rs[all];
-    for (size_t i = 0; i < p->n_rs; i++) {
-        if (i == all) continue;
-        if (kept_by_all_state(&p->rs[i], exclusions)) {
-            kept[n++] = p->rs[i];
-            continue;
-        }
-        free(p->rs[i].type);
-        free(p->rs[i].key);
-    }
+    for (size_t i = 0; i < p->n_rs; i++)
+        if (i != all && kept_by_all_state(&p->rs[i], exclusions)) kept[n++] = p->rs[i];
     free(p->rs);
     p->rs = kept;
     p->n_rs = n;
@@ -272,6 +277,38 @@ static int load_timestamps(PGconn *c, int64_t pos, struct resp_room *rooms, cons
     return rc;
 }
 
+/* One (type, state_key) pattern of the state query, seen once. */
+struct rs_seen {
+    UT_hash_handle hh;     /* in the set; the key is text, allocated with the entry */
+    char text[];           /* type, NUL, state_key */
+};
+
+/* Adds a pattern unless the set has it: every room of a list brings the
+ * same pairs, and the query compares each state row with every pattern. */
+static void pattern_add(struct rs_seen **set, const char ***types, const char ***keys, size_t *np, size_t *cap,
+                        const char *t, const char *k)
+{
+    size_t lt = strlen(t), lk = strlen(k);
+    char stack[256], *text = lt + lk + 2 <= sizeof stack ? stack : xmalloc(lt + lk + 2);
+    memcpy(text, t, lt + 1);
+    memcpy(text + lt + 1, k, lk + 1);
+    struct rs_seen *e;
+    HASH_FIND(hh, *set, text, lt + lk + 2, e);
+    if (!e) {
+        e = xmalloc(sizeof *e + lt + lk + 2);
+        memcpy(e->text, text, lt + lk + 2);
+        HASH_ADD(hh, *set, text, lt + lk + 2, e);
+        if (*np + 1 >= *cap) {
+            *cap *= 2;
+            *types = xrealloc(*types, *cap * sizeof **types);
+            *keys = xrealloc(*keys, *cap * sizeof **keys);
+        }
+        (*types)[*np] = t;
+        (*keys)[(*np)++] = k;
+    }
+    if (text != stack) free(text);
+}
+
 int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *rooms, const char *const *bump,
               int n_bump, char **err)
 {
@@ -305,13 +342,15 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     const char **ids = NULL, **types = NULL, **keys = NULL;
     struct store_tl *states = NULL;
     struct rs_matcher *matchers = NULL;
+    struct rs_seen *seen = NULL, *se, *st_tmp;
     if (store_timelines(c, tl_reqs, n_tl, tls, err) < 0) goto out;
     for (int i = 0; i < n_tl; i++) {
         tl_rooms[i]->tl = tls[i];
         tls[i] = (struct store_tl){0};
     }
     /* required_state: one query with the union of every room's patterns
-     * (plus lazy members of timeline senders), filtered per room after. */
+     * (plus lazy members of timeline senders, each pair once), filtered
+     * per room after. */
     matchers = xcalloc((size_t)n, sizeof *matchers);
     size_t cap = 16, np = 0;
     types = xcalloc(cap, sizeof *types);
@@ -336,13 +375,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
                 t = "m.room.member";
                 kk = r->tl.events[j - r->params.n_rs]->sender;
             }
-            if (np + 1 >= cap) {
-                cap *= 2;
-                types = xrealloc(types, cap * sizeof *types);
-                keys = xrealloc(keys, cap * sizeof *keys);
-            }
-            types[np] = t;
-            keys[np++] = kk;
+            pattern_add(&seen, &types, &keys, &np, &cap, t, kk);
         }
     }
     if (n_ids) {
@@ -373,6 +406,11 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     }
     rc = 0;
 out:
+    HASH_ITER(hh, seen, se, st_tmp)
+    {
+        HASH_DEL(seen, se);
+        free(se);
+    }
     if (matchers)
         for (int i = 0; i < n; i++) rs_matcher_release(&matchers[i]);
     free(matchers);

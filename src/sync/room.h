@@ -17,9 +17,12 @@
 /* The combined subscription a room snapshot is built with (docs/behaviour.md, "Combined subscriptions"). */
 struct room_params {
     int64_t timeline_limit;     /* max timeline events (0..50) */
-    struct rs_pair *rs;         /* required_state pairs, concatenated from every source (owned) */
+    struct rs_pair *rs;         /* required_state pairs, concatenated from every source (owned;
+                                 * their strings live in blocks) */
     size_t n_rs;                /* entries in rs */
     bool include_heroes;        /* any source asked for heroes */
+    char **blocks;              /* the strings of rs, one allocation per room_params_add (owned) */
+    size_t n_blocks;            /* entries in blocks */
 };
 
 /* A transaction ID to show on one of the user's own events (docs/behaviour.md, "Transaction IDs"). */

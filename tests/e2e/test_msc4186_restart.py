@@ -3,6 +3,8 @@ no connection in memory knows, and the next response is incremental; unusable st
 M_UNKNOWN_POS; the rows are bounded and cleaned up.
 (docs/behaviour.md, "Connections across restarts")"""
 
+import os
+import subprocess
 import time
 
 import fakehs as F
@@ -182,6 +184,36 @@ def test_a_pos_from_before_the_stored_change_is_unknown(proxy, alice):
     unknown_pos(c, body())
     c.pos = current
     assert c.sync(body())["rooms"] == {}, "the stored pos itself continues"
+
+
+def test_a_first_response_is_not_held_back_by_its_write_and_a_crash_before_it_is_unknown_pos(
+        proxy, db, alice):
+    (ra, _), (rb, _), (rc, _) = three_rooms(alice)
+    synced(proxy, alice)  # the user is loaded, the start-up purge is done
+    locks = ("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+             "WHERE c.relname = 'syncv3_conns' AND l.mode = 'AccessExclusiveLock' AND l.granted")
+    # Another session holds the table locked: a write to it waits until it lets go.
+    holder = subprocess.Popen([os.path.join(pgtmp.pg_bindir(), "psql"), "-X", "-q", "-d", db, "-c",
+                               "BEGIN; LOCK TABLE syncv3_conns IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: rows(db, locks) == "1", timeout=10, what="the table locked")
+        c = SimplifiedSync(proxy, alice.token)
+        first = c.sync(body(conn_id="fresh"), http_timeout=10)
+        assert set(first["rooms"]) == {ra, rb, rc}, "answered while its state could not be written"
+        # syncv3 dies before the write could land; its waiting statement goes with it.
+        proxy.proc.kill()
+        proxy.proc.wait()
+        proxy.proc = None
+        pgtmp.psql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+    finally:
+        pgtmp.psql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()")
+        holder.wait(30)
+    assert rows(db, "SELECT count(*) FROM syncv3_conns WHERE conn_id LIKE '%fresh'") == "0"
+    proxy.start()
+    unknown_pos(c, body(conn_id="fresh"))
 
 
 def test_rows_are_replaced_capped_and_purged(proxy, db, alice):
