@@ -80,3 +80,14 @@ def test_the_pre_load_stops_at_the_cache_bound_most_recent_first(make_proxy, hs,
     assert c.sync(BODY)["rooms"] == {}
     time.sleep(1.5)
     assert metric_value(proxy.metrics()[1], "sliding_sync_cache_evictions_total", {"kind": "user"}) in (None, 0)
+
+
+def test_the_pre_load_ends_before_listening(proxy, alice):
+    c = stored(proxy, alice, "Alice's")
+    proxy.stop()
+    proxy.start()
+    log = proxy.stderr()  # this run's
+    assert "pre-loaded 1 of 1 users" in log and "listening on" in log
+    assert log.index("pre-loaded 1 of 1 users") < log.index("listening on"), log
+    assert c.sync(BODY)["rooms"] == {}
+    assert cache(proxy)[1] == 1, "her first request did not load her again"
