@@ -52,17 +52,22 @@ int store_user_rooms(PGconn *c, const char *user_id, struct store_user_room **ou
 {
     const char *p[] = {user_id};
     /* The join span starts at the first join after the user's last non-join
-     * membership, so profile changes do not move it. MATERIALIZED: inlined,
-     * the two per-room lookups of a span ran twice (for the join event and
-     * for the column), a third of a large account's load. */
+     * membership, so profile changes do not move it. When the current join
+     * row began the user's run of join/invite rows (member_since, the
+     * common case: one join, no profile change since), that is the row
+     * itself and nothing more is read; only other rooms look back through
+     * the history (two index probes). MATERIALIZED: inlined, the span ran
+     * twice per room (for the join event and for the column). */
     PGresult *r = db_exec(
         c, err,
-        "WITH joined AS MATERIALIZED (SELECT s.room_id FROM syncv3_room_state s WHERE s.event_type = "
-        "  'm.room.member' AND s.state_key = $1 AND s.end_nid IS NULL AND s.membership = 'join'), "
-        "spans AS MATERIALIZED (SELECT j.room_id, (SELECT min(h.start_nid) FROM syncv3_room_state h WHERE h.room_id = j.room_id "
+        "WITH joined AS MATERIALIZED (SELECT s.room_id, s.start_nid, s.member_since FROM syncv3_room_state s "
+        "  WHERE s.event_type = 'm.room.member' AND s.state_key = $1 AND s.end_nid IS NULL AND s.membership = "
+        "  'join'), "
+        "spans AS MATERIALIZED (SELECT j.room_id, CASE WHEN j.member_since = j.start_nid THEN j.start_nid ELSE "
+        "  (SELECT min(h.start_nid) FROM syncv3_room_state h WHERE h.room_id = j.room_id "
         "  AND h.event_type = 'm.room.member' AND h.state_key = $1 AND h.membership = 'join' AND h.start_nid > "
         "  COALESCE((SELECT max(h2.start_nid) FROM syncv3_room_state h2 WHERE h2.room_id = j.room_id AND "
-        "  h2.event_type = 'm.room.member' AND h2.state_key = $1 AND h2.membership <> 'join'), 0)) AS join_nid "
+        "  h2.event_type = 'm.room.member' AND h2.state_key = $1 AND h2.membership <> 'join'), 0)) END AS join_nid "
         "  FROM joined j) "
         "SELECT sp.room_id, false, sp.join_nid, COALESCE(e.origin_server_ts, 0), NULL, 0, "
         "  COALESCE(u.notification_count, 0), COALESCE(u.highlight_count, 0), a.data FROM spans sp "
