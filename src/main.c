@@ -45,6 +45,10 @@ struct server {
     struct pprof_server *pprof;  /* profiling listener, or NULL */
 };
 
+/* How long start-up waits for the pre-load of users with a recent stored
+ * connection before it listens anyway (the pre-load then continues). */
+#define PRELOAD_BUDGET_MS 300
+
 static const char *env(const char *name)
 {
     return getenv(name);
@@ -289,6 +293,15 @@ int main(int argc, char **argv)
         {"/client/server.json", "GET", sync_api_server_json, s.api},
         {"/_matrix/client/versions", "GET", versions_handle, s.versions},
     };
+    /* Before listening: the devices' first polls run while the users with a
+     * recent stored connection are loaded, for at most PRELOAD_BUDGET_MS
+     * (the rest goes on in the background), so the first requests after a
+     * restart find their device polled and their rooms in memory. */
+    sync_api_resume_pollers(s.api);
+    ingest_preload_users(s.ingest, s.cfg.cache_max_users > 0 ? s.cfg.cache_max_users : CACHE_DEFAULT_MAX_USERS);
+    if (!ingest_preload_wait(s.ingest, PRELOAD_BUDGET_MS))
+        LOG_INFO("main", "pre-loading users goes on after %d ms, in the background", PRELOAD_BUDGET_MS);
+
     struct http_listen_opts lo;
     http_listen_opts_from_config(&lo, &s.cfg);
     lo.pool_threads = 8;
@@ -310,9 +323,6 @@ int main(int argc, char **argv)
         goto fail;
     }
     LOG_INFO("main", "listening on %s%s", s.cfg.bindaddr, s.cfg.tls_cert ? " (TLS)" : "");
-    sync_api_resume_pollers(s.api);
-    /* In the background, behind poll results: returning clients find their user loaded. */
-    ingest_preload_users(s.ingest, s.cfg.cache_max_users > 0 ? s.cfg.cache_max_users : CACHE_DEFAULT_MAX_USERS);
 
     for (;;) {
         struct timespec ts = {.tv_sec = 1};

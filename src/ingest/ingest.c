@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uthash.h>
 
 #include "base/alloc.h"
@@ -74,6 +75,8 @@ struct ingest {
     int n_preload;               /* entries in preload */
     int preload_next;            /* the next one to load */
     int preloaded;               /* users pre-loaded so far */
+    bool preloading;             /* ingest_preload_users asked and the pre-load has not ended (lock) */
+    pthread_cond_t preload_cond; /* signalled when the pre-load ends (CLOCK_MONOTONIC) */
 };
 
 /* Transaction IDs only matter while the sender's clients wait for their
@@ -831,6 +834,7 @@ void ingest_preload_users(struct ingest *ing, int max)
     if (max <= 0) return;
     pthread_mutex_lock(&ing->lock);
     ing->preload_want = max;
+    ing->preloading = true;
     pthread_cond_broadcast(&ing->cond);
     pthread_mutex_unlock(&ing->lock);
 }
@@ -843,6 +847,28 @@ static void preload_end(struct ingest *ing, const char *why)
     free(ing->preload);
     ing->preload = NULL;
     ing->n_preload = ing->preload_next = 0;
+    pthread_mutex_lock(&ing->lock);
+    ing->preloading = false;
+    pthread_cond_broadcast(&ing->preload_cond);
+    pthread_mutex_unlock(&ing->lock);
+}
+
+bool ingest_preload_wait(struct ingest *ing, int64_t budget_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += budget_ms / 1000;
+    ts.tv_nsec += (budget_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&ing->lock);
+    while (ing->preloading && !ing->stop && pthread_cond_timedwait(&ing->preload_cond, &ing->lock, &ts) == 0) {
+    }
+    bool done = !ing->preloading;
+    pthread_mutex_unlock(&ing->lock);
+    return done;
 }
 
 /* Reads the list to pre-load (want > 0), or loads its next user. Ingest
@@ -926,6 +952,11 @@ int ingest_new(struct ingest **out, struct db_pool *db, struct cache *cache, str
     ing->metrics = m;
     pthread_mutex_init(&ing->lock, NULL);
     pthread_cond_init(&ing->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ing->preload_cond, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&ing->thread, NULL, run, ing) != 0) {
         free(ing);
         return -1;
@@ -956,6 +987,7 @@ void ingest_stop(struct ingest *ing)
     ing->stop = true;
     ing->joined = true;
     pthread_cond_broadcast(&ing->cond);
+    pthread_cond_broadcast(&ing->preload_cond);
     pthread_mutex_unlock(&ing->lock);
     if (!joined) {
         pthread_join(ing->thread, NULL);
@@ -987,5 +1019,6 @@ void ingest_free(struct ingest *ing)
     }
     pthread_mutex_destroy(&ing->lock);
     pthread_cond_destroy(&ing->cond);
+    pthread_cond_destroy(&ing->preload_cond);
     free(ing);
 }

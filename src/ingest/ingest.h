@@ -99,5 +99,10 @@ void ingest_load_user_async(struct ingest *ing, const char *user_id);
  * user is evictable like any user without a connection. Call once, after
  * the pollers are resumed; max <= 0 does nothing. */
 void ingest_preload_users(struct ingest *ing, int max);
+/* Waits until the pre-load ingest_preload_users started has ended (every
+ * user of its list loaded or skipped, or the cache full), at most budget_ms.
+ * Returns whether it ended. Start-up calls it before listening, so the
+ * first requests after a restart find their users loaded. */
+bool ingest_preload_wait(struct ingest *ing, int64_t budget_ms);
 
 #endif

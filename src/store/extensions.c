@@ -47,6 +47,26 @@ int store_to_device_take(PGconn *c, const char *user_id, const char *device_id, 
     return 0;
 }
 
+int store_to_device_since_ok(PGconn *c, const char *user_id, const char *device_id, int64_t since, bool *ok,
+                             char **err)
+{
+    *ok = false;
+    char since_s[24];
+    snprintf(since_s, sizeof since_s, "%" PRId64, since);
+    const char *p[] = {user_id, device_id, since_s};
+    PGresult *r = db_exec(c, err,
+                          "SELECT COALESCE((SELECT unack_pos FROM syncv3_to_device_ack_pos WHERE user_id = $1 AND "
+                          "device_id = $2), 0) >= $3::bigint AND (EXISTS (SELECT 1 FROM syncv3_to_device_messages "
+                          "WHERE user_id = $1 AND device_id = $2 AND position = $3::bigint) OR NOT EXISTS (SELECT 1 "
+                          "FROM syncv3_to_device_messages WHERE user_id = $1 AND device_id = $2 AND position <= "
+                          "$3::bigint))",
+                          3, p);
+    if (!r) return -1;
+    *ok = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return 0;
+}
+
 void store_to_device_free(struct store_to_device *m, int n)
 {
     for (int i = 0; i < n; i++) free(m[i].json);

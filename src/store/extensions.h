@@ -26,6 +26,15 @@ struct store_to_device {
 int store_to_device_take(PGconn *c, const char *user_id, const char *device_id, int64_t since, int64_t limit,
                          struct store_to_device **out, int *n, char **err);
 void store_to_device_free(struct store_to_device *m, int n);
+/* Whether since can be a to-device since syncv3 handed this device out
+ * (each is the position of a message it sent the device, or one the client
+ * presented before): at most the device's delivered position, and either
+ * the device's own message is stored at since or none of its messages is
+ * stored at or below it (so acknowledging it deletes only messages it was
+ * sent in responses up to since). A since of another device's message, or
+ * past anything ever sent (a recreated database), is refused. */
+int store_to_device_since_ok(PGconn *c, const char *user_id, const char *device_id, int64_t since, bool *ok,
+                             char **err);
 
 /* One entry of a device-list bucket. */
 struct store_device_list {

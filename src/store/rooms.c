@@ -72,15 +72,22 @@ int store_user_rooms(PGconn *c, const char *user_id, struct store_user_room **ou
 {
     const char *p[] = {user_id};
     /* The join span starts at the first join after the user's last non-join
-     * membership, so profile changes do not move it. */
+     * membership, so profile changes do not move it. When the current join
+     * row began the user's run of join/invite rows (member_since, the
+     * common case: one join, no profile change since), that is the row
+     * itself and nothing more is read; only other rooms look back through
+     * the history (two index probes). MATERIALIZED: inlined, the span ran
+     * twice per room (for the join event and for the column). */
     PGresult *r = db_exec(
         c, err,
-        "WITH joined AS (SELECT s.room_id FROM syncv3_room_state s WHERE s.event_type = 'm.room.member' "
-        "  AND s.state_key = $1 AND s.end_nid IS NULL AND s.membership = 'join'), "
-        "spans AS (SELECT j.room_id, (SELECT min(h.start_nid) FROM syncv3_room_state h WHERE h.room_id = j.room_id "
+        "WITH joined AS MATERIALIZED (SELECT s.room_id, s.start_nid, s.member_since FROM syncv3_room_state s "
+        "  WHERE s.event_type = 'm.room.member' AND s.state_key = $1 AND s.end_nid IS NULL AND s.membership = "
+        "  'join'), "
+        "spans AS MATERIALIZED (SELECT j.room_id, CASE WHEN j.member_since = j.start_nid THEN j.start_nid ELSE "
+        "  (SELECT min(h.start_nid) FROM syncv3_room_state h WHERE h.room_id = j.room_id "
         "  AND h.event_type = 'm.room.member' AND h.state_key = $1 AND h.membership = 'join' AND h.start_nid > "
         "  COALESCE((SELECT max(h2.start_nid) FROM syncv3_room_state h2 WHERE h2.room_id = j.room_id AND "
-        "  h2.event_type = 'm.room.member' AND h2.state_key = $1 AND h2.membership <> 'join'), 0)) AS join_nid "
+        "  h2.event_type = 'm.room.member' AND h2.state_key = $1 AND h2.membership <> 'join'), 0)) END AS join_nid "
         "  FROM joined j) "
         "SELECT sp.room_id, false, sp.join_nid, COALESCE(e.origin_server_ts, 0), NULL, 0, "
         "  COALESCE(u.notification_count, 0), COALESCE(u.highlight_count, 0), a.data FROM spans sp "
@@ -139,21 +146,22 @@ int store_rooms_get(PGconn *c, const char *const *room_ids, int n_ids, struct st
     if (!r) goto out;
     /* Heroes: the earliest members of the current join/invite runs, so a
      * profile change or a newer member never reorders them. Only the six
-     * chosen member events are read; a profile field that is not a string
-     * counts as unset. Both look-ups are LATERAL with a LIMIT so that the
-     * plan is index probes per room whatever the table statistics say: right
-     * after a large first sync (before autovacuum has analysed the tables)
-     * the planner otherwise hash-joined the whole event table for one room. */
+     * chosen member events are read, each parsed once (the LATERAL with a
+     * LIMIT is not inlined, so its projection is computed once per hero); a
+     * profile field that is not a string counts as unset. Both look-ups are
+     * LATERAL with a LIMIT so that the plan is index probes per room whatever
+     * the table statistics say: right after a large first sync (before
+     * autovacuum has analysed the tables) the planner otherwise hash-joined
+     * the whole event table for one room. */
     h = db_exec(c, err,
-                "SELECT u.room_id, x.state_key, CASE WHEN json_typeof(e.event::json->'content'->'displayname') = "
-                "'string' THEN e.event::json->'content'->>'displayname' END, CASE WHEN "
-                "json_typeof(e.event::json->'content'->'avatar_url') = 'string' THEN "
-                "e.event::json->'content'->>'avatar_url' END FROM unnest($1::text[]) AS u(room_id) "
+                "SELECT u.room_id, x.state_key, CASE WHEN json_typeof(e.c->'displayname') = 'string' THEN "
+                "e.c->>'displayname' END, CASE WHEN json_typeof(e.c->'avatar_url') = 'string' THEN "
+                "e.c->>'avatar_url' END FROM unnest($1::text[]) AS u(room_id) "
                 "CROSS JOIN LATERAL (SELECT s.state_key, s.event_nid, COALESCE(s.member_since, s.start_nid) AS "
                 "since FROM syncv3_room_state s WHERE s.room_id = u.room_id AND s.event_type = 'm.room.member' "
                 "AND s.end_nid IS NULL AND s.membership IN ('join', 'invite') ORDER BY 3, 1 LIMIT 6) x "
-                "CROSS JOIN LATERAL (SELECT ev.event FROM syncv3_events ev WHERE ev.event_nid = x.event_nid "
-                "LIMIT 1) e ORDER BY u.room_id COLLATE \"C\", x.since, x.state_key",
+                "CROSS JOIN LATERAL (SELECT ev.event::json->'content' AS c FROM syncv3_events ev "
+                "WHERE ev.event_nid = x.event_nid LIMIT 1) e ORDER BY u.room_id COLLATE \"C\", x.since, x.state_key",
                 1, p);
     if (!h) goto out;
     b = db_exec(c, err,

@@ -524,16 +524,23 @@ static int td_run(const struct ext_env *env, struct ext_state *s, struct ext_res
             return 0;
         }
         /* The first to-device read of a device since this process started
-         * ignores the client's since: if the database was dropped and
-         * recreated, positions restarted at 1, and acknowledging the
-         * client's old (large) since would delete new messages unseen.
-         * Re-sending from 0 costs duplicates after a restart, never loss.
-         * The response keeps this since for later reads (live wakes). */
+         * checks the client's since against the store: one syncv3 handed
+         * this device out (before a restart) is honoured, so what it
+         * acknowledges is not sent again; any other (another device's, or
+         * past everything ever sent, as when the database was dropped and
+         * recreated and positions restarted at 1) reads from 0, since
+         * acknowledging it could delete messages unseen. Re-sending costs
+         * duplicates, never loss. The response keeps the since it used for
+         * later reads (live wakes). */
         if (!ext_registry_has(env->reg, env->user_id, env->device_id)) {
-            if (since)
-                LOG_INFO("ext", "%s/%s: first to-device read since start; ignoring since %" PRId64,
+            bool ok = false;
+            if (since && store_to_device_since_ok(pg, env->user_id, env->device_id, since, &ok, err) < 0) return -1;
+            if (since && !ok) {
+                LOG_INFO("ext", "%s/%s: first to-device read since start; since %" PRId64
+                                " was not handed out to this device: reading from 0",
                          env->user_id, env->device_id, since);
-            since = 0;
+                since = 0;
+            }
             first = true;
         }
     }

@@ -116,9 +116,10 @@ def test_to_device_not_lost_across_restart(proxy, db, alice):
     # the client never acknowledges; the proxy restarts
     proxy.restart()
     c.reset()
-    # the first to-device request after start ignores since (treated as 0):
-    # everything still stored is re-sent, nothing is deleted
-    resp = c.sync({"extensions": {"to_device": {"enabled": True, "since": td["next_batch"]}}})
+    # the first to-device request after start presents a since never handed out to this
+    # device (as after the database was recreated): it is treated as 0, everything still
+    # stored is re-sent, nothing is deleted
+    resp = c.sync({"extensions": {"to_device": {"enabled": True, "since": str(int(td["next_batch"]) + 1)}}})
     assert ext(resp, "to_device")["events"] == sent
     assert count_rows(db, "syncv3_to_device_messages") == 2
     # later requests (other connections too) honour since again

@@ -80,3 +80,41 @@ def test_the_pre_load_stops_at_the_cache_bound_most_recent_first(make_proxy, hs,
     assert c.sync(BODY)["rooms"] == {}
     time.sleep(1.5)
     assert metric_value(proxy.metrics()[1], "sliding_sync_cache_evictions_total", {"kind": "user"}) in (None, 0)
+
+
+def test_the_pre_load_ends_before_listening(proxy, alice):
+    c = stored(proxy, alice, "Alice's")
+    proxy.stop()
+    proxy.start()
+    log = proxy.stderr()  # this run's
+    assert "pre-loaded 1 of 1 users" in log and "listening on" in log
+    assert log.index("pre-loaded 1 of 1 users") < log.index("listening on"), log
+    assert c.sync(BODY)["rooms"] == {}
+    assert cache(proxy)[1] == 1, "her first request did not load her again"
+
+
+def test_a_loaded_users_timelines_start_at_the_current_join(proxy, alice, bob):
+    """Loading a user from the store (a first connection, as after a restart) finds each room's
+    join span: a plain join, a rejoin followed by a profile change, and an invite then a join.
+    Only bob's poller sees the rooms; alice's own poller returns nothing."""
+    A, B = alice.user_id, bob.user_id
+    plain, rejoined, invited = (F.new_room_id(n) for n in ("plain", "rejoined", "invited"))
+    jp, jr, prof, ji = F.join(A), F.join(A), F.join(A, displayname="Alice 2"), F.join(A)
+    timelines = {
+        plain: [jp, F.message(B, "p1")],
+        rejoined: [F.join(A), F.message(B, "r0"), F.leave(A), F.message(B, "r away"), jr, F.message(B, "r1"),
+                   prof, F.message(B, "r2")],
+        invited: [F.invite(B, A), F.message(B, "i0"), ji, F.message(B, "i1")],
+    }
+    bob.queue(F.sync_response(join={rid: F.joined_room(F.room_state(B, rid[1:6]), tl)
+                                    for rid, tl in timelines.items()}))
+    assert proxy.client(bob.token).sync({"lists": {"a": {"ranges": [[0, 9]]}}})["lists"]["a"]["count"] == 3
+    bob.wait_idle()
+    alice.queue(F.sync_response())
+    c = SimplifiedSync(proxy, alice.token)
+    rooms = c.sync({"conn_id": "spans", "lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 10}}})["rooms"]
+    got = {rid: [e["event_id"] for e in rooms[rid]["timeline"]] for rid in timelines}
+    want = {rid: [e["event_id"] for e in tl[tl.index(first):]]
+            for rid, tl, first in ((plain, timelines[plain], jp), (rejoined, timelines[rejoined], jr),
+                                   (invited, timelines[invited], ji))}
+    assert got == want
