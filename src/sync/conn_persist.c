@@ -1,9 +1,14 @@
 /* MSC4186 connections across restarts; see conn_persist.h. */
 #include "sync/conn_persist.h"
 
+#include <pthread.h>
+
 #include "store/connstate.h"
 #include "sync/conn_priv.h"
 #include "sync/m4186_sent.h"
+
+/* Serialises store_conn_replace (see write_change). */
+static pthread_mutex_t replace_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* What a connection remembers of its stored row. */
 struct conn_persist {
@@ -440,7 +445,13 @@ static int write_change(struct conn *c, struct conn_resp *resp, int64_t pos, cha
     if (rc == 0) {
         /* No row of this instance yet (or it was replaced): write it whole. */
         collect(c, resp, true, &w, &sents);
+        /* One replace at a time: two running at once (a new connection's
+         * first write comes after its response, so the client's next new
+         * connection may overlap it) would each keep the bounds as of its
+         * own snapshot and together leave one row too many. */
+        pthread_mutex_lock(&replace_lock);
         rc = store_conn_replace(pg, &w, CONN_MAX_PER_DEVICE, CONN_MAX_PER_USER, err);
+        pthread_mutex_unlock(&replace_lock);
         collect_free(&w, sents);
     } else if (rc == 1) {
         rc = 0;

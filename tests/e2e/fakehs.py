@@ -666,7 +666,11 @@ class FakeHomeserver:
             if not acct.queue:
                 acct.idle_at_served = acct.served
                 self._cond.notify_all()
-            while not acct.queue and not acct.revoked and not self._closing and gen == self._kick_gen:
+            # A long-poll of the same since may be answered by another request meanwhile (one of a
+            # proxy process that has since stopped, whose socket nobody reads any more): like a
+            # real homeserver, this one then gets the same data.
+            while (not acct.queue and not acct.revoked and not self._closing and gen == self._kick_gen
+                   and req.since not in acct.answers):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -678,11 +682,14 @@ class FakeHomeserver:
                 revoked = True
             else:
                 revoked = False
-                if acct.queue:
+                if req.since in acct.answers:
+                    item = acct.answers[req.since]
+                elif acct.queue:
                     item = acct.queue.popleft()
                     acct.served += 1
                     if item[0] is not None and item[0] != req.since:
                         acct.answers[req.since] = item
+                        self._cond.notify_all()
                 else:
                     nb = req.since if req.since is not None else "s%d" % acct.counter
                     item = (nb, json.dumps({"next_batch": nb}).encode())
