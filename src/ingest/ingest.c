@@ -855,14 +855,7 @@ static void preload_end(struct ingest *ing, const char *why)
 
 bool ingest_preload_wait(struct ingest *ing, int64_t budget_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += budget_ms / 1000;
-    ts.tv_nsec += (budget_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = clock_abs_in(CLOCK_MONOTONIC, budget_ms);
     pthread_mutex_lock(&ing->lock);
     while (ing->preloading && !ing->stop && pthread_cond_timedwait(&ing->preload_cond, &ing->lock, &ts) == 0) {
     }

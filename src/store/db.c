@@ -182,15 +182,7 @@ static PGconn *connect_new(const char *conninfo, int timeout_ms, char **err)
 /* The CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
 static struct timespec abs_in(int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
+    return clock_abs_in(CLOCK_REALTIME, ms);
 }
 
 /* Whether a waiter lacks a connection the pool may still open. Lock held. */
