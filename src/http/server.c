@@ -777,6 +777,16 @@ static void server_free(struct http_server *s)
     free(s);
 }
 
+/* Once shutdown has begun, a new connection is closed as soon as it is
+ * accepted; the ones already open are drained by http_server_stop. */
+static enum MHD_Result on_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    const struct http_server *s = cls;
+    return atomic_load(&s->shutting_down) ? MHD_NO : MHD_YES;
+}
+
 int http_server_start(struct http_server **out, const struct http_listen_opts *opts,
                       const struct http_route *routes, size_t n_routes)
 {
@@ -867,7 +877,7 @@ int http_server_start(struct http_server **out, const struct http_listen_opts *o
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (tls) flags |= MHD_USE_TLS;
     s->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        flags, 0, on_accept_policy, s, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opts->pool_threads ? opts->pool_threads : DEFAULT_POOL_THREADS),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNECTIONS),
@@ -902,7 +912,9 @@ void http_server_stop(struct http_server *s)
     s->stopping = true; /* the timer thread now ends every park at once */
     pthread_cond_signal(&s->tcond);
     pthread_mutex_unlock(&s->tmu);
-    MHD_quiesce_daemon(s->d); /* returns our listen_fd, which we close after the daemon stops */
+    /* New connections are refused by on_accept_policy from here on. We do
+     * not quiesce: MHD_quiesce_daemon races the pool threads' epoll sets
+     * and can abort the process ("Failed to remove listen FD"). */
 
     /* Every handler answers once woken; a suspended connection must not
      * survive into MHD_stop_daemon, so wait for all of them. */
@@ -922,7 +934,8 @@ void http_server_stop(struct http_server *s)
         if (pthread_cond_timedwait(&s->acond, &s->amu, &until) == ETIMEDOUT) break;
     pthread_mutex_unlock(&s->amu);
 
-    MHD_stop_daemon(s->d);
+    MHD_stop_daemon(s->d); /* closes the listen socket it was given */
     s->d = NULL;
+    s->listen_fd = -1;
     server_free(s);
 }
