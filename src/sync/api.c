@@ -9,6 +9,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/config.h"
+#include "base/defer.h"
 #include "base/log.h"
 #include "cache/cache.h"
 #include "ingest/ingest.h"
@@ -31,6 +32,9 @@
 #define LOAD_WAIT_MS 30000
 /* Live updates folded into one response at most. */
 #define DRAIN_MAX 100
+/* Ended requests waiting for the finisher thread at most; past it a request
+ * is finished in its own thread. */
+#define FINISH_MAX_QUEUED 1024
 
 struct sync_api {
     struct sync_api_deps d;        /* services */
@@ -40,6 +44,7 @@ struct sync_api {
     struct auth *auth;             /* tokens, devices, pollers */
     pthread_mutex_t lock;          /* guards last_tick_ms */
     int64_t last_tick_ms;          /* last housekeeping */
+    struct defer *finisher;        /* finishes ended requests (req_state_finish) */
 };
 
 enum phase { PH_START, PH_AUTH, PH_WAIT_DEVICE, PH_LOAD, PH_PARKED };
@@ -100,10 +105,30 @@ static void count_parked(struct req_state *s, enum phase ph)
     s->counted = ph;
 }
 
-static void req_state_free(void *p)
+/* The part of finishing a request that can wait: storing a new
+ * connection's first state, and freeing what the request held (the
+ * connection it replaced may hold thousands of rooms). */
+static void req_state_finish(void *p)
 {
     struct req_state *s = p;
     if (s->conn) conn_settle(s->conn);
+    auth_req_release(&s->auth);
+    sync_req_release(&s->req);
+    free(s->canonical);
+    json_decref(s->msc4186);
+    conn_saved_free(s->saved);
+    conn_resp_free(s->resp);
+    conn_unref(s->conn);
+    conn_unref(s->replaced);
+    free(s);
+}
+
+/* When the request has ended (its response sent, or the client gone). What
+ * touches the HTTP request or its wait entry happens here; the rest on the
+ * finisher thread, so the client's next request does not wait for it. */
+static void req_state_free(void *p)
+{
+    struct req_state *s = p;
     if (trace_on) trace_request(s);
     /* Over 50 s is slow (the Go proxy's mark); a long-poll with a longer timeout counts too. */
     int64_t ms = clock_mono_ms() - s->start_ms;
@@ -114,15 +139,8 @@ static void req_state_free(void *p)
     }
     waitlist_remove(s->api->waits, &s->wait);
     count_parked(s, PH_START);
-    auth_req_release(&s->auth);
-    sync_req_release(&s->req);
-    free(s->canonical);
-    json_decref(s->msc4186);
-    conn_saved_free(s->saved);
-    conn_resp_free(s->resp);
-    conn_unref(s->conn);
-    conn_unref(s->replaced);
-    free(s);
+    s->http = NULL; /* freed once this returns */
+    defer_run(s->api->finisher, req_state_finish, s);
 }
 
 /* Parks the request in phase ph until a wake or deadline. */
@@ -180,6 +198,7 @@ int sync_api_new(struct sync_api **out, const struct sync_api_deps *deps)
     auth_new(&api->auth, &ad);
     pthread_mutex_init(&api->lock, NULL);
     api->last_tick_ms = clock_mono_ms();
+    api->finisher = defer_new("syncv3-finish", FINISH_MAX_QUEUED);
     struct ingest_hooks hooks = {api, on_device, on_loaded, on_superseded};
     ingest_set_hooks(deps->ingest, &hooks);
     *out = api;
@@ -189,6 +208,7 @@ int sync_api_new(struct sync_api **out, const struct sync_api_deps *deps)
 void sync_api_free(struct sync_api *api)
 {
     if (!api) return;
+    defer_free(api->finisher); /* the server has stopped: no request ends any more */
     conn_map_free(api->conns);
     ext_registry_free(api->ctx.ext);
     auth_free(api->auth);

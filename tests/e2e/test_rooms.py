@@ -144,7 +144,11 @@ def test_required_state_matching(proxy, alice, bob):
     A, B = alice.user_id, bob.user_id
     rid = F.new_room_id()
     st = F.room_state(A, "Stateful") + [F.topic(A, "things"), F.join(B, displayname="Bob"),
-                                         F.state("m.custom", "k1", A, {"v": 1})]
+                                         F.state("m.custom", "k1", A, {"v": 1}),
+                                         # spelled together, these read as ("m.custom", "k1") and
+                                         # ("m.custom:", "k1"): a pattern must never match them
+                                         F.state("m.custo", "mk1", A, {"v": 2}),
+                                         F.state("m.custom:", "k1", A, {"v": 3})]
     by_pair = {(e["type"], e["state_key"]): e for e in st}
     alice.queue(F.sync_response(join={rid: F.joined_room(st, [F.message(B, "hi")])}))
     everything = set(by_pair)
@@ -159,6 +163,10 @@ def test_required_state_matching(proxy, alice, bob):
         ([["m.room.topic", ""], ["m.room.nonexistent", ""]], {("m.room.topic", "")}),
         ([["m.custom", "k1"], ["m.room.create", ""]], {("m.custom", "k1"), ("m.room.create", "")}),
         ([["m.custom", "*"]], {("m.custom", "k1")}),
+        ([["m.custom", "k1"]], {("m.custom", "k1")}),
+        ([["m.custo", "mk1"], ["m.custom:", "k1"]], {("m.custo", "mk1"), ("m.custom:", "k1")}),
+        ([["*", "k1"]], {("m.custom", "k1"), ("m.custom:", "k1")}),
+        ([["*", "k1"], ["m.custom", "*"], ["m.custom", "k1"]], {("m.custom", "k1"), ("m.custom:", "k1")}),
     ]
     c = proxy.client(alice.token)
     for i, (req, want) in enumerate(cases):
