@@ -162,6 +162,7 @@ static void shutdown_all(struct server *s)
     /* Stop accepting and answer parked requests first, then stop polling,
      * then let ingest finish the response it is applying. */
     http_server_stop(s->http);
+    sync_api_finish_ended(s->api); /* while ingest, the pollers and the store still run */
     prom_server_stop(s->prom);
     pprof_server_stop(s->pprof);
     ingest_stop(s->ingest);

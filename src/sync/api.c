@@ -140,7 +140,10 @@ static void req_state_free(void *p)
     waitlist_remove(s->api->waits, &s->wait);
     count_parked(s, PH_START);
     s->http = NULL; /* freed once this returns */
-    defer_run(s->api->finisher, req_state_finish, s);
+    if (s->api->finisher)
+        defer_run(s->api->finisher, req_state_finish, s);
+    else
+        req_state_finish(s);
 }
 
 /* Parks the request in phase ph until a wake or deadline. */
@@ -205,10 +208,17 @@ int sync_api_new(struct sync_api **out, const struct sync_api_deps *deps)
     return 0;
 }
 
+void sync_api_finish_ended(struct sync_api *api)
+{
+    if (!api) return;
+    defer_free(api->finisher);
+    api->finisher = NULL;
+}
+
 void sync_api_free(struct sync_api *api)
 {
     if (!api) return;
-    defer_free(api->finisher); /* the server has stopped: no request ends any more */
+    sync_api_finish_ended(api);
     conn_map_free(api->conns);
     ext_registry_free(api->ctx.ext);
     auth_free(api->auth);

@@ -29,6 +29,11 @@ struct sync_api_deps {
 
 /* Creates the API and installs its hooks in deps->ingest. */
 int sync_api_new(struct sync_api **out, const struct sync_api_deps *deps);
+/* Finishes every ended request still queued for the finisher thread
+ * (stored first states, freed connections) and stops that thread; later
+ * ends are finished in their own thread. Call once the HTTP server has
+ * stopped, before ingest and the pollers stop. */
+void sync_api_finish_ended(struct sync_api *api);
 /* Frees it once nothing calls it any more: after the HTTP server, the poller
  * set and ingest (whose hooks point here) have stopped. */
 void sync_api_free(struct sync_api *api);
