@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "base/alloc.h"
 
@@ -108,6 +108,15 @@ void rs_matcher_init(struct rs_matcher *m, const struct rs_pair *pairs, size_t n
             add(&m->h_explicit, type, strlen(type));
         }
     }
+}
+
+bool rs_pairs_equal(const struct rs_pair *a, size_t na, const struct rs_pair *b, size_t nb)
+{
+    if (na != nb) return false;
+    if (a == b) return true;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i].type, b[i].type) != 0 || strcmp(a[i].key, b[i].key) != 0) return false;
+    return true;
 }
 
 void rs_matcher_release(struct rs_matcher *m)

@@ -64,6 +64,9 @@ struct rs_matcher {
 void rs_matcher_init(struct rs_matcher *m, const struct rs_pair *pairs, size_t n,
                      const char *user_id);
 void rs_matcher_release(struct rs_matcher *m);
+/* Whether two pair arrays are the same pairs in the same order (then one
+ * matcher serves both). */
+bool rs_pairs_equal(const struct rs_pair *a, size_t na, const struct rs_pair *b, size_t nb);
 
 /* Whether the state event (type, state_key) is to be returned. Lazy members
  * are not covered: the caller adds them when m->lazy_members is set. */

@@ -3,7 +3,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "base/alloc.h"
 #include "base/log.h"
@@ -341,7 +341,8 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     int rc = -1;
     const char **ids = NULL, **types = NULL, **keys = NULL;
     struct store_tl *states = NULL;
-    struct rs_matcher *matchers = NULL;
+    struct rs_matcher *matchers = NULL; /* matchers[owner[i]] is order[i]'s */
+    int *owner = NULL;
     struct rs_seen *seen = NULL, *se, *st_tmp;
     if (store_timelines(c, tl_reqs, n_tl, tls, err) < 0) goto out;
     for (int i = 0; i < n_tl; i++) {
@@ -352,6 +353,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
      * (plus lazy members of timeline senders, each pair once), filtered
      * per room after. */
     matchers = xcalloc((size_t)n, sizeof *matchers);
+    owner = xcalloc((size_t)n, sizeof *owner);
     size_t cap = 16, np = 0;
     types = xcalloc(cap, sizeof *types);
     keys = xcalloc(cap, sizeof *keys);
@@ -359,8 +361,14 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     int n_ids = 0;
     for (int i = 0; i < n; i++) {
         r = order[i];
-        rs_matcher_init(&matchers[i], r->params.rs, r->params.n_rs, user_id);
-        r->lazy = matchers[i].lazy_members;
+        /* Rooms of one list have the same pairs: they share its matcher. */
+        int same = i > 0 && rs_pairs_equal(order[i - 1]->params.rs, order[i - 1]->params.n_rs, r->params.rs,
+                                           r->params.n_rs)
+                       ? owner[i - 1]
+                       : i;
+        owner[i] = same;
+        if (same == i) rs_matcher_init(&matchers[i], r->params.rs, r->params.n_rs, user_id);
+        r->lazy = matchers[same].lazy_members;
         if (!r->params.n_rs) continue;
         ids[n_ids++] = r->room_id;
         for (size_t j = 0; j < r->params.n_rs + r->tl.n; j++) {
@@ -371,7 +379,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
                 if (strcmp(kk, RS_LAZY) == 0) continue;
                 if (strcmp(kk, RS_ME) == 0) kk = user_id;
             } else {
-                if (!matchers[i].lazy_members) break;
+                if (!matchers[same].lazy_members) break;
                 t = "m.room.member";
                 kk = r->tl.events[j - r->params.n_rs]->sender;
             }
@@ -389,8 +397,9 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
             int kept = 0;
             for (int e = 0; e < st->n; e++) {
                 struct event *ev = st->events[e];
-                bool keep = rs_match(&matchers[i], ev->type, ev->state_key ? ev->state_key : "");
-                if (!keep && matchers[i].lazy_members && strcmp(ev->type, "m.room.member") == 0) {
+                const struct rs_matcher *m = &matchers[owner[i]];
+                bool keep = rs_match(m, ev->type, ev->state_key ? ev->state_key : "");
+                if (!keep && m->lazy_members && strcmp(ev->type, "m.room.member") == 0) {
                     for (int t = 0; t < r->tl.n && !keep; t++)
                         keep = ev->state_key && strcmp(r->tl.events[t]->sender, ev->state_key) == 0;
                 }
@@ -412,8 +421,10 @@ out:
         free(se);
     }
     if (matchers)
-        for (int i = 0; i < n; i++) rs_matcher_release(&matchers[i]);
+        for (int i = 0; i < n; i++)
+            if (owner[i] == i) rs_matcher_release(&matchers[i]);
     free(matchers);
+    free(owner);
     if (states)
         for (int i = 0; i < n_ids; i++) store_tl_release(&states[i]);
     free(states);

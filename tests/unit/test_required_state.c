@@ -131,6 +131,22 @@ static void test_exclusions(void **state)
     rs_matcher_release(&m);
 }
 
+static void test_pairs_equal(void **state)
+{
+    (void)state;
+    struct rs_pair a[] = {P("m.room.name", ""), P("m.room.member", "$LAZY")};
+    struct rs_pair b[] = {P("m.room.name", ""), P("m.room.member", "$LAZY")};
+    struct rs_pair swapped[] = {P("m.room.member", "$LAZY"), P("m.room.name", "")};
+    /* Type and key boundaries differ although the concatenations agree. */
+    struct rs_pair shifted[] = {P("m.room.nam", "e"), P("m.room.member", "$LAZY")};
+    assert_true(rs_pairs_equal(a, 2, a, 2));
+    assert_true(rs_pairs_equal(a, 2, b, 2));
+    assert_true(rs_pairs_equal(a, 0, NULL, 0));
+    assert_false(rs_pairs_equal(a, 2, b, 1));
+    assert_false(rs_pairs_equal(a, 2, swapped, 2));
+    assert_false(rs_pairs_equal(a, 2, shifted, 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_all_state),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_exclusions),
+        cmocka_unit_test(test_pairs_equal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
