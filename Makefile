@@ -51,7 +51,10 @@ install: $(BUILD)/syncv3
 $(BUILD)/syncv3: $(BUILD)/src/main.o $(BUILD)/libsyncv3.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Every table must hash alike (src/base/hash.h): only that header includes uthash.
 $(BUILD)/libsyncv3.a: $(OBJS)
+	@! grep -l '^#include <uthash.h>' $(SRCS) $(wildcard src/*/*.h) $(UNIT_SRCS) | grep -vx 'src/base/hash.h' || \
+	  (echo "include \"base/hash.h\", not <uthash.h>, in the files above" && false)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/%.o: %.c

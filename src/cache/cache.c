@@ -3,7 +3,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -663,6 +663,8 @@ static void user_put_room(struct cache *c, struct user_entry *u, struct store_us
         .meta = sr->invite ? NULL : room_meta_ref(re->meta),
     };
     atomic_init(&r->refs, 1);
+    r->room_id_len = strlen(r->room_id);
+    r->room_hash = hash_bytes(r->room_id, r->room_id_len);
     if (sr->tags_json) {
         set_tags(r, sr->tags_json);
     } else if (e->r) {

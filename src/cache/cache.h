@@ -84,6 +84,8 @@ struct cache_listener {
 struct user_room {
     atomic_int refs;      /* references */
     char *room_id;        /* the room */
+    size_t room_id_len;   /* strlen(room_id) */
+    uint32_t room_hash;   /* hash_bytes(room_id) (base/hash.h): given to the tables keyed by it */
     bool invite;          /* invited, not joined */
     int64_t join_nid;     /* start of the join span */
     int64_t join_ts;      /* its timestamp */

@@ -2,7 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "base/alloc.h"
 #include "base/buf.h"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <uthash.h>
+#include "base/hash.h"
 #include <unistd.h>
 
 #include "base/alloc.h"

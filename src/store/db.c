@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include <libpq-events.h>
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "base/alloc.h"
 #include "base/clock.h"

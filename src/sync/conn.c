@@ -24,8 +24,12 @@ static struct conn *conn_new(struct sync_ctx *ctx, const char *user_id, const ch
 }
 
 /* Forgets a list's per-room recency under bump_event_types. */
-void conn_bump_clear(struct clist *l)
+void conn_bump_clear(struct conn *c, struct clist *l)
 {
+    if (c->bump_list == l) {
+        c->bump_list = NULL;
+        for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) cr->has_bump = false;
+    }
     /* The table goes in one piece; the entries are then freed along their
      * own links, which HASH_CLEAR leaves alone. */
     struct bump_ts *b = l->bump, *next;
@@ -39,9 +43,9 @@ void conn_bump_clear(struct clist *l)
     l->bump_block_len = 0;
 }
 
-void conn_clist_free(struct clist *l)
+void conn_clist_free(struct conn *c, struct clist *l)
 {
-    conn_bump_clear(l);
+    conn_bump_clear(c, l);
     sync_list_free(l->l);
     free(l->key);
     free(l);
@@ -81,11 +85,12 @@ static void conn_destroy(struct conn *c)
     /* Every path that ends a connection unregisters it first; this is the
      * last guard against the ingest thread calling into freed memory. */
     stop_listening(c);
+    c->bump_list = NULL; /* the rooms go too: nothing to reset in them */
     struct clist *l, *lt;
     HASH_ITER(hh, c->lists, l, lt)
     {
         HASH_DEL(c->lists, l);
-        conn_clist_free(l);
+        conn_clist_free(c, l);
     }
     struct cspace *sp, *spt;
     HASH_ITER(hh, c->spaces, sp, spt)

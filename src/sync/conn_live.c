@@ -164,7 +164,7 @@ static void live_event(struct conn *c, struct conn_resp *r, struct cache_update 
     for (struct clist *cl = c->lists; cl; cl = cl->hh.next) {
         struct sync_req_list *rl = conn_muxed_list(c, cl->key);
         if (rl && conn_has_bump_types(rl) && !cr->ur->invite && conn_strv_has(&rl->bump_event_types, ev->type))
-            conn_bump_set(cl, u->room_id, ev->ts);
+            conn_bump_set(c, cl, cr, ev->ts);
     }
     conn_relist_room(c, r, u->room_id, joined_now);
     if (joined_now) room_joined(c, r, cr);

@@ -386,7 +386,7 @@ static int drop_lists(struct conn *c, json_t *gone, char **err)
         HASH_FIND_STR(c->lists, key, cl);
         if (!cl) continue;
         HASH_DEL(c->lists, cl);
-        conn_clist_free(cl);
+        conn_clist_free(c, cl);
     }
     json_decref(t);
     return 0;

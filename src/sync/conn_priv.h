@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -40,6 +40,8 @@ struct croom {
     bool lazy;             /* last snapshot asked for lazy members: live senders get theirs */
     struct lazy_member *lazy_sent; /* members already sent (never cleared; behaviour.md "Lazy members") */
     int64_t ts;            /* timestamp last sent under bump_event_types (docs/behaviour.md, "Timestamps") */
+    int64_t bump;          /* recency in conn.bump_list, when has_bump */
+    bool has_bump;         /* bump is set */
     bool in_block;         /* part of conn.room_block, not allocated alone */
     UT_hash_handle hh;     /* in conn.rooms */
 };
@@ -95,6 +97,8 @@ struct conn {
     struct clist *lists;           /* key -> sorted rooms */
     struct croom *rooms;           /* room_id -> view */
     struct croom *room_block;      /* the views load_rooms made, one allocation */
+    struct clist *bump_list;       /* the list with bump_event_types whose per-room recency is kept in
+                                    * the rooms (croom.bump) instead of its own table; NULL: none */
     struct cspace *spaces;         /* spaces named by filters -> their children, kept live */
     int64_t pos;                   /* stream position the view reflects */
     int64_t next_pos;              /* last pos handed out */
@@ -194,8 +198,8 @@ void conn_persist_flush(struct conn *c);
 void conn_queued_sub(struct conn *c, int n);
 
 /* Forgets a list's per-room recency under bump_event_types. */
-void conn_bump_clear(struct clist *l);
-void conn_clist_free(struct clist *l);
+void conn_bump_clear(struct conn *c, struct clist *l);
+void conn_clist_free(struct conn *c, struct clist *l);
 /* An own message event is shown with its transaction ID once this device's
  * upstream sync has shown it (a CU_TXN, right after the event when this
  * device's poller stored it; later when another poller did): until then the
@@ -217,7 +221,7 @@ bool conn_joined(struct conn *c, const char *room_id);
  * (state events are). */
 bool conn_ignored_message(struct conn *c, const struct event *ev);
 bool conn_has_bump_types(const struct sync_req_list *rl);
-void conn_bump_set(struct clist *cl, const char *room_id, int64_t ts);
+void conn_bump_set(struct conn *c, struct clist *cl, struct croom *cr, int64_t ts);
 struct sync_req_list *conn_muxed_list(struct conn *c, const char *key);
 /* Points the room at a new view (taking the caller's reference). The hash
  * key is the view's room ID string, so the entry is re-keyed. */

@@ -143,21 +143,29 @@ bool conn_has_bump_types(const struct sync_req_list *rl)
     return rl->has_bump_event_types && rl->bump_event_types.n > 0;
 }
 
-static struct bump_ts *bump_get(struct clist *cl, const char *room_id)
+/* A list's recency values are kept in the rooms for one list of the
+ * connection (conn.bump_list, the first with bump_event_types: a client
+ * rarely has more), in the list's own table for the others. */
+static struct bump_ts *bump_entry(struct clist *cl, const struct user_room *ur)
 {
     struct bump_ts *b;
-    HASH_FIND_STR(cl->bump, room_id, b);
+    HASH_FIND_BYHASHVALUE(hh, cl->bump, ur->room_id, ur->room_id_len, ur->room_hash, b);
     return b;
 }
 
-void conn_bump_set(struct clist *cl, const char *room_id, int64_t ts)
+void conn_bump_set(struct conn *c, struct clist *cl, struct croom *cr, int64_t ts)
 {
-    struct bump_ts *b = bump_get(cl, room_id);
+    if (c->bump_list == cl) {
+        cr->bump = ts;
+        cr->has_bump = true;
+        return;
+    }
+    const struct user_room *ur = cr->ur;
+    struct bump_ts *b = bump_entry(cl, ur);
     if (!b) {
-        size_t len = strlen(room_id);
-        b = xcalloc(1, sizeof *b + len + 1);
-        memcpy(b->room_id, room_id, len + 1);
-        HASH_ADD_KEYPTR(hh, cl->bump, b->room_id, len, b);
+        b = xcalloc(1, sizeof *b + ur->room_id_len + 1);
+        memcpy(b->room_id, ur->room_id, ur->room_id_len + 1);
+        HASH_ADD_KEYPTR_BYHASHVALUE(hh, cl->bump, b->room_id, ur->room_id_len, ur->room_hash, b);
     }
     b->ts = ts;
 }
@@ -169,24 +177,30 @@ static size_t bump_entry_size(size_t len)
     return (sz + a - 1) / a * a;
 }
 
-/* Adds the recency of n rooms to a list that has none yet, all entries in
- * one allocation (a first request of a large account otherwise spends much
- * of its time allocating them, and freeing them when it is replaced). The
- * entries keep the order of ids, the order rebuild_list walks them in. */
-static void bump_fill(struct clist *cl, const char *const *ids, const int64_t *ts, size_t n)
+/* Adds the recency of n rooms to a list that has none yet: in the rooms when
+ * no list keeps its values there yet, else in the list's table, all entries
+ * in one allocation (a first request of a large account otherwise spends
+ * much of its time allocating them, and freeing them when it is replaced).
+ * The entries keep the order of crs, the order rebuild_list walks them in. */
+static void bump_fill(struct conn *c, struct clist *cl, struct croom *const *crs, const int64_t *ts, size_t n)
 {
+    if (!c->bump_list) {
+        c->bump_list = cl;
+        for (size_t i = 0; i < n; i++) crs[i]->bump = ts[i], crs[i]->has_bump = true;
+        return;
+    }
     size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += bump_entry_size(strlen(ids[i]));
+    for (size_t i = 0; i < n; i++) total += bump_entry_size(crs[i]->ur->room_id_len);
     cl->bump_block = xcalloc(total ? total : 1, 1);
     cl->bump_block_len = total;
     char *p = cl->bump_block;
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(ids[i]);
+        const struct user_room *ur = crs[i]->ur;
         struct bump_ts *b = (struct bump_ts *)(void *)p;
-        memcpy(b->room_id, ids[i], len + 1);
+        memcpy(b->room_id, ur->room_id, ur->room_id_len + 1);
         b->ts = ts[i];
-        HASH_ADD_KEYPTR(hh, cl->bump, b->room_id, len, b);
-        p += bump_entry_size(len);
+        HASH_ADD_KEYPTR_BYHASHVALUE(hh, cl->bump, b->room_id, ur->room_id_len, ur->room_hash, b);
+        p += bump_entry_size(ur->room_id_len);
     }
 }
 
@@ -200,19 +214,26 @@ static struct sync_list_keys keys_of(struct conn *c, struct clist *cl, struct cr
     const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
     int64_t recency = cr->ur->invite ? cr->ur->invite_ts : (m ? m->latest_ts : 0);
     if (!cr->ur->invite && conn_has_bump_types(rl)) {
-        /* hint: the entry after the one the previous room found, which is
-         * this room's when the entries were added in the rooms' order. */
-        struct bump_ts *b = hint && *hint && !strcmp((*hint)->room_id, cr->ur->room_id) ? *hint
-                                                                                      : bump_get(cl, cr->ur->room_id);
-        if (hint && b) *hint = b->hh.next;
-        if (b)
-            recency = b->ts;
-        else
-            conn_bump_set(cl, cr->ur->room_id, recency > cr->ur->join_ts ? recency : cr->ur->join_ts);
+        bool found = false;
+        if (c->bump_list == cl) {
+            found = cr->has_bump;
+            if (found) recency = cr->bump;
+        } else {
+            /* hint: the entry after the one the previous room found, which
+             * is this room's when the entries were added in the rooms' order. */
+            struct bump_ts *b = hint && *hint && !strcmp((*hint)->room_id, cr->ur->room_id) ? *hint
+                                                                                          : bump_entry(cl, cr->ur);
+            if (hint && b) *hint = b->hh.next;
+            found = b != NULL;
+            if (found) recency = b->ts;
+        }
+        if (!found) conn_bump_set(c, cl, cr, recency > cr->ur->join_ts ? recency : cr->ur->join_ts);
     }
     if (!cr->ur->invite && cr->ur->join_ts > recency) recency = cr->ur->join_ts;
     return (struct sync_list_keys){
         .room_id = cr->ur->room_id,
+        .room_id_len = cr->ur->room_id_len,
+        .hash = cr->ur->room_hash,
         .recency = recency,
         .name = sorts_by_name(rl) ? conn_croom_name(c, cr) : NULL,
         .notification_count = cr->ur->notif,
@@ -229,14 +250,14 @@ static struct sync_list_keys keys_of(struct conn *c, struct clist *cl, struct cr
  * frozen values go, so a later change freezes afresh. */
 static void bump_refreeze(struct conn *c, struct clist *cl, const struct sync_req_list *rl)
 {
-    conn_bump_clear(cl);
+    conn_bump_clear(c, cl);
     if (!conn_has_bump_types(rl)) return;
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
         if (cr->ur->invite) continue;
         const struct sync_list_room *lr = sync_list_get(cl->l, cr->ur->room_id);
         const struct store_room *m = cr->ur->meta ? &cr->ur->meta->r : NULL;
         int64_t ts = lr ? lr->recency : (m ? m->latest_ts : 0);
-        conn_bump_set(cl, cr->ur->room_id, ts > cr->ur->join_ts ? ts : cr->ur->join_ts);
+        conn_bump_set(c, cl, cr, ts > cr->ur->join_ts ? ts : cr->ur->join_ts);
     }
 }
 
@@ -267,7 +288,7 @@ void conn_croom_set(struct conn *c, struct croom *cr, struct user_room *ur)
         user_room_unref(cr->ur);
     }
     cr->ur = ur;
-    HASH_ADD_KEYPTR(hh, c->rooms, ur->room_id, strlen(ur->room_id), cr);
+    HASH_ADD_KEYPTR_BYHASHVALUE(hh, c->rooms, ur->room_id, ur->room_id_len, ur->room_hash, cr);
     free(cr->name);
     cr->name = NULL;
 }
@@ -477,7 +498,7 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
     size_t n = HASH_COUNT(c->rooms), k = 0, m = 0;
     /* all_*: every joined room, in the rooms' order; ids/after/ts/at: the
      * ones the store answers (at: their index in all_*). */
-    const char **all_ids = xcalloc(n ? n : 1, sizeof *all_ids);
+    struct croom **all_cr = xcalloc(n ? n : 1, sizeof *all_cr);
     int64_t *all_ts = xcalloc(n ? n : 1, sizeof *all_ts);
     const char **ids = xcalloc(n ? n : 1, sizeof *ids);
     int64_t *after = xcalloc(n ? n : 1, sizeof *after);
@@ -487,7 +508,7 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
     for (struct croom *cr = c->rooms; cr; cr = cr->hh.next) {
         if (cr->ur->invite) continue;
         int64_t t = cached && cr->ur->meta ? store_bump_ts(&cr->ur->meta->r.bump, cr->ur->join_nid, c->pos) : -1;
-        all_ids[m] = cr->ur->room_id;
+        all_cr[m] = cr;
         all_ts[m] = t > cr->ur->join_ts ? t : cr->ur->join_ts;
         if (t < 0) {
             at[k] = m;
@@ -508,12 +529,12 @@ static int load_bump(struct conn *c, struct clist *cl, const struct sync_req_lis
         for (size_t i = 0; i < k; i++)
             if (ts[i] > all_ts[at[i]]) all_ts[at[i]] = ts[i];
     }
-    if (!cl->bump)
-        bump_fill(cl, all_ids, all_ts, m);
+    if (!cl->bump && c->bump_list != cl)
+        bump_fill(c, cl, all_cr, all_ts, m);
     else
-        for (size_t i = 0; i < m; i++) conn_bump_set(cl, all_ids[i], all_ts[i]);
+        for (size_t i = 0; i < m; i++) conn_bump_set(c, cl, all_cr[i], all_ts[i]);
 out:
-    free(all_ids);
+    free(all_cr);
     free(all_ts);
     free(ids);
     free(after);
@@ -601,7 +622,7 @@ int conn_apply_request(struct conn *c, const struct sync_req *req, struct conn_r
         if (d->deleted) {
             if (cl) {
                 HASH_DEL(c->lists, cl);
-                conn_clist_free(cl);
+                conn_clist_free(c, cl);
             }
             continue;
         }

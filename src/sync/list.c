@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/hash.h"
 #include "sync/roomname.h"
 
 static const char *const sort_names[] = {
@@ -80,28 +81,6 @@ void sync_list_free(struct sync_list *l)
  * pointers instead of uthash's chained buckets: a lookup touches one cache
  * line of slots and then the entry, and sync_list_upsert_many sizes the
  * table once instead of rehashing as it grows. */
-
-/* Hash of the len bytes of s, eight at a time (room IDs are 20-60 bytes),
- * with a final mix so that the low bits, which pick the slot, depend on
- * every byte. */
-static uint32_t hash_id(const char *s, size_t len)
-{
-    const uint64_t mul = 0xff51afd7ed558ccdu;
-    uint64_t h = 0x9e3779b97f4a7c15u ^ len;
-    for (; len >= 8; s += 8, len -= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * mul;
-        h ^= h >> 32;
-    }
-    uint64_t w = 0;
-    memcpy(&w, s, len);
-    h = (h ^ w) * mul;
-    h ^= h >> 33;
-    h *= mul;
-    h ^= h >> 33;
-    return (uint32_t)h;
-}
 
 /* The entry for id (hash h), or NULL with *free_slot (if not NULL) = the
  * free slot where it would go. The index must have slots. */
@@ -313,7 +292,7 @@ const char *sync_list_room_at(const struct sync_list *l, int64_t i)
 
 const struct sync_list_room *sync_list_get(const struct sync_list *l, const char *room_id)
 {
-    return index_find(l, room_id, hash_id(room_id, strlen(room_id)));
+    return index_find(l, room_id, hash_bytes(room_id, strlen(room_id)));
 }
 
 int64_t sync_list_index_of(const struct sync_list *l, const char *room_id)
@@ -359,8 +338,8 @@ static void take_out(struct sync_list *l, size_t i)
 void sync_list_upsert(struct sync_list *l, const struct sync_list_keys *k, int64_t *from,
                       int64_t *to)
 {
-    size_t len = strlen(k->room_id), slot;
-    uint32_t h = hash_id(k->room_id, len);
+    size_t len = k->room_id_len ? k->room_id_len : strlen(k->room_id), slot;
+    uint32_t h = k->room_id_len ? k->hash : hash_bytes(k->room_id, len);
     index_reserve(l, l->n + 1);
     struct sync_list_room *r = index_lookup(l, k->room_id, h, &slot);
     int64_t f = -1;
@@ -390,7 +369,7 @@ void sync_list_upsert(struct sync_list *l, const struct sync_list_keys *k, int64
 
 int sync_list_remove(struct sync_list *l, const char *room_id, int64_t *from)
 {
-    struct sync_list_room *r = index_find(l, room_id, hash_id(room_id, strlen(room_id)));
+    struct sync_list_room *r = index_find(l, room_id, hash_bytes(room_id, strlen(room_id)));
     if (!r) return -1;
     size_t f = r->index;
     take_out(l, f);
@@ -411,16 +390,17 @@ void sync_list_upsert_many(struct sync_list *l, const struct sync_list_keys *k, 
      * list from empty, the common case): entries, then their IDs. */
     size_t *lens = xmalloc(n * sizeof(*lens)), id_bytes = 0;
     for (size_t i = 0; i < n; i++) {
-        lens[i] = strlen(k[i].room_id);
+        lens[i] = k[i].room_id_len ? k[i].room_id_len : strlen(k[i].room_id);
         id_bytes += lens[i] + 1;
     }
+
     struct sync_list_block *b = xmalloc(sizeof(*b) + n * sizeof(b->rooms[0]) + id_bytes);
     char *ids = (char *)&b->rooms[n];
     size_t used = 0;
     index_reserve(l, l->n + n);
     reserve_v(l, l->n + n);
     for (size_t i = 0; i < n; i++) {
-        uint32_t h = hash_id(k[i].room_id, lens[i]);
+        uint32_t h = k[i].room_id_len ? k[i].hash : hash_bytes(k[i].room_id, lens[i]);
         size_t slot;
         struct sync_list_room *r = index_lookup(l, k[i].room_id, h, &slot);
         if (!r) {

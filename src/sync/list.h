@@ -39,6 +39,8 @@ const char *sync_sort_name(enum sync_sort s);
 /* Sort keys of one room, as passed in by the caller (borrowed for the call). */
 struct sync_list_keys {
     const char *room_id;        /* the room */
+    size_t room_id_len;         /* strlen(room_id), with hash given; 0: both computed here */
+    uint32_t hash;              /* hash_bytes(room_id, room_id_len) (base/hash.h) when room_id_len is set */
     int64_t recency;            /* per-list activity timestamp (ms) */
     const char *name;           /* computed room name; NULL = "" (pass it when the sort uses by_name) */
     int64_t notification_count; /* unread notifications */

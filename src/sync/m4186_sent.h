@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <uthash.h>
+#include "base/hash.h"
 
 /* MSC4186 positions of one connection stay below its base plus this; bases
  * are this far apart (conn_msc4186.c). */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "sync/list.h"
 #include "sync/ranges.h"

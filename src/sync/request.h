@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "sync/list.h"
 #include "sync/ranges.h"

@@ -7,7 +7,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <uthash.h>
+#include "base/hash.h"
 
 #include "base/buf.h"
 #include "cache/cache.h"

@@ -10,6 +10,7 @@
 #include "base/buf.h"
 #include "base/config.h"
 #include "base/crypto.h"
+#include "base/hash.h"
 #include "base/jsonx.h"
 #include "base/log.h"
 
@@ -184,12 +185,46 @@ static void test_jsonx_big_integers(void **state)
     assert_null(jsonx_loadb("{\"a\":", 5, 0, &err)); /* still an error when truly broken */
 }
 
+/* Keys of every length around the 8-byte steps hash alike however they are
+ * laid out in memory, differ from their neighbours, and uthash's tables use
+ * the same function (so a hash kept from one table serves the others). */
+static void test_hash_bytes(void **state)
+{
+    (void)state;
+    char a[80], b[96];
+    for (size_t len = 0; len < 70; len++) {
+        for (size_t i = 0; i < len; i++) a[i] = (char)('a' + (i * 7 + len) % 26);
+        memcpy(b + 3, a, len); /* an unaligned copy */
+        assert_int_equal(hash_bytes(a, len), hash_bytes(b + 3, len));
+        if (len) {
+            char saved = a[len - 1];
+            a[len - 1] = (char)(saved ^ 1); /* the last byte counts */
+            uint32_t h1 = hash_bytes(a, len);
+            a[len - 1] = saved;
+            assert_int_not_equal(h1, hash_bytes(a, len));
+            assert_int_not_equal(hash_bytes(a, len), hash_bytes(a, len - 1)); /* so does the length */
+        }
+        unsigned hv;
+        HASH_VALUE(a, len, hv);
+        assert_int_equal(hv, hash_bytes(a, len));
+    }
+    struct item {
+        const char *k;
+        UT_hash_handle hh;
+    } x = {.k = "!room:example.org"}, *h = NULL, *found = NULL;
+    HASH_ADD_KEYPTR_BYHASHVALUE(hh, h, x.k, strlen(x.k), hash_bytes(x.k, strlen(x.k)), &x);
+    HASH_FIND_STR(h, "!room:example.org", found);
+    assert_ptr_equal(found, &x);
+    HASH_CLEAR(hh, h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_bounded),      cmocka_unit_test(test_buf_json_escaping),
         cmocka_unit_test(test_config_defaults_and_required), cmocka_unit_test(test_config_invalid),
         cmocka_unit_test(test_crypto_round_trip), cmocka_unit_test(test_log_levels), cmocka_unit_test(test_jsonx_big_integers),
+        cmocka_unit_test(test_hash_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

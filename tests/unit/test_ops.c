@@ -13,6 +13,7 @@
 
 #include "base/alloc.h"
 #include "base/buf.h"
+#include "base/hash.h"
 #include "sync/list.h"
 #include "sync/ops.h"
 #include "sync/ranges.h"
@@ -168,6 +169,30 @@ static void test_ranges_subtract(void **state)
 }
 
 /* ---- list / sorting ---- */
+
+/* Keys that carry the room ID's length and hash (as the connection's do)
+ * land where a lookup by the bare ID finds them. */
+static void test_list_given_hash(void **state)
+{
+    (void)state;
+    struct sync_list *l = sync_list_new();
+    const char *ids[] = {"!given:x", "!computed:x", "!also-given-a-longer-id:example.org"};
+    struct sync_list_keys k[3];
+    for (int i = 0; i < 3; i++) {
+        k[i] = (struct sync_list_keys){.room_id = ids[i], .recency = 10 - i};
+        if (i != 1) k[i].room_id_len = strlen(ids[i]), k[i].hash = hash_bytes(ids[i], strlen(ids[i]));
+    }
+    sync_list_upsert_many(l, k, 2);
+    sync_list_upsert(l, &k[2], NULL, NULL);
+    for (int i = 0; i < 3; i++) assert_int_equal(sync_list_index_of(l, ids[i]), i);
+    k[0].recency = 1; /* moves to the end, found again (not added twice) */
+    sync_list_upsert(l, &k[0], NULL, NULL);
+    assert_int_equal(sync_list_count(l), 3);
+    assert_int_equal(sync_list_index_of(l, ids[0]), 2);
+    assert_int_equal(sync_list_remove(l, ids[2], NULL), 0);
+    assert_int_equal(sync_list_index_of(l, ids[2]), -1);
+    sync_list_free(l);
+}
 
 static void test_list_sorts(void **state)
 {
@@ -681,6 +706,7 @@ int main(void)
         cmocka_unit_test(test_ranges_validate),
         cmocka_unit_test(test_ranges_subtract),
         cmocka_unit_test(test_list_sorts),
+        cmocka_unit_test(test_list_given_hash),
         cmocka_unit_test(test_list_model),
         cmocka_unit_test(test_sort_names),
         cmocka_unit_test(test_new_list_sync),
