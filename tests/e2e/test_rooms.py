@@ -148,7 +148,12 @@ def test_required_state_matching(proxy, alice, bob):
                                          # spelled together, these read as ("m.custom", "k1") and
                                          # ("m.custom:", "k1"): a pattern must never match them
                                          F.state("m.custo", "mk1", A, {"v": 2}),
-                                         F.state("m.custom:", "k1", A, {"v": 3})]
+                                         F.state("m.custom:", "k1", A, {"v": 3}),
+                                         # types around m.room.member in byte order, one of which
+                                         # starts with it: members are read apart from other state
+                                         F.state("m.room.member.x", B, A, {"v": 4}),
+                                         F.state("a.early", B, A, {"v": 5}),
+                                         F.state("z.late", "", A, {"v": 6})]
     by_pair = {(e["type"], e["state_key"]): e for e in st}
     alice.queue(F.sync_response(join={rid: F.joined_room(st, [F.message(B, "hi")])}))
     everything = set(by_pair)
@@ -167,6 +172,12 @@ def test_required_state_matching(proxy, alice, bob):
         ([["m.custo", "mk1"], ["m.custom:", "k1"]], {("m.custo", "mk1"), ("m.custom:", "k1")}),
         ([["*", "k1"]], {("m.custom", "k1"), ("m.custom:", "k1")}),
         ([["*", "k1"], ["m.custom", "*"], ["m.custom", "k1"]], {("m.custom", "k1"), ("m.custom:", "k1")}),
+        ([["*", B]], {("m.room.member", B), ("m.room.member.x", B), ("a.early", B)}),
+        ([["m.room.member", B], ["m.room.member", "@nobody:localhost"]], {("m.room.member", B)}),
+        ([["m.room.member", B], ["m.room.member", "*"]], members),
+        ([["m.room.member.x", "*"], ["z.late", ""], ["a.early", B]],
+         {("m.room.member.x", B), ("z.late", ""), ("a.early", B)}),
+        ([["m.room.member", "$ME"], ["m.room.name", ""]], {("m.room.member", A), ("m.room.name", "")}),
     ]
     c = proxy.client(alice.token)
     for i, (req, want) in enumerate(cases):
