@@ -174,6 +174,8 @@ def test_required_state_matching(proxy, alice, bob):
         ([["*", "k1"], ["m.custom", "*"], ["m.custom", "k1"]], {("m.custom", "k1"), ("m.custom:", "k1")}),
         ([["*", B]], {("m.room.member", B), ("m.room.member.x", B), ("a.early", B)}),
         ([["m.room.member", B], ["m.room.member", "@nobody:localhost"]], {("m.room.member", B)}),
+        ([["*", B], ["m.room.member", B], ["m.room.member", "$ME"], ["m.room.member", A]],
+         {("m.room.member", B), ("m.room.member.x", B), ("a.early", B), ("m.room.member", A)}),
         ([["m.room.member", B], ["m.room.member", "*"]], members),
         ([["m.room.member.x", "*"], ["z.late", ""], ["a.early", B]],
          {("m.room.member.x", B), ("z.late", ""), ("a.early", B)}),
