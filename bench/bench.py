@@ -48,6 +48,7 @@ import msc4186  # noqa: E402
 SS_PATH = "/_matrix/client/unstable/org.matrix.msc3575/sync"
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef0123"
 EVENTS_PER_ROOM = 8
+BIG_ROOMS = 5  # with --members: how many of the newest rooms (all in the window) get the members
 
 
 # =========================================================================
@@ -75,8 +76,13 @@ def room_id(i):
     return "!bench%d:localhost" % i
 
 
-def build_fixture(user, n, base_ts):
-    """N rooms of 8 timeline events; room i is i minutes newer than room 0."""
+def fixture_events(n, members):
+    return n * EVENTS_PER_ROOM + min(n, BIG_ROOMS) * members
+
+
+def build_fixture(user, n, base_ts, members=0):
+    """N rooms of 8 timeline events; room i is i minutes newer than room 0. With members, the
+    BIG_ROOMS newest rooms also have that many other joined members (in their state block)."""
     join = {}
     for i in range(n):
         ts = base_ts + i * 60000
@@ -84,7 +90,10 @@ def build_fixture(user, n, base_ts):
                F.join_rules(user, "public", ts=ts + 3), F.name(user, "My Room %d" % i, ts=ts + 4),
                F.message(user, "A", ts=ts + 5), F.message(user, "B", ts=ts + 6),
                F.message(user, "C", ts=ts + 7)]
-        join[room_id(i)] = F.joined_room(timeline=evs)
+        state = []
+        if members and i >= n - BIG_ROOMS:
+            state = [F.join("@member%d:localhost" % m, ts=ts) for m in range(members)]
+        join[room_id(i)] = F.joined_room(state=state, timeline=evs)
     return F.sync_response(join=join)
 
 
@@ -110,8 +119,8 @@ def _hs_child(conn, parent_pid):
                 elif cmd == "register":
                     out = hs.register(*args)
                 elif cmd == "queue_fixture":
-                    token, user, n, base_ts = args
-                    body = build_fixture(user, n, base_ts)
+                    token, user, n, base_ts, members = args
+                    body = build_fixture(user, n, base_ts, members)
                     raw = json.dumps(body)
                     nb = hs.queue(token, body)
                     out = (nb, len(raw))
@@ -391,7 +400,7 @@ class Perf:
 # =========================================================================
 
 def run_one(n, args, pg, binary, workroot, log):
-    res = {"rooms": n, "events": n * EVENTS_PER_ROOM}
+    res = {"rooms": n, "events": fixture_events(n, args.members)}
     work = Path(workroot) / ("n%d" % n)
     work.mkdir()
     dbname = "bench_n%d" % n
@@ -411,7 +420,7 @@ def run_one(n, args, pg, binary, workroot, log):
         user, token, device = "@alice:localhost", "syt_bench_alice_%d" % n, "BENCHDEV%d" % n
         hs.call("register", token, user, device)
         base_ts = int(time.time() * 1000) - (n + 5) * 60000
-        nb, size = hs.call("queue_fixture", token, user, n, base_ts)
+        nb, size = hs.call("queue_fixture", token, user, n, base_ts, args.members)
         res["v2_mb"] = size / 1e6
         proxy = Syncv3(binary, hs.url, db, work, args.env)
         procs.append(proxy)
@@ -643,6 +652,8 @@ def main(argv=None):
     ap.add_argument("rooms", nargs="*", type=int, default=[100, 800, 4000])
     ap.add_argument("--requests", type=int, default=200, help="timed fresh-connection requests")
     ap.add_argument("--live", type=int, default=50, help="live-update samples")
+    ap.add_argument("--members", type=int, default=0, metavar="M",
+                    help="give the %d newest rooms (all in the window) M other members each" % BIG_ROOMS)
     ap.add_argument("--park-ms", type=int, default=50, help="wait before delivering a live event")
     ap.add_argument("--ingest-timeout", type=float, default=300.0)
     ap.add_argument("--time-limit", type=float, default=float(os.environ.get("BENCH_TIME_LIMIT", 1800)),
@@ -704,7 +715,7 @@ def main(argv=None):
                 raise
             except Exception as e:  # noqa: BLE001 - report and continue with the next N
                 log("bench: N=%d failed: %s" % (n, e))
-                results.append({"rooms": n, "events": n * EVENTS_PER_ROOM, "error": str(e)})
+                results.append({"rooms": n, "events": fixture_events(n, args.members), "error": str(e)})
                 rc = 1
     except Abort as e:
         log("bench: aborted (%s); cleaning up" % e)
