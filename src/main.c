@@ -311,16 +311,18 @@ int main(int argc, char **argv)
     lo.n_static_files = web_client_files_count;
     lo.on_done = on_http_done;
     lo.on_done_ud = &s;
-    if (http_server_start(&s.http, &lo, routes, sizeof routes / sizeof routes[0]) < 0) {
-        LOG_FATAL("main", "cannot listen on %s", s.cfg.bindaddr);
-        goto fail;
-    }
+    /* The metrics and profile listeners first: once clients are accepted,
+     * what they cause can be watched. */
     if (s.cfg.prom && prom_server_start(&s.prom, s.cfg.prom, render_metrics, &s) < 0) {
         LOG_FATAL("main", "cannot listen on SYNCV3_PROM=%s", s.cfg.prom);
         goto fail;
     }
     if (s.cfg.pprof && pprof_server_start(&s.pprof, s.cfg.pprof) < 0) {
         LOG_FATAL("main", "cannot listen on SYNCV3_PPROF=%s", s.cfg.pprof);
+        goto fail;
+    }
+    if (http_server_start(&s.http, &lo, routes, sizeof routes / sizeof routes[0]) < 0) {
+        LOG_FATAL("main", "cannot listen on %s", s.cfg.bindaddr);
         goto fail;
     }
     LOG_INFO("main", "listening on %s%s", s.cfg.bindaddr, s.cfg.tls_cert ? " (TLS)" : "");
