@@ -432,7 +432,7 @@ out:
     return rc;
 }
 
-int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, int64_t pos, const char *const *types,
+int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, bool large, int64_t pos, const char *const *types,
                    const char *const *keys, int n_patterns, struct store_tl *out, char **err)
 {
     for (int i = 0; i < n_rooms; i++) out[i] = (struct store_tl){0};
@@ -451,11 +451,10 @@ int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, int64_t 
     /* The patterns by kind, so that each state row is tested with a few
      * array lookups: a type with any key, a key of any type, "*" for both
      * (everything), and exact pairs. A pair is "<bytes of the type>:" then
-     * the type and the key, which no other (type, key) spells. Members are
-     * apart: a large room has far more of them than of all other state, so
-     * unless every member is asked for (all, or m.room.member with any key)
-     * only the listed ones are read, by index ($8: their state keys, those of
-     * member pairs and of keys of any type). */
+     * the type and the key, which no other (type, key) spells. A large
+     * room's members are looked up by key ($8: the keys of member pairs and
+     * of keys of any type), unless every member is asked for (all, or
+     * m.room.member with any key). */
     bool all = false, members_all = false;
     struct buf pair = BUF_INIT;
     for (int i = 0; i < n_patterns; i++) {
@@ -469,12 +468,11 @@ int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, int64_t 
         } else if (wt) {
             db_arr_str(&a_wk, keys[i]);
             db_arr_str(&a_mkeys, keys[i]);
-        } else if (member) {
-            db_arr_str(&a_mkeys, keys[i]);
         } else {
             buf_reset(&pair);
             buf_printf(&pair, "%zu:%s%s", strlen(types[i]), types[i], keys[i]);
             db_arr_str(&a_pair, buf_cstr(&pair));
+            if (member) db_arr_str(&a_mkeys, keys[i]);
         }
     }
     buf_release(&pair);
@@ -489,49 +487,53 @@ int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, int64_t 
      * planner hashed the rooms and scanned the whole state table whenever
      * the table had no statistics yet (right after a large account's first
      * sync), ~20,000 rows for 21 rooms at 4,000 rooms. OFFSET 0 keeps the
-     * planner from flattening the LATERAL into such a join: it did so for
+     * planner from flattening a LATERAL into such a join: it did so for
      * custom plans (7 ms instead of 0.3 ms at 4,000 rooms). */
-#define STATE_COLS                                                                                                   \
-    "SELECT u.i, e.event_nid, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.membership, "          \
-    "e.origin_server_ts, e.event FROM unnest($1::int[], $2::text[]) AS u(i, room_id) CROSS JOIN LATERAL ("
+#define STATE_ROOMS "FROM unnest($1::int[], $2::text[]) AS u(i, room_id) "
 #define STATE_VISIBLE "AND s.start_nid <= $3::bigint AND (s.end_nid IS NULL OR s.end_nid > $3::bigint) "
 #define STATE_MATCH                                                                                                  \
     "AND ($4::bool OR s.event_type = ANY($5::text[]) OR s.state_key = ANY($6::text[]) OR "                          \
     "octet_length(s.event_type) || ':' || s.event_type || s.state_key = ANY($7::text[])) "
-#define STATE_JOIN "OFFSET 0) s JOIN syncv3_events e ON e.event_nid = s.event_nid ORDER BY u.i, s.start_nid"
+#define STATE_SCAN "SELECT s.event_nid, s.start_nid FROM syncv3_room_state s WHERE s.room_id = u.room_id "
+#define STATE_EVENTS                                                                                                 \
+    "OFFSET 0) s CROSS JOIN LATERAL (SELECT * FROM syncv3_events e WHERE e.event_nid = s.event_nid OFFSET 0) e "     \
+    "ORDER BY u.i, s.start_nid"
+#define STATE_COLS                                                                                                   \
+    "SELECT u.i, e.event_nid, e.event_id, e.room_id, e.event_type, e.state_key, e.sender, e.membership, "          \
+    "e.origin_server_ts, e.event "
     PGresult *r;
-    if (members_all)
-        /* Every member is asked for: one scan of each room's state. */
+    if (!large || members_all)
+        /* One scan of each room's state: the cheapest for rooms of a few
+         * members, and what asking for every member needs anyway. */
         r = db_exec(c, err,
-                    STATE_COLS "SELECT s.event_nid, s.start_nid FROM syncv3_room_state s WHERE s.room_id = u.room_id "
-                               STATE_VISIBLE STATE_MATCH STATE_JOIN,
+                    STATE_COLS STATE_ROOMS "CROSS JOIN LATERAL (" STATE_SCAN STATE_VISIBLE STATE_MATCH
+                    "OFFSET 0) s JOIN syncv3_events e ON e.event_nid = s.event_nid ORDER BY u.i, s.start_nid",
                     7, p);
     else
-        /* Three disjoint branches: the state below and above m.room.member
-         * in the index (two range scans, each row tested against the
-         * patterns) and the listed members: one index probe per key, each
-         * fenced with OFFSET 0. Without the fence the planner, which knows
-         * only the average room's size, scanned every member of the room and
-         * filtered them by key (10 ms for five rooms of 10,000 members). Not a
-         * fourth branch for "every member" behind a flag: its estimate (a
-         * large room's members) made generic plans hash the whole events
-         * table. One 30,000-member room among 20: 0.45 ms, against 11-27 ms
-         * for the single scan. */
+        /* A room may have many members: each room is read in three disjoint
+         * parts, never reading members nobody asked for: the state below and
+         * above m.room.member in the index (two range scans, each row tested
+         * against the patterns) and one index probe per listed member,
+         * fenced with OFFSET 0 (else the planner, which knows only the
+         * average room's size, scanned every member and filtered by key).
+         * The events are fetched one by one behind a fence too: a large
+         * room's estimated rows made generic plans hash the whole events
+         * table. Five rooms of 10,000 members in a window of 20
+         * (bench/run.sh --members): first request 13-23 ms, now 2.3 ms. */
         r = db_exec(c, err,
-                    STATE_COLS "SELECT s.event_nid, s.start_nid FROM syncv3_room_state s WHERE s.room_id = u.room_id "
-                               "AND s.event_type < 'm.room.member' " STATE_VISIBLE STATE_MATCH
-                               "UNION ALL SELECT s.event_nid, s.start_nid FROM syncv3_room_state s "
-                               "WHERE s.room_id = u.room_id AND s.event_type > 'm.room.member' " STATE_VISIBLE
-                                   STATE_MATCH
-                               "UNION ALL SELECT m.event_nid, m.start_nid FROM (SELECT DISTINCT unnest($8::text[])) "
-                               "AS k(key) CROSS JOIN LATERAL (SELECT s.event_nid, s.start_nid FROM syncv3_room_state s "
-                               "WHERE s.room_id = u.room_id AND s.event_type = 'm.room.member' "
-                               "AND s.state_key = k.key " STATE_VISIBLE "OFFSET 0) m " STATE_JOIN,
+                    STATE_COLS STATE_ROOMS "CROSS JOIN LATERAL (" STATE_SCAN "AND s.event_type < 'm.room.member' "
+                    STATE_VISIBLE STATE_MATCH "UNION ALL " STATE_SCAN "AND s.event_type > 'm.room.member' "
+                    STATE_VISIBLE STATE_MATCH
+                    "UNION ALL SELECT m.event_nid, m.start_nid FROM (SELECT DISTINCT unnest($8::text[])) AS k(key) "
+                    "CROSS JOIN LATERAL (" STATE_SCAN "AND s.event_type = 'm.room.member' AND s.state_key = k.key "
+                    STATE_VISIBLE "OFFSET 0) m " STATE_EVENTS,
                     8, p);
-#undef STATE_COLS
+#undef STATE_ROOMS
 #undef STATE_VISIBLE
 #undef STATE_MATCH
-#undef STATE_JOIN
+#undef STATE_SCAN
+#undef STATE_EVENTS
+#undef STATE_COLS
     if (!r) goto out;
     for (int i = 0; i < PQntuples(r); i++) {
         int idx = (int)db_get_i64(r, i, 0);

@@ -102,8 +102,22 @@ void store_tl_release(struct store_tl *t);
 
 /* State of several rooms at position pos, limited to events matching any of
  * the (type, state_key) patterns ("*" matches anything). Returns events
- * grouped by room in out (parallel to room_ids), ascending position. */
-int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, int64_t pos, const char *const *types,
-                   const char *const *keys, int n_patterns, struct store_tl *out, char **err);
+ * grouped by room in out (parallel to room_ids), ascending position.
+ * large: a room may have many members (store_room_large, or not known);
+ * then only the members the patterns name are read, which costs a little
+ * more for small rooms than one scan of each room's state. */
+int store_state_at(PGconn *c, const char *const *room_ids, int n_rooms, bool large, int64_t pos,
+                   const char *const *types, const char *const *keys, int n_patterns, struct store_tl *out,
+                   char **err);
+
+/* Rooms with more joined and invited members than this are read without
+ * the members nobody asked for (store_state_at). Members who left still have
+ * state rows; they are not counted. */
+#define STORE_LARGE_ROOM_MEMBERS 100
+
+static inline bool store_room_large(const struct store_room *m)
+{
+    return m && m->joined_count + m->invited_count > STORE_LARGE_ROOM_MEMBERS;
+}
 
 #endif

@@ -321,7 +321,7 @@ static int add_left_rooms(struct conn *c, struct conn_resp *resp, char **err)
     struct store_tl *out = xcalloc(n, sizeof *out);
     const char *types[] = {"m.room.member"}, *keys[] = {c->user_id};
     PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
-    int rc = pg ? store_state_at(pg, ids, (int)n, c->pos, types, keys, 1, out, err) : -1;
+    int rc = pg ? store_state_at(pg, ids, (int)n, true, c->pos, types, keys, 1, out, err) : -1;
     if (pg) db_release(c->ctx->db, pg);
     for (size_t i = 0; i < n; i++) {
         struct m4186_sent *s;

@@ -560,7 +560,7 @@ int conn_read_space_children(struct conn *c, const char *const *ids, int k, stru
     struct store_tl *st = xcalloc((size_t)k, sizeof *st);
     const char *types[] = {"m.space.child"}, *keys[] = {"*"};
     PGconn *pg = db_acquire(c->ctx->db, DB_WAIT_HTTP_MS, err);
-    int rc = pg ? store_state_at(pg, ids, k, c->pos, types, keys, 1, st, err) : -1;
+    int rc = pg ? store_state_at(pg, ids, k, true, c->pos, types, keys, 1, st, err) : -1;
     if (pg) db_release(c->ctx->db, pg);
     for (int i = 0; i < k && rc == 0; i++)
         for (int e = 0; e < st[i].n; e++)

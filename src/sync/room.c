@@ -181,6 +181,14 @@ char *room_display_avatar(const char *user_id, const struct user_room *ur)
 /* Members for rooms with lazy loading: the current member events of the
  * senders (and typing users) not sent yet on this connection (docs/behaviour.md, "Lazy members"),
  * appended to the room's state; one round trip. */
+/* Whether one of the rooms has many members (store_room_large). */
+static bool any_large(struct resp_room *const *rooms, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (rooms[i]->ur && store_room_large(rooms[i]->ur->meta ? &rooms[i]->ur->meta->r : NULL)) return true;
+    return false;
+}
+
 int room_load_lazy(PGconn *c, int64_t pos, struct resp_room *rooms, char **err)
 {
     int n = 0;
@@ -210,7 +218,7 @@ int room_load_lazy(PGconn *c, int64_t pos, struct resp_room *rooms, char **err)
             keys[j] = r->lazy_need[i];
         }
     }
-    int rc = store_state_at(c, ids, n, pos, types, keys, (int)nk, out, err);
+    int rc = store_state_at(c, ids, n, any_large(order, n), pos, types, keys, (int)nk, out, err);
     for (int i = 0; i < n && rc == 0; i++) {
         /* The query matched the union of every room's users: keep this room's. */
         r = order[i];
@@ -388,7 +396,7 @@ int room_load(PGconn *c, const char *user_id, int64_t pos, struct resp_room *roo
     }
     if (n_ids) {
         states = xcalloc((size_t)n_ids, sizeof *states);
-        if (store_state_at(c, ids, n_ids, pos, types, keys, (int)np, states, err) < 0) goto out;
+        if (store_state_at(c, ids, n_ids, any_large(order, n), pos, types, keys, (int)np, states, err) < 0) goto out;
         for (int i = 0, s = 0; i < n; i++) {
             r = order[i];
             if (!r->params.n_rs) continue;

@@ -140,10 +140,13 @@ def test_timeline_limit(proxy, alice):
     assert all(e["type"] == "m.room.message" for e in resp["rooms"][rid]["timeline"])
 
 
-def test_required_state_matching(proxy, alice, bob):
+# extra: more members, so that the room is read the way large rooms are (members by key).
+@pytest.mark.parametrize("extra", [0, 120])
+def test_required_state_matching(proxy, alice, bob, extra):
     A, B = alice.user_id, bob.user_id
     rid = F.new_room_id()
-    st = F.room_state(A, "Stateful") + [F.topic(A, "things"), F.join(B, displayname="Bob"),
+    crowd = [F.join("@crowd%d:localhost" % i) for i in range(extra)]
+    st = F.room_state(A, "Stateful") + crowd + [F.topic(A, "things"), F.join(B, displayname="Bob"),
                                          F.state("m.custom", "k1", A, {"v": 1}),
                                          # spelled together, these read as ("m.custom", "k1") and
                                          # ("m.custom:", "k1"): a pattern must never match them
@@ -157,7 +160,8 @@ def test_required_state_matching(proxy, alice, bob):
     by_pair = {(e["type"], e["state_key"]): e for e in st}
     alice.queue(F.sync_response(join={rid: F.joined_room(st, [F.message(B, "hi")])}))
     everything = set(by_pair)
-    members = {("m.room.member", A), ("m.room.member", B)}
+    members = {p for p in everything if p[0] == "m.room.member"}
+    assert len(members) == 2 + extra
     empty_keys = {p for p in everything if p[1] == ""}
     cases = [
         ([["*", "*"]], everything),
